@@ -1,0 +1,160 @@
+//! Listening sockets: binding the configured addresses, taking inherited fds, and handing
+//! them to workers across `fork()`.
+//!
+//! Binding happens once, in the master, before any worker exists.
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::config::bind::{BindAddr, FdRef};
+
+#[derive(Debug)]
+pub enum Kind {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+/// A listening socket and what the environ says about it.
+#[derive(Debug)]
+pub struct Listener {
+    pub fd: OwnedFd,
+    pub kind: Kind,
+}
+
+impl Listener {
+    /// `SERVER_NAME`, `SERVER_PORT` for requests without a Host header.
+    pub fn server_name_port(&self) -> (String, String) {
+        match &self.kind {
+            Kind::Tcp(addr) => (addr.ip().to_string(), addr.port().to_string()),
+            Kind::Unix(path) => (path.display().to_string(), String::new()),
+        }
+    }
+
+    pub fn try_clone(&self) -> io::Result<Listener> {
+        Ok(Listener {
+            fd: self.fd.try_clone()?,
+            kind: match &self.kind {
+                Kind::Tcp(a) => Kind::Tcp(*a),
+                Kind::Unix(p) => Kind::Unix(p.clone()),
+            },
+        })
+    }
+}
+
+impl std::fmt::Display for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            Kind::Tcp(SocketAddr::V6(a)) => write!(f, "http://[{}]:{}", a.ip(), a.port()),
+            Kind::Tcp(a) => write!(f, "http://{a}"),
+            Kind::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// Bind (or take) every configured address; the error names the address.
+pub fn open_all(binds: &[BindAddr], backlog: u32) -> Result<Vec<Listener>, String> {
+    let mut out = Vec::new();
+    for bind in binds {
+        let listener = open(bind, backlog).map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+fn open(bind: &BindAddr, backlog: u32) -> io::Result<Listener> {
+    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+    match bind {
+        BindAddr::Tcp(host, port) => {
+            let addrs: Vec<SocketAddr> = (host.as_str(), *port).to_socket_addrs()?.collect();
+            let mut last = io::Error::new(io::ErrorKind::NotFound, "no address for host");
+            for addr in addrs {
+                match bind_tcp(addr, backlog) {
+                    Ok(l) => return Ok(l),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        }
+        BindAddr::Unix(path) => bind_unix(path, backlog),
+        BindAddr::Fd(FdRef::Num(n)) => inherit(*n),
+        BindAddr::Fd(FdRef::Name(name)) => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no socket named {name:?} was passed by systemd (LISTEN_FDNAMES)"),
+        )),
+    }
+}
+
+fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<Listener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    socket.set_nonblocking(true)?;
+    let local = socket.local_addr()?.as_socket().unwrap_or(addr);
+    Ok(Listener {
+        fd: socket.into(),
+        kind: Kind::Tcp(local),
+    })
+}
+
+fn bind_unix(path: &std::path::Path, backlog: i32) -> io::Result<Listener> {
+    // A socket file left by a previous run that is not listening any more would make
+    // bind fail with EADDRINUSE; gunicorn removes it too. Never remove anything else.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if meta.file_type().is_socket() && std::os::unix::net::UnixStream::connect(path).is_err() {
+            std::fs::remove_file(path)?;
+        }
+    }
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    socket.listen(backlog)?;
+    socket.set_nonblocking(true)?;
+    Ok(Listener {
+        fd: socket.into(),
+        kind: Kind::Unix(path.to_path_buf()),
+    })
+}
+
+/// `fd://N`: a socket already listening, inherited from whoever started us.
+fn inherit(fd: RawFd) -> io::Result<Listener> {
+    // SAFETY: F_GETFD only reads the descriptor's flags; it fails with EBADF for an fd
+    // that is not open, which we report instead of adopting a closed number.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the fd is open (checked above) and was handed to this process to own
+    // (fd://N); nothing else in unitcorn refers to it by number.
+    let socket = unsafe { Socket::from_raw_fd(fd) };
+    if !socket.r#type().is_ok_and(|t| t == Type::STREAM) {
+        std::mem::forget(socket);
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} is not a stream socket"),
+        ));
+    }
+    socket.set_nonblocking(true)?;
+    let local = socket.local_addr()?;
+    let kind = match local.as_socket() {
+        Some(addr) => Kind::Tcp(addr),
+        None => Kind::Unix(
+            local
+                .as_pathname()
+                .map(|p| p.to_path_buf())
+                .unwrap_or_default(),
+        ),
+    };
+    let _ = socket.as_raw_fd();
+    Ok(Listener {
+        fd: socket.into(),
+        kind,
+    })
+}

@@ -1,0 +1,179 @@
+//! The master (arbiter): binds the listeners, forks the workers, replaces those that die,
+//! and stops them all on INT, TERM or QUIT. One thread, no async runtime, ever: it forks.
+//!
+//! It never serves a request and never imports the worker's HTTP or WSGI code; it starts
+//! a worker through the `WorkerMain` it is given.
+
+mod fork;
+mod signals;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::boot::{APP_LOAD_ERROR, WORKER_BOOT_ERROR, WorkerBoot, WorkerMain};
+use crate::config::Settings;
+use crate::listeners::Listener;
+use signals::SignalQueue;
+
+/// How often the loop wakes without a signal, to re-check the workers.
+const IDLE_WAKE: Duration = Duration::from_secs(1);
+/// How long INT/TERM wait for killed workers to be reaped before the master exits.
+const KILL_WAIT: Duration = Duration::from_secs(2);
+
+/// Why the master stopped, as the process exit status.
+pub type ExitStatus = i32;
+
+struct Worker {
+    number: usize,
+}
+
+struct Arbiter {
+    settings: Arc<Settings>,
+    listeners: Vec<Listener>,
+    worker_main: WorkerMain,
+    workers: BTreeMap<Pid, Worker>,
+    signals: SignalQueue,
+    next_number: usize,
+}
+
+/// Serve until told to stop; the result is the process exit status.
+pub fn run(
+    settings: Settings,
+    listeners: Vec<Listener>,
+    worker_main: WorkerMain,
+) -> Result<ExitStatus, String> {
+    let signals =
+        SignalQueue::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let mut arbiter = Arbiter {
+        settings: Arc::new(settings),
+        listeners,
+        worker_main,
+        workers: BTreeMap::new(),
+        signals,
+        next_number: 1,
+    };
+    tracing::info!("Starting unitcorn {}", env!("CARGO_PKG_VERSION"));
+    for l in &arbiter.listeners {
+        tracing::info!("Listening at: {l} ({})", std::process::id());
+    }
+    arbiter.manage()?;
+    loop {
+        for signal in arbiter.signals.wait(IDLE_WAKE) {
+            match signal {
+                Signal::SIGCHLD => {}
+                Signal::SIGINT | Signal::SIGTERM | Signal::SIGQUIT => {
+                    tracing::info!(
+                        "Handling signal: {}",
+                        signal.as_str().trim_start_matches("SIG").to_lowercase()
+                    );
+                    arbiter.stop();
+                    return Ok(0);
+                }
+                other => tracing::debug!("ignoring {other} (not handled yet)"),
+            }
+        }
+        if let Some(status) = arbiter.reap() {
+            arbiter.stop();
+            return Ok(status);
+        }
+        arbiter.manage()?;
+    }
+}
+
+impl Arbiter {
+    /// Start workers until there are `workers` of them.
+    fn manage(&mut self) -> Result<(), String> {
+        while self.workers.len() < self.settings.workers.max(1) as usize {
+            self.spawn()?;
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let listeners = self
+            .listeners
+            .iter()
+            .map(Listener::try_clone)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("cannot duplicate a listener for a worker: {e}"))?;
+        let number = self.next_number;
+        self.next_number += 1;
+        let boot = WorkerBoot {
+            settings: Arc::clone(&self.settings),
+            listeners,
+            number,
+        };
+        let pid = fork::spawn(boot, self.worker_main).map_err(|e| format!("fork failed: {e}"))?;
+        tracing::info!("Booting worker with pid: {pid}");
+        self.workers.insert(pid, Worker { number });
+        Ok(())
+    }
+
+    /// Collect dead workers; `Some(status)` when one died in a way that must stop us.
+    fn reap(&mut self) -> Option<ExitStatus> {
+        loop {
+            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return None,
+                Ok(status) => status,
+            };
+            let Some(pid) = status.pid() else { return None };
+            let Some(worker) = self.workers.remove(&pid) else {
+                continue;
+            };
+            match status {
+                WaitStatus::Exited(_, APP_LOAD_ERROR) => {
+                    tracing::error!(
+                        "Worker (pid:{pid}) failed to load the app; stopping: fix the app and start again"
+                    );
+                    return Some(APP_LOAD_ERROR);
+                }
+                WaitStatus::Exited(_, WORKER_BOOT_ERROR) => {
+                    tracing::error!("Worker (pid:{pid}) failed to boot; stopping");
+                    return Some(WORKER_BOOT_ERROR);
+                }
+                WaitStatus::Exited(_, code) => {
+                    tracing::warn!(
+                        "Worker {} (pid:{pid}) exited with code {code}",
+                        worker.number
+                    );
+                }
+                WaitStatus::Signaled(_, signal, _) => {
+                    let hint = if signal == Signal::SIGKILL {
+                        " Perhaps out of memory?"
+                    } else {
+                        ""
+                    };
+                    tracing::error!(
+                        "Worker {} (pid:{pid}) was sent {signal}!{hint}",
+                        worker.number
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Kill every worker and wait (bounded) for them to be gone.
+    fn stop(&mut self) {
+        for pid in self.workers.keys() {
+            let _ = kill(*pid, Signal::SIGKILL);
+        }
+        let deadline = Instant::now() + KILL_WAIT;
+        while !self.workers.is_empty() && Instant::now() < deadline {
+            match waitpid(Pid::from_raw(-1), None) {
+                Ok(status) => {
+                    if let Some(pid) = status.pid() {
+                        self.workers.remove(&pid);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        tracing::info!("Shutting down: Master");
+    }
+}

@@ -1,0 +1,103 @@
+//! The embedded interpreter: starting it, preparing `sys.path` (virtualenv, `--chdir`,
+//! `--pythonpath`) and importing the app.
+//!
+//! It does not serve requests (that is `worker/wsgi`) and keeps no per-request state.
+
+use std::ffi::CString;
+use std::fmt;
+use std::path::Path;
+
+use pyo3::prelude::*;
+use pyo3::types::PyModule;
+
+const LOADER_SOURCE: &str = include_str!("loader.py");
+
+/// Why the interpreter or the app could not be brought up; `Display` is the text for the
+/// error log (a Python traceback where Python raised).
+#[derive(Debug)]
+pub struct PythonError {
+    message: String,
+}
+
+impl PythonError {
+    fn from_py(py: Python<'_>, err: PyErr) -> Self {
+        PythonError {
+            message: format_exception(py, &err),
+        }
+    }
+}
+
+impl fmt::Display for PythonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message.trim_end())
+    }
+}
+
+impl std::error::Error for PythonError {}
+
+/// Where the app's code and packages come from.
+#[derive(Debug, Clone)]
+pub struct PythonSetup<'a> {
+    pub chdir: &'a Path,
+    pub pythonpath: Option<&'a str>,
+    /// `virtualenv =` or else `$VIRTUAL_ENV`.
+    pub virtualenv: Option<&'a Path>,
+}
+
+/// Start the interpreter in this process and prepare `sys.path`. Idempotent per process.
+pub fn start(setup: &PythonSetup<'_>) -> Result<(), PythonError> {
+    Python::initialize();
+    Python::attach(|py| {
+        let loader = loader(py).map_err(|e| PythonError::from_py(py, e))?;
+        let venv = setup.virtualenv.map(|p| p.to_string_lossy().into_owned());
+        loader
+            .getattr("setup")
+            .and_then(|f| {
+                f.call1((
+                    setup.chdir.to_string_lossy().as_ref(),
+                    setup.pythonpath,
+                    venv,
+                ))
+            })
+            .map_err(|e| PythonError::from_py(py, e))?;
+        Ok(())
+    })
+}
+
+/// Import the app named by `spec` (`module:callable`, `module:factory(...)`, `module`).
+pub fn import_app(spec: &str) -> Result<Py<PyAny>, PythonError> {
+    Python::attach(|py| {
+        let loader = loader(py).map_err(|e| PythonError::from_py(py, e))?;
+        loader
+            .getattr("import_app")
+            .and_then(|f| f.call1((spec,)))
+            .map(Bound::unbind)
+            .map_err(|e| PythonError::from_py(py, e))
+    })
+}
+
+/// The loader module, compiled once per process.
+fn loader(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    static LOADER: pyo3::sync::PyOnceLock<Py<PyModule>> = pyo3::sync::PyOnceLock::new();
+    LOADER
+        .get_or_try_init(py, || {
+            let code = CString::new(LOADER_SOURCE).expect("loader.py contains no NUL byte");
+            PyModule::from_code(py, &code, c"unitcorn/loader.py", c"_unitcorn_loader")
+                .map(Bound::unbind)
+        })
+        .map(|m| m.bind(py).clone())
+}
+
+/// A Python exception as the error log shows it: the full traceback, or one line for the
+/// loader's own "app not found" errors.
+pub fn format_exception(py: Python<'_>, err: &PyErr) -> String {
+    let formatted = loader(py).and_then(|l| {
+        l.getattr("format_exception")?
+            .call1((err.value(py),))?
+            .extract::<String>()
+    });
+    match formatted {
+        Ok(text) => text,
+        Err(_) => format!("{err}\n"),
+    }
+}

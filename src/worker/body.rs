@@ -1,0 +1,205 @@
+//! The response body handed to hyper: the chunks the app produced, then the rest of its
+//! iterable, walked inline (on the I/O thread) or received from a pool thread.
+//!
+//! It enforces the app's own Content-Length: never more bytes than declared, and a short
+//! body ends in an error so that hyper closes the connection instead of desyncing it.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use pyo3::Python;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+
+use super::wsgi::response::AppIter;
+
+/// Why a body ended early; hyper aborts the connection on it.
+#[derive(Debug)]
+pub struct BodyError(&'static str);
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+/// A chunk from a pool thread, or the news that the app raised mid-stream.
+pub type Chunk = Result<Bytes, ()>;
+
+enum Source {
+    Done,
+    /// Walk the iterable on the I/O thread, one `next()` a poll (threads = 1).
+    Inline(AppIter),
+    /// A pool thread walks the iterable and sends the chunks.
+    Channel(mpsc::Receiver<Chunk>),
+}
+
+pub struct ResponseBody {
+    queued: VecDeque<Bytes>,
+    source: Source,
+    /// Bytes the app's Content-Length still allows.
+    remaining: Option<u64>,
+    /// The app slot this response holds until its body is done.
+    permit: Option<OwnedSemaphorePermit>,
+    /// Called once with the number of body bytes sent, when the body ends or is dropped.
+    on_done: Option<Box<dyn FnOnce(u64)>>,
+    sent: u64,
+}
+
+impl ResponseBody {
+    pub fn empty() -> Self {
+        Self::full(Vec::new(), None)
+    }
+
+    pub fn full(chunks: Vec<Bytes>, declared_len: Option<u64>) -> Self {
+        Self::new(chunks, Source::Done, declared_len)
+    }
+
+    fn new(chunks: Vec<Bytes>, source: Source, declared_len: Option<u64>) -> Self {
+        ResponseBody {
+            queued: chunks.into(),
+            source,
+            remaining: declared_len,
+            permit: None,
+            on_done: None,
+            sent: 0,
+        }
+    }
+
+    pub fn inline(chunks: Vec<Bytes>, rest: AppIter, declared_len: Option<u64>) -> Self {
+        Self::new(chunks, Source::Inline(rest), declared_len)
+    }
+
+    pub fn channel(
+        chunks: Vec<Bytes>,
+        rx: mpsc::Receiver<Chunk>,
+        declared_len: Option<u64>,
+    ) -> Self {
+        Self::new(chunks, Source::Channel(rx), declared_len)
+    }
+
+    pub fn hold(mut self, permit: Option<OwnedSemaphorePermit>) -> Self {
+        self.permit = permit;
+        self
+    }
+
+    pub fn on_done(mut self, f: Box<dyn FnOnce(u64)>) -> Self {
+        self.on_done = Some(f);
+        self
+    }
+
+    /// Stop producing: close the app's iterable and free the app slot.
+    fn finish(&mut self) {
+        if let Source::Inline(mut iter) = std::mem::replace(&mut self.source, Source::Done) {
+            Python::attach(|py| iter.close(py));
+        }
+        self.permit = None;
+        if let Some(done) = self.on_done.take() {
+            done(self.sent);
+        }
+    }
+
+    /// Trim a chunk to what the declared Content-Length still allows.
+    fn admit(&mut self, mut chunk: Bytes) -> Option<Bytes> {
+        if let Some(remaining) = self.remaining.as_mut() {
+            if *remaining == 0 {
+                return None;
+            }
+            if chunk.len() as u64 > *remaining {
+                chunk.truncate(*remaining as usize);
+            }
+            *remaining -= chunk.len() as u64;
+        }
+        self.sent += chunk.len() as u64;
+        Some(chunk)
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        loop {
+            if this.remaining == Some(0) {
+                // Everything declared is out: the rest of the iterable is never sent.
+                this.finish();
+                return Poll::Ready(None);
+            }
+            if let Some(chunk) = this.queued.pop_front() {
+                if let Some(chunk) = this.admit(chunk) {
+                    return Poll::Ready(Some(Ok(Frame::data(chunk))));
+                }
+                continue;
+            }
+            let next = match &mut this.source {
+                Source::Done => None,
+                Source::Inline(iter) => match Python::attach(|py| {
+                    iter.next_chunk(py).map_err(|e| {
+                        crate::logging::write_raw(&format!(
+                            "Error while streaming the response; closing the connection:\n{}",
+                            crate::python::format_exception(py, &e)
+                        ))
+                    })
+                }) {
+                    Ok(chunk) => chunk,
+                    Err(()) => {
+                        this.finish();
+                        return Poll::Ready(Some(Err(BodyError("the app raised mid-response"))));
+                    }
+                },
+                Source::Channel(rx) => match rx.poll_recv(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(None) => None,
+                    Poll::Ready(Some(Ok(chunk))) => Some(chunk),
+                    Poll::Ready(Some(Err(()))) => {
+                        this.finish();
+                        return Poll::Ready(Some(Err(BodyError("the app raised mid-response"))));
+                    }
+                },
+            };
+            match next {
+                Some(chunk) => this.queued.push_back(chunk),
+                None => {
+                    let short = this.remaining.is_some_and(|r| r > 0);
+                    this.finish();
+                    return Poll::Ready(if short {
+                        // The app declared more than it sent: the client must not wait
+                        // for bytes that never come, nor read the next response as body.
+                        Some(Err(BodyError("the app sent less than its Content-Length")))
+                    } else {
+                        None
+                    });
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.source, Source::Done) && self.queued.is_empty() || self.remaining == Some(0)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if let Some(remaining) = self.remaining {
+            return SizeHint::with_exact(remaining);
+        }
+        match self.source {
+            Source::Done => SizeHint::with_exact(self.queued.iter().map(|c| c.len() as u64).sum()),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

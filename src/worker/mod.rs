@@ -1,0 +1,222 @@
+//! A worker process: it imports the app, then serves the inherited listeners with hyper on
+//! a single-threaded tokio runtime, calling the app inline or on its app threads.
+//!
+//! It never touches the worker table; the master learns about it only through its exit
+//! status (and, later, the scoreboard).
+
+mod body;
+mod pool;
+mod service;
+mod wsgi;
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use pyo3::prelude::*;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+
+use crate::boot::{APP_LOAD_ERROR, WORKER_BOOT_ERROR, WorkerBoot};
+use crate::config::Settings;
+use crate::listeners::{Kind, Listener};
+use service::{Conn, Limits, Worker};
+use wsgi::environ::{EnvironBuilder, Peer};
+
+/// The worker's entry point after `fork()`; exits the process.
+pub fn run(boot: WorkerBoot) -> ! {
+    let settings = Arc::clone(&boot.settings);
+    let app = match load_app(&settings) {
+        Ok(app) => app,
+        Err(message) => {
+            crate::logging::write_raw(&format!("{message}\n"));
+            std::process::exit(APP_LOAD_ERROR);
+        }
+    };
+    match serve(boot, app) {
+        Ok(()) => std::process::exit(0),
+        Err(message) => {
+            tracing::error!("worker failed: {message}");
+            std::process::exit(WORKER_BOOT_ERROR);
+        }
+    }
+}
+
+/// Start the interpreter and import the app; the error is what the operator must read.
+pub fn load_app(settings: &Settings) -> Result<Py<PyAny>, String> {
+    let venv = settings
+        .virtualenv
+        .clone()
+        .or_else(|| std::env::var_os("VIRTUAL_ENV").map(Into::into));
+    crate::python::start(&crate::python::PythonSetup {
+        chdir: &settings.chdir,
+        pythonpath: settings.pythonpath.as_deref(),
+        virtualenv: venv.as_deref(),
+    })
+    .map_err(|e| e.to_string())?;
+    let spec = settings
+        .wsgi_app
+        .as_deref()
+        .ok_or("no app given: pass APP (module:callable) or set wsgi_app")?;
+    crate::python::import_app(spec).map_err(|e| e.to_string())
+}
+
+fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
+    let settings = &boot.settings;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
+    let threads = settings.threads.max(1) as usize;
+    let pool = AppPool::start(if threads == 1 { 1 } else { threads })
+        .map_err(|e| format!("cannot start app threads: {e}"))?;
+    let worker = Rc::new(Worker {
+        app: Arc::new(app),
+        slots: Arc::new(Semaphore::new(threads)),
+        inline: threads == 1,
+        pool,
+        limits: Limits {
+            request_line: settings.limit_request_line as usize,
+            field_size: settings.limit_request_field_size as usize,
+        },
+        runtime: runtime.handle().clone(),
+    });
+    let script_name = std::env::var("SCRIPT_NAME").unwrap_or_default();
+    let statics = Python::attach(|py| {
+        wsgi::static_environ(py, threads > 1, settings.workers > 1).map(Bound::unbind)
+    })
+    .map_err(|e| format!("cannot build the WSGI environ: {e}"))?;
+
+    let http = Rc::new(http_builder(settings));
+    let connections = Arc::new(Semaphore::new(settings.worker_connections.max(1) as usize));
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let mut tasks = Vec::new();
+        for listener in boot.listeners {
+            let (name, port) = listener.server_name_port();
+            let environ = Python::attach(|py| {
+                EnvironBuilder::new(py, statics.bind(py), name, port, script_name.clone())
+            })
+            .map_err(|e| format!("cannot build the WSGI environ: {e}"))?;
+            let ctx = AcceptCtx {
+                worker: Rc::clone(&worker),
+                environ: Arc::new(environ),
+                http: Rc::clone(&http),
+                connections: Arc::clone(&connections),
+            };
+            tasks.push(tokio::task::spawn_local(accept_loop(listener, ctx)));
+        }
+        for task in tasks {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(e) => return Err(format!("accept loop failed: {e}")),
+            }
+        }
+        Ok(())
+    })
+}
+
+use pool::AppPool;
+
+fn http_builder(settings: &Settings) -> http1::Builder {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new());
+    if settings.keepalive > 0 {
+        http.keep_alive(true);
+        // hyper's header timer starts when it waits for a request, so this is also the
+        // idle limit of a keep-alive connection: gunicorn's `keepalive`.
+        http.header_read_timeout(Duration::from_secs(settings.keepalive));
+    } else {
+        http.keep_alive(false);
+        http.header_read_timeout(Duration::from_secs(settings.timeout.max(1)));
+    }
+    let fields = settings.limit_request_fields.max(1) as usize;
+    http.max_headers(fields);
+    let line = settings.limit_request_line.max(8190) as usize;
+    let field = settings.limit_request_field_size.max(8190) as usize;
+    http.max_buf_size((line + fields * (field + 2)).clamp(8192, 4 << 20));
+    http.title_case_headers(true);
+    http
+}
+
+struct AcceptCtx {
+    worker: Rc<Worker>,
+    environ: Arc<EnvironBuilder>,
+    http: Rc<http1::Builder>,
+    connections: Arc<Semaphore>,
+}
+
+async fn accept_loop(listener: Listener, ctx: AcceptCtx) -> Result<(), String> {
+    let label = listener.to_string();
+    match listener.kind {
+        Kind::Tcp(_) => {
+            let std = std::net::TcpListener::from(listener.fd);
+            let tcp = TcpListener::from_std(std).map_err(|e| format!("{label}: {e}"))?;
+            loop {
+                // At `worker_connections` the worker stops accepting, which leaves new
+                // connections to the other workers.
+                let Ok(permit) = Arc::clone(&ctx.connections).acquire_owned().await else {
+                    return Ok(());
+                };
+                match tcp.accept().await {
+                    Ok((stream, addr)) => {
+                        let _ = stream.set_nodelay(true);
+                        let peer = Peer { addr: Some(addr) };
+                        spawn_connection(&ctx, stream, peer, permit);
+                    }
+                    Err(e) => accept_error(&label, e).await,
+                }
+            }
+        }
+        Kind::Unix(_) => {
+            let std = std::os::unix::net::UnixListener::from(listener.fd);
+            let unix = UnixListener::from_std(std).map_err(|e| format!("{label}: {e}"))?;
+            loop {
+                let Ok(permit) = Arc::clone(&ctx.connections).acquire_owned().await else {
+                    return Ok(());
+                };
+                match unix.accept().await {
+                    Ok((stream, _)) => {
+                        spawn_connection(&ctx, stream, Peer { addr: None }, permit);
+                    }
+                    Err(e) => accept_error(&label, e).await,
+                }
+            }
+        }
+    }
+}
+
+/// EMFILE and friends: log and back off instead of spinning on a full fd table.
+async fn accept_error(label: &str, err: std::io::Error) {
+    const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+    tracing::warn!("accept failed on {label}: {err}");
+    tokio::time::sleep(ACCEPT_BACKOFF).await;
+}
+
+fn spawn_connection<S>(
+    ctx: &AcceptCtx,
+    stream: S,
+    peer: Peer,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let conn = Rc::new(Conn {
+        worker: Rc::clone(&ctx.worker),
+        environ: Arc::clone(&ctx.environ),
+        peer,
+    });
+    let http = Rc::clone(&ctx.http);
+    tokio::task::spawn_local(async move {
+        let service = service_fn(move |req| service::handle(Rc::clone(&conn), req));
+        // A connection error (client gone, bad request already answered by hyper) is
+        // the client's business, not the operator's.
+        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+        drop(permit);
+    });
+}

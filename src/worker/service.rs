@@ -1,0 +1,328 @@
+//! One request, from hyper's parsed head to the response hyper writes: limits, the
+//! choice between calling the app inline or on a pool thread, error responses.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_TYPE, EXPECT, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
+use pyo3::prelude::*;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::body::{Chunk, ResponseBody};
+use super::pool::AppPool;
+use super::wsgi::environ::{EnvironBuilder, Peer, RequestHead};
+use super::wsgi::input::Input;
+use super::wsgi::response::{self, AppFailure, Started};
+
+/// A body up to this size with a Content-Length is read whole before the app is called,
+/// so a one-thread worker can call the app on its I/O thread (no hand-off). Larger,
+/// chunked or `Expect: 100-continue` bodies stream to an app thread instead.
+const INLINE_BODY_MAX: u64 = 64 * 1024;
+
+/// Chunks a pool thread may get ahead of a slow client before it waits.
+const STREAM_QUEUE_CHUNKS: usize = 8;
+
+/// gunicorn's request limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest request line; 0 = no limit of our own.
+    pub request_line: usize,
+    pub field_size: usize,
+}
+
+/// What every request of a worker shares.
+pub struct Worker {
+    pub app: Arc<Py<PyAny>>,
+    /// Free app slots: `--threads`; a response holds one until its body is done.
+    pub slots: Arc<Semaphore>,
+    /// Call the app on the I/O thread (one app thread per worker).
+    pub inline: bool,
+    pub pool: AppPool,
+    pub limits: Limits,
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// What a connection adds: the listener's environ template, the peer.
+pub struct Conn {
+    pub worker: std::rc::Rc<Worker>,
+    pub environ: Arc<EnvironBuilder>,
+    pub peer: Peer,
+}
+
+pub async fn handle(
+    conn: std::rc::Rc<Conn>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    if let Some(refusal) = check_limits(&conn.worker.limits, &req) {
+        return Ok(refusal);
+    }
+    let (parts, body) = req.into_parts();
+    let head = RequestHead {
+        method: parts.method,
+        uri: parts.uri,
+        version: parts.version,
+        headers: parts.headers,
+        peer: conn.peer.clone(),
+    };
+    let expects_continue = head
+        .headers
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let body_len = body.size_hint().exact();
+    let inline =
+        conn.worker.inline && !expects_continue && body_len.is_some_and(|n| n <= INLINE_BODY_MAX);
+
+    let mut response = if inline {
+        call_inline(&conn, &head, body, body_len).await
+    } else {
+        call_on_pool(&conn, &head, body).await
+    };
+    if keeps_alive_by_default(&head) {
+        return Ok(response);
+    }
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    Ok(response)
+}
+
+/// An HTTP/1.0 client that did not ask for keep-alive is closed after the response; say
+/// so, as every response after which unitcorn closes does.
+fn keeps_alive_by_default(head: &RequestHead) -> bool {
+    head.version != Version::HTTP_10
+        || head
+            .headers
+            .get(CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"keep-alive"))
+}
+
+async fn call_inline(
+    conn: &Conn,
+    head: &RequestHead,
+    body: Incoming,
+    body_len: Option<u64>,
+) -> Response<ResponseBody> {
+    let bytes = if body_len == Some(0) {
+        Bytes::new()
+    } else {
+        match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return error_response(StatusCode::BAD_REQUEST, "incomplete request body"),
+        }
+    };
+    let Ok(permit) = Arc::clone(&conn.worker.slots).acquire_owned().await else {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "worker stopping");
+    };
+    let outcome = Python::attach(|py| {
+        let input = Bound::new(py, Input::buffered(bytes)).map_err(|e| failure(py, &e))?;
+        let environ = conn
+            .environ
+            .build(py, head, input.into_any())
+            .map_err(|e| failure(py, &e))?;
+        response::start(py, &conn.worker.app, environ)
+    });
+    match outcome {
+        Ok(started) => {
+            let Started {
+                declared,
+                chunks,
+                rest,
+            } = started;
+            let len = declared.content_length;
+            let body = match rest {
+                Some(rest) => ResponseBody::inline(chunks, rest, len),
+                None => ResponseBody::full(chunks, len),
+            };
+            finish(head, declared, body.hold(Some(permit)))
+        }
+        Err(failure) => internal_error(&failure),
+    }
+}
+
+async fn call_on_pool(conn: &Conn, head: &RequestHead, body: Incoming) -> Response<ResponseBody> {
+    let Ok(permit) = Arc::clone(&conn.worker.slots).acquire_owned().await else {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "worker stopping");
+    };
+    let (started_tx, started_rx) = oneshot::channel();
+    let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(STREAM_QUEUE_CHUNKS);
+    let app = Arc::clone(&conn.worker.app);
+    let environ = Arc::clone(&conn.environ);
+    let runtime = conn.worker.runtime.clone();
+    let job_head = RequestHead {
+        method: head.method.clone(),
+        uri: head.uri.clone(),
+        version: head.version,
+        headers: head.headers.clone(),
+        peer: head.peer.clone(),
+    };
+    conn.worker.pool.submit(Box::new(move || {
+        run_on_pool(
+            &app, &environ, job_head, body, runtime, started_tx, chunk_tx,
+        )
+    }));
+    match started_rx.await {
+        Ok(Ok((declared, chunks, streaming))) => {
+            let len = declared.content_length;
+            let body = if streaming {
+                ResponseBody::channel(chunks, chunk_rx, len)
+            } else {
+                ResponseBody::full(chunks, len)
+            };
+            finish(head, declared, body.hold(Some(permit)))
+        }
+        Ok(Err(failure)) => internal_error(&failure),
+        Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, "app thread lost"),
+    }
+}
+
+type StartedMsg = Result<(super::wsgi::start_response::Declared, Vec<Bytes>, bool), AppFailure>;
+
+/// On an app thread: call the app, report its start, then walk the rest of the iterable,
+/// waiting for the client (without the GIL) whenever the queue is full.
+fn run_on_pool(
+    app: &Py<PyAny>,
+    environ: &EnvironBuilder,
+    head: RequestHead,
+    body: Incoming,
+    runtime: tokio::runtime::Handle,
+    started_tx: oneshot::Sender<StartedMsg>,
+    chunk_tx: mpsc::Sender<Chunk>,
+) {
+    let outcome = Python::attach(|py| {
+        let input = Bound::new(py, Input::streaming(body, runtime)).map_err(|e| failure(py, &e))?;
+        let env = environ
+            .build(py, &head, input.into_any())
+            .map_err(|e| failure(py, &e))?;
+        response::start(py, app, env)
+    });
+    let mut rest = match outcome {
+        Ok(Started {
+            declared,
+            chunks,
+            rest,
+        }) => {
+            let streaming = rest.is_some();
+            if started_tx.send(Ok((declared, chunks, streaming))).is_err() {
+                return;
+            }
+            match rest {
+                Some(rest) => rest,
+                None => return,
+            }
+        }
+        Err(failure) => {
+            let _ = started_tx.send(Err(failure));
+            return;
+        }
+    };
+    loop {
+        let next = Python::attach(|py| {
+            rest.next_chunk(py).map_err(|e| {
+                crate::logging::write_raw(&format!(
+                    "Error while streaming the response; closing the connection:\n{}",
+                    crate::python::format_exception(py, &e)
+                ))
+            })
+        });
+        let sent = match next {
+            Ok(Some(chunk)) => chunk_tx.blocking_send(Ok(chunk)).is_ok(),
+            Ok(None) => false,
+            Err(()) => {
+                let _ = chunk_tx.blocking_send(Err(()));
+                false
+            }
+        };
+        if !sent {
+            break;
+        }
+    }
+    Python::attach(|py| rest.close(py));
+}
+
+fn failure(py: Python<'_>, err: &PyErr) -> AppFailure {
+    AppFailure {
+        traceback: crate::python::format_exception(py, err),
+    }
+}
+
+/// The response for what the app declared; no body where HTTP allows none.
+fn finish(
+    head: &RequestHead,
+    declared: super::wsgi::start_response::Declared,
+    body: ResponseBody,
+) -> Response<ResponseBody> {
+    let status = declared.status;
+    let bodiless = head.method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let body = if bodiless {
+        drop(body);
+        ResponseBody::empty()
+    } else {
+        body
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = declared.headers;
+    if let Some(reason) = declared.reason {
+        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
+            response.extensions_mut().insert(reason);
+        }
+    }
+    if declared.close {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+fn internal_error(failure: &AppFailure) -> Response<ResponseBody> {
+    crate::logging::write_raw(&format!("Error handling request:\n{}", failure.traceback));
+    error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+}
+
+/// A response of unitcorn's own; the connection is closed after it.
+fn error_response(status: StatusCode, message: &str) -> Response<ResponseBody> {
+    let text = format!("{} {}\n", status.as_u16(), message);
+    let mut response = Response::new(ResponseBody::full(vec![Bytes::from(text)], None));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// gunicorn's `limit_request_line` and `limit_request_field_size` (hyper itself enforces
+/// `limit_request_fields` and answers 431).
+fn check_limits(limits: &Limits, req: &Request<Incoming>) -> Option<Response<ResponseBody>> {
+    if limits.request_line > 0 {
+        let target = req.uri().path_and_query().map_or(1, |pq| pq.as_str().len());
+        // "METHOD SP request-target SP HTTP/1.1"
+        let line = req.method().as_str().len() + 1 + target + 1 + 8;
+        if line > limits.request_line {
+            return Some(error_response(
+                StatusCode::URI_TOO_LONG,
+                "Request-URI Too Long",
+            ));
+        }
+    }
+    if limits.field_size > 0 {
+        let too_large = req
+            .headers()
+            .iter()
+            .any(|(name, value)| name.as_str().len() + 2 + value.len() > limits.field_size);
+        if too_large {
+            return Some(error_response(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "Request Header Fields Too Large",
+            ));
+        }
+    }
+    None
+}

@@ -1,0 +1,23 @@
+//! `wsgi.errors`: a text stream whose writes go to the error log.
+
+use pyo3::prelude::*;
+
+#[pyclass(module = "unitcorn")]
+pub struct ErrorStream;
+
+#[pymethods]
+impl ErrorStream {
+    fn write(&self, text: &str) -> usize {
+        crate::logging::write_raw(text);
+        text.len()
+    }
+
+    fn writelines(&self, lines: &Bound<'_, PyAny>) -> PyResult<()> {
+        for line in lines.try_iter()? {
+            crate::logging::write_raw(line?.extract::<&str>()?);
+        }
+        Ok(())
+    }
+
+    fn flush(&self) {}
+}

@@ -1,0 +1,208 @@
+//! Calling the app and walking its iterable, as PEP 3333 orders it: the response starts
+//! with the first non-empty chunk (or the end of an empty body), never before.
+
+use bytes::Bytes;
+use pyo3::exceptions::{PyAssertionError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyTuple};
+
+use super::start_response::{Declared, StartResponse};
+
+/// The app's response up to the point where it may be sent.
+pub struct Started {
+    pub declared: Declared,
+    /// Chunks already produced (by `write()` and the iterable).
+    pub chunks: Vec<Bytes>,
+    /// The rest of the iterable; `None` when it is exhausted and closed already.
+    pub rest: Option<AppIter>,
+}
+
+/// An app failure before the response started: the traceback for the error log.
+pub struct AppFailure {
+    pub traceback: String,
+}
+
+impl AppFailure {
+    fn from_py(py: Python<'_>, err: &PyErr) -> Self {
+        AppFailure {
+            traceback: crate::python::format_exception(py, err),
+        }
+    }
+}
+
+/// Call `app(environ, start_response)` and run it up to its first non-empty chunk.
+pub fn start(
+    py: Python<'_>,
+    app: &Py<PyAny>,
+    environ: Bound<'_, PyDict>,
+) -> Result<Started, AppFailure> {
+    let sr = Bound::new(py, StartResponse::new()).map_err(|e| AppFailure::from_py(py, &e))?;
+    let result = app
+        .bind(py)
+        .call1((environ, sr.clone()))
+        .map_err(|e| AppFailure::from_py(py, &e))?;
+
+    // A list or tuple is complete already: take it whole, so the response can go out with
+    // a Content-Length in one write (the common case for plain WSGI apps).
+    if let Ok(list) = result.cast::<PyList>() {
+        let chunks = collect_seq(py, list.iter(), &sr);
+        return finish_whole(py, &sr, &result, chunks);
+    }
+    if let Ok(tuple) = result.cast::<PyTuple>() {
+        let chunks = collect_seq(py, tuple.iter(), &sr);
+        return finish_whole(py, &sr, &result, chunks);
+    }
+
+    let iter = match result.try_iter() {
+        Ok(iter) => iter,
+        Err(e) => {
+            close_result(py, &result);
+            return Err(AppFailure::from_py(py, &e));
+        }
+    };
+    let mut rest = AppIter {
+        iter: iter.unbind(),
+        result: result.unbind(),
+        start_response: sr.clone().unbind(),
+        closed: false,
+    };
+    let mut chunks = std::mem::take(&mut sr.borrow_mut().written);
+    while chunks.is_empty() {
+        match rest.next_chunk(py) {
+            Ok(Some(chunk)) => chunks.push(chunk),
+            Ok(None) => {
+                rest.close(py);
+                let declared = take_declared(py, &sr)?;
+                return Ok(Started {
+                    declared,
+                    chunks,
+                    rest: None,
+                });
+            }
+            Err(err) => {
+                rest.close(py);
+                return Err(AppFailure::from_py(py, &err));
+            }
+        }
+    }
+    let declared = take_declared(py, &sr)?;
+    Ok(Started {
+        declared,
+        chunks,
+        rest: Some(rest),
+    })
+}
+
+fn collect_seq<'py>(
+    _py: Python<'py>,
+    items: impl Iterator<Item = Bound<'py, PyAny>>,
+    sr: &Bound<'py, StartResponse>,
+) -> PyResult<Vec<Bytes>> {
+    let mut chunks = std::mem::take(&mut sr.borrow_mut().written);
+    for item in items {
+        let bytes = as_bytes(&item)?;
+        if !bytes.is_empty() {
+            chunks.push(Bytes::copy_from_slice(bytes));
+        }
+    }
+    Ok(chunks)
+}
+
+fn finish_whole(
+    py: Python<'_>,
+    sr: &Bound<'_, StartResponse>,
+    result: &Bound<'_, PyAny>,
+    chunks: PyResult<Vec<Bytes>>,
+) -> Result<Started, AppFailure> {
+    close_result(py, result);
+    let chunks = chunks.map_err(|e| AppFailure::from_py(py, &e))?;
+    let declared = take_declared(py, sr)?;
+    Ok(Started {
+        declared,
+        chunks,
+        rest: None,
+    })
+}
+
+fn take_declared(py: Python<'_>, sr: &Bound<'_, StartResponse>) -> Result<Declared, AppFailure> {
+    let mut sr = sr.borrow_mut();
+    sr.headers_sent = true;
+    sr.declared.clone().ok_or_else(|| {
+        AppFailure::from_py(
+            py,
+            &PyAssertionError::new_err("the app returned without calling start_response"),
+        )
+    })
+}
+
+fn as_bytes<'a>(item: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
+    match item.cast::<PyBytes>() {
+        Ok(b) => Ok(b.as_bytes()),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "the app's iterable must yield bytes, not {}",
+            item.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))),
+    }
+}
+
+/// Call the iterable's `close()`, logging (not raising) what it raises.
+fn close_result(py: Python<'_>, result: &Bound<'_, PyAny>) {
+    let outcome = match result.getattr(pyo3::intern!(py, "close")) {
+        Ok(close) => close.call0().map(drop),
+        Err(_) => Ok(()),
+    };
+    if let Err(err) = outcome {
+        crate::logging::write_raw(&format!(
+            "Error in the app iterable's close():\n{}",
+            crate::python::format_exception(py, &err)
+        ));
+    }
+}
+
+/// The part of the app's iterable not yet consumed; `close()` is called exactly once,
+/// at the end, on error, or when the response is dropped (client gone).
+pub struct AppIter {
+    iter: Py<PyIterator>,
+    result: Py<PyAny>,
+    start_response: Py<StartResponse>,
+    closed: bool,
+}
+
+impl AppIter {
+    /// The next non-empty chunk (data from `write()` first), `None` at the end.
+    pub fn next_chunk(&mut self, py: Python<'_>) -> PyResult<Option<Bytes>> {
+        loop {
+            {
+                let mut sr = self.start_response.bind(py).borrow_mut();
+                if !sr.written.is_empty() {
+                    return Ok(Some(sr.written.remove(0)));
+                }
+            }
+            let Some(item) = self.iter.bind(py).clone().next() else {
+                return Ok(None);
+            };
+            let item = item?;
+            let bytes = as_bytes(&item)?;
+            if !bytes.is_empty() {
+                return Ok(Some(Bytes::copy_from_slice(bytes)));
+            }
+        }
+    }
+
+    pub fn close(&mut self, py: Python<'_>) {
+        if !std::mem::replace(&mut self.closed, true) {
+            close_result(py, self.result.bind(py));
+        }
+    }
+}
+
+impl Drop for AppIter {
+    fn drop(&mut self) {
+        if !self.closed {
+            Python::attach(|py| self.close(py));
+        }
+    }
+}
