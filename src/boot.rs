@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::listeners::Listener;
+use crate::scoreboard::Scoreboard;
 
 /// A worker that could not boot (bad listener, runtime): the master stops rather than
 /// respawning forever, as gunicorn's `WORKER_BOOT_ERROR`.
@@ -19,6 +20,9 @@ pub struct WorkerBoot {
     pub listeners: Vec<Listener>,
     /// The worker's number among its peers (1-based), for logs.
     pub number: usize,
+    pub scoreboard: Arc<Scoreboard>,
+    /// This worker's slot in the scoreboard.
+    pub slot: usize,
 }
 
 /// The function the master calls in a forked child; it never returns.

@@ -6,6 +6,7 @@ mod listeners;
 mod logging;
 mod master;
 mod python;
+mod scoreboard;
 mod worker;
 
 use std::process::ExitCode;

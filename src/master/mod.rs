@@ -18,6 +18,7 @@ use nix::unistd::Pid;
 use crate::boot::{APP_LOAD_ERROR, WORKER_BOOT_ERROR, WorkerBoot, WorkerMain};
 use crate::config::Settings;
 use crate::listeners::Listener;
+use crate::scoreboard::{MAX_WORKERS, Scoreboard};
 use signals::SignalQueue;
 
 /// How often the loop wakes without a signal, to re-check the workers.
@@ -30,6 +31,7 @@ pub type ExitStatus = i32;
 
 struct Worker {
     number: usize,
+    slot: usize,
 }
 
 struct Arbiter {
@@ -38,6 +40,7 @@ struct Arbiter {
     worker_main: WorkerMain,
     workers: BTreeMap<Pid, Worker>,
     signals: SignalQueue,
+    scoreboard: Arc<Scoreboard>,
     next_number: usize,
 }
 
@@ -55,6 +58,10 @@ pub fn run(
         worker_main,
         workers: BTreeMap::new(),
         signals,
+        scoreboard: Arc::new(
+            Scoreboard::create(MAX_WORKERS)
+                .map_err(|e| format!("cannot map the scoreboard: {e}"))?,
+        ),
         next_number: 1,
     };
     tracing::info!("Starting unitcorn {}", env!("CARGO_PKG_VERSION"));
@@ -103,14 +110,27 @@ impl Arbiter {
             .map_err(|e| format!("cannot duplicate a listener for a worker: {e}"))?;
         let number = self.next_number;
         self.next_number += 1;
+        let slot = self
+            .scoreboard
+            .claim()
+            .ok_or_else(|| format!("cannot run more than {MAX_WORKERS} workers"))?;
         let boot = WorkerBoot {
             settings: Arc::clone(&self.settings),
             listeners,
             number,
+            scoreboard: Arc::clone(&self.scoreboard),
+            slot,
         };
-        let pid = fork::spawn(boot, self.worker_main).map_err(|e| format!("fork failed: {e}"))?;
+        let pid = match fork::spawn(boot, self.worker_main) {
+            Ok(pid) => pid,
+            Err(e) => {
+                self.scoreboard.release(slot);
+                return Err(format!("fork failed: {e}"));
+            }
+        };
+        self.scoreboard.assign(slot, pid.as_raw());
         tracing::info!("Booting worker with pid: {pid}");
-        self.workers.insert(pid, Worker { number });
+        self.workers.insert(pid, Worker { number, slot });
         Ok(())
     }
 
@@ -125,6 +145,7 @@ impl Arbiter {
             let Some(worker) = self.workers.remove(&pid) else {
                 continue;
             };
+            self.scoreboard.release(worker.slot);
             match status {
                 WaitStatus::Exited(_, APP_LOAD_ERROR) => {
                     tracing::error!(

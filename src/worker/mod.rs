@@ -4,6 +4,7 @@
 //! It never touches the worker table; the master learns about it only through its exit
 //! status (and, later, the scoreboard).
 
+mod accept;
 mod body;
 mod pool;
 mod service;
@@ -14,18 +15,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use pyo3::prelude::*;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 
 use crate::boot::{APP_LOAD_ERROR, WORKER_BOOT_ERROR, WorkerBoot};
 use crate::config::Settings;
-use crate::listeners::{Kind, Listener};
-use service::{Conn, Limits, Worker};
-use wsgi::environ::{EnvironBuilder, Peer};
+use accept::AcceptCtx;
+use service::{Limits, Worker};
+use wsgi::environ::EnvironBuilder;
 
 /// The worker's entry point after `fork()`; exits the process.
 pub fn run(boot: WorkerBoot) -> ! {
@@ -107,8 +105,10 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
                 environ: Arc::new(environ),
                 http: Rc::clone(&http),
                 connections: Arc::clone(&connections),
+                scoreboard: Arc::clone(&boot.scoreboard),
+                slot: boot.slot,
             };
-            tasks.push(tokio::task::spawn_local(accept_loop(listener, ctx)));
+            tasks.push(tokio::task::spawn_local(accept::accept_loop(listener, ctx)));
         }
         for task in tasks {
             match task.await {
@@ -142,81 +142,4 @@ fn http_builder(settings: &Settings) -> http1::Builder {
     http.max_buf_size((line + fields * (field + 2)).clamp(8192, 4 << 20));
     http.title_case_headers(true);
     http
-}
-
-struct AcceptCtx {
-    worker: Rc<Worker>,
-    environ: Arc<EnvironBuilder>,
-    http: Rc<http1::Builder>,
-    connections: Arc<Semaphore>,
-}
-
-async fn accept_loop(listener: Listener, ctx: AcceptCtx) -> Result<(), String> {
-    let label = listener.to_string();
-    match listener.kind {
-        Kind::Tcp(_) => {
-            let std = std::net::TcpListener::from(listener.fd);
-            let tcp = TcpListener::from_std(std).map_err(|e| format!("{label}: {e}"))?;
-            loop {
-                // At `worker_connections` the worker stops accepting, which leaves new
-                // connections to the other workers.
-                let Ok(permit) = Arc::clone(&ctx.connections).acquire_owned().await else {
-                    return Ok(());
-                };
-                match tcp.accept().await {
-                    Ok((stream, addr)) => {
-                        let _ = stream.set_nodelay(true);
-                        let peer = Peer { addr: Some(addr) };
-                        spawn_connection(&ctx, stream, peer, permit);
-                    }
-                    Err(e) => accept_error(&label, e).await,
-                }
-            }
-        }
-        Kind::Unix(_) => {
-            let std = std::os::unix::net::UnixListener::from(listener.fd);
-            let unix = UnixListener::from_std(std).map_err(|e| format!("{label}: {e}"))?;
-            loop {
-                let Ok(permit) = Arc::clone(&ctx.connections).acquire_owned().await else {
-                    return Ok(());
-                };
-                match unix.accept().await {
-                    Ok((stream, _)) => {
-                        spawn_connection(&ctx, stream, Peer { addr: None }, permit);
-                    }
-                    Err(e) => accept_error(&label, e).await,
-                }
-            }
-        }
-    }
-}
-
-/// EMFILE and friends: log and back off instead of spinning on a full fd table.
-async fn accept_error(label: &str, err: std::io::Error) {
-    const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-    tracing::warn!("accept failed on {label}: {err}");
-    tokio::time::sleep(ACCEPT_BACKOFF).await;
-}
-
-fn spawn_connection<S>(
-    ctx: &AcceptCtx,
-    stream: S,
-    peer: Peer,
-    permit: tokio::sync::OwnedSemaphorePermit,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
-{
-    let conn = Rc::new(Conn {
-        worker: Rc::clone(&ctx.worker),
-        environ: Arc::clone(&ctx.environ),
-        peer,
-    });
-    let http = Rc::clone(&ctx.http);
-    tokio::task::spawn_local(async move {
-        let service = service_fn(move |req| service::handle(Rc::clone(&conn), req));
-        // A connection error (client gone, bad request already answered by hyper) is
-        // the client's business, not the operator's.
-        let _ = http.serve_connection(TokioIo::new(stream), service).await;
-        drop(permit);
-    });
 }

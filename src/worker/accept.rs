@@ -1,0 +1,176 @@
+//! Accepting connections on an inherited listener, balanced across workers, and handing
+//! each to hyper.
+//!
+//! Workers that share one listener can end up unbalanced: whichever wakes first drains a
+//! burst of connects and keeps them (keep-alive) while its peers idle. So a worker that
+//! already holds more connections than the least loaded peer lets a pending connection
+//! wait a moment for that peer, and takes it itself only if nobody did.
+
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use socket2::Socket;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, Interest};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::service::{self, Conn, Worker};
+use super::wsgi::environ::{EnvironBuilder, Peer};
+use crate::listeners::{Kind, Listener};
+use crate::scoreboard::Scoreboard;
+
+/// How long a busier worker leaves a pending connection to a less loaded peer.
+const DEFER_FOR: Duration = Duration::from_millis(1);
+/// How many times it does so before it accepts anyway (a peer may be busy in the app).
+const MAX_DEFERRALS: u32 = 2;
+/// Connections a worker may hold beyond its least loaded peer before it defers.
+const BALANCE_SLACK: u32 = 1;
+/// Pause after a failing accept (EMFILE…), instead of spinning on it.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+pub(super) struct AcceptCtx {
+    pub worker: Rc<Worker>,
+    pub environ: Arc<EnvironBuilder>,
+    pub http: Rc<http1::Builder>,
+    /// `worker_connections`: at the cap the worker stops accepting.
+    pub connections: Arc<Semaphore>,
+    pub scoreboard: Arc<Scoreboard>,
+    pub slot: usize,
+}
+
+impl AcceptCtx {
+    fn busier_than_peers(&self) -> bool {
+        let mine = self
+            .scoreboard
+            .slot(self.slot)
+            .connections
+            .load(Ordering::Relaxed);
+        self.scoreboard
+            .fewest_connections_except(self.slot)
+            .is_some_and(|fewest| mine > fewest + BALANCE_SLACK)
+    }
+}
+
+pub(super) async fn accept_loop(listener: Listener, ctx: AcceptCtx) -> Result<(), String> {
+    let label = listener.to_string();
+    let is_tcp = matches!(listener.kind, Kind::Tcp(_));
+    // SAFETY: the AsyncFd owns the socket, so the fd stays open for as long as it is
+    // registered with the runtime and is deregistered before it is closed (on drop).
+    let socket =
+        unsafe { AsyncFd::register_with_interest(Socket::from(listener.fd), Interest::READABLE) }
+            .map_err(|e| format!("cannot watch {label}: {e}"))?;
+    loop {
+        let Ok(permit) = Arc::clone(&ctx.connections).acquire_owned().await else {
+            return Ok(());
+        };
+        let mut deferrals = 0;
+        let accepted = loop {
+            let mut ready = socket
+                .readable()
+                .await
+                .map_err(|e| format!("cannot wait on {label}: {e}"))?;
+            if deferrals < MAX_DEFERRALS && ctx.busier_than_peers() {
+                deferrals += 1;
+                drop(ready);
+                tokio::time::sleep(DEFER_FOR).await;
+                continue;
+            }
+            match ready.try_io(|s| s.get_ref().accept()) {
+                Ok(result) => break result,
+                Err(_would_block) => continue,
+            }
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                if let Err(e) = start_connection(&ctx, stream, addr, is_tcp, permit) {
+                    tracing::warn!("cannot set up a connection on {label}: {e}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!("accept failed on {label}: {e}");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+fn start_connection(
+    ctx: &AcceptCtx,
+    stream: Socket,
+    addr: socket2::SockAddr,
+    is_tcp: bool,
+    permit: OwnedSemaphorePermit,
+) -> io::Result<()> {
+    stream.set_nonblocking(true)?;
+    if is_tcp {
+        stream.set_tcp_nodelay(true)?;
+        let stream = TcpStream::from_std(stream.into())?;
+        spawn_connection(
+            ctx,
+            stream,
+            Peer {
+                addr: addr.as_socket(),
+            },
+            permit,
+        );
+    } else {
+        let stream = UnixStream::from_std(stream.into())?;
+        spawn_connection(ctx, stream, Peer { addr: None }, permit);
+    }
+    Ok(())
+}
+
+/// Counts the connection in the scoreboard for as long as it is open.
+struct Counted {
+    scoreboard: Arc<Scoreboard>,
+    slot: usize,
+}
+
+impl Counted {
+    fn new(scoreboard: &Arc<Scoreboard>, slot: usize) -> Self {
+        scoreboard
+            .slot(slot)
+            .connections
+            .fetch_add(1, Ordering::Relaxed);
+        Counted {
+            scoreboard: Arc::clone(scoreboard),
+            slot,
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.scoreboard
+            .slot(self.slot)
+            .connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn spawn_connection<S>(ctx: &AcceptCtx, stream: S, peer: Peer, permit: OwnedSemaphorePermit)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let counted = Counted::new(&ctx.scoreboard, ctx.slot);
+    let conn = Rc::new(Conn {
+        worker: Rc::clone(&ctx.worker),
+        environ: Arc::clone(&ctx.environ),
+        peer,
+    });
+    let http = Rc::clone(&ctx.http);
+    tokio::task::spawn_local(async move {
+        let service = service_fn(move |req| service::handle(Rc::clone(&conn), req));
+        // A connection error (client gone, bad request already answered by hyper) is the
+        // client's business, not the operator's.
+        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+        drop((permit, counted));
+    });
+}
