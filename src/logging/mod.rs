@@ -1,0 +1,16 @@
+//! Logging: gunicorn's error log (from `tracing` events) and access log, one `write(2)` a line.
+//!
+//! Not here: journald output and log-level reloading, which later layers add on top.
+
+mod clock;
+mod sink;
+
+/// A fresh, empty directory under the system temp dir for one test.
+#[cfg(test)]
+pub(crate) fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("unitcorn-logging-{}-{}", name, std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("the temp dir is writable");
+    dir
+}
