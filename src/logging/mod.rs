@@ -3,7 +3,10 @@
 //! Not here: journald output and log-level reloading, which later layers add on top.
 
 mod clock;
+mod error_log;
 mod sink;
+
+pub use error_log::{ErrorLogHandle, LogError, init, write_raw};
 
 /// A fresh, empty directory under the system temp dir for one test.
 #[cfg(test)]
