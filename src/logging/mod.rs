@@ -2,10 +2,12 @@
 //!
 //! Not here: journald output and log-level reloading, which later layers add on top.
 
+mod access_log;
 mod clock;
 mod error_log;
 mod sink;
 
+pub use access_log::{AccessFormat, AccessLog, AccessRecord, DEFAULT_ACCESS_LOG_FORMAT};
 pub use error_log::{ErrorLogHandle, LogError, init, write_raw};
 
 /// A fresh, empty directory under the system temp dir for one test.
