@@ -19,7 +19,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    logging::init();
+    let settings = match &command {
+        config::Command::Serve(s)
+        | config::Command::CheckConfig(s)
+        | config::Command::PrintConfig(s) => s,
+    };
+    let _log = match logging::init(&settings.errorlog, &settings.loglevel) {
+        Ok(handle) => handle,
+        Err(e) => {
+            eprintln!("unitcorn: {e}");
+            return ExitCode::from(1);
+        }
+    };
     match run(command) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {

@@ -1,10 +1,21 @@
-//! TEMPORARY: replaced by the logs branch.
-pub fn write_raw(text: &str) {
-    use std::io::Write;
-    let _ = std::io::stderr().write_all(text.as_bytes());
-}
-pub fn init() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .init();
+//! Logging: gunicorn's error log (from `tracing` events) and access log, one `write(2)` a line.
+//!
+//! Not here: journald output and log-level reloading, which later layers add on top.
+
+mod access_log;
+mod clock;
+mod error_log;
+mod sink;
+
+pub use access_log::{AccessFormat, AccessLog, AccessRecord, DEFAULT_ACCESS_LOG_FORMAT};
+pub use error_log::{ErrorLogHandle, LogError, init, write_raw};
+
+/// A fresh, empty directory under the system temp dir for one test.
+#[cfg(test)]
+pub(crate) fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("unitcorn-logging-{}-{}", name, std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("the temp dir is writable");
+    dir
 }

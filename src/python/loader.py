@@ -100,9 +100,9 @@ def import_app(spec):
     return app
 
 
-def format_exception(exc):
+def format_exception(exc, tb=None):
     """The traceback as the error log shows it."""
     import traceback
     if isinstance(exc, AppLoadError):
         return "Failed to load the app: %s\n" % exc
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))

@@ -93,7 +93,7 @@ fn loader(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 pub fn format_exception(py: Python<'_>, err: &PyErr) -> String {
     let formatted = loader(py).and_then(|l| {
         l.getattr("format_exception")?
-            .call1((err.value(py),))?
+            .call1((err.value(py), err.traceback(py)))?
             .extract::<String>()
     });
     match formatted {

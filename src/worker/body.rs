@@ -48,6 +48,9 @@ pub struct ResponseBody {
     /// Called once with the number of body bytes sent, when the body ends or is dropped.
     on_done: Option<Box<dyn FnOnce(u64)>>,
     sent: u64,
+    /// A chunk went out since the app was last asked for more: let hyper write it before
+    /// the next `next()`, which may block (a generator that sleeps between yields).
+    flush_first: bool,
 }
 
 impl ResponseBody {
@@ -67,6 +70,7 @@ impl ResponseBody {
             permit: None,
             on_done: None,
             sent: 0,
+            flush_first: false,
         }
     }
 
@@ -136,18 +140,25 @@ impl Body for ResponseBody {
             }
             if let Some(chunk) = this.queued.pop_front() {
                 if let Some(chunk) = this.admit(chunk) {
+                    this.flush_first = true;
                     return Poll::Ready(Some(Ok(Frame::data(chunk))));
                 }
                 continue;
             }
             let next = match &mut this.source {
                 Source::Done => None,
+                Source::Inline(_) if std::mem::take(&mut this.flush_first) => {
+                    // Pending with an immediate wake: hyper flushes what it holds, then
+                    // polls us again.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
                 Source::Inline(iter) => match Python::attach(|py| {
                     iter.next_chunk(py).map_err(|e| {
-                        crate::logging::write_raw(&format!(
-                            "Error while streaming the response; closing the connection:\n{}",
-                            crate::python::format_exception(py, &e)
-                        ))
+                        tracing::error!(
+                            "Error while streaming the response; closing the connection\n{}",
+                            crate::python::format_exception(py, &e).trim_end()
+                        )
                     })
                 }) {
                     Ok(chunk) => chunk,

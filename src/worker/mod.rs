@@ -31,7 +31,7 @@ pub fn run(boot: WorkerBoot) -> ! {
     let app = match load_app(&settings) {
         Ok(app) => app,
         Err(message) => {
-            crate::logging::write_raw(&format!("{message}\n"));
+            tracing::error!("Exception in worker process\n{message}");
             std::process::exit(APP_LOAD_ERROR);
         }
     };
@@ -82,6 +82,9 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
             field_size: settings.limit_request_field_size as usize,
         },
         runtime: runtime.handle().clone(),
+        access_log: open_access_log(settings)?.map(Rc::new),
+        scoreboard: Arc::clone(&boot.scoreboard),
+        slot: boot.slot,
     });
     let script_name = std::env::var("SCRIPT_NAME").unwrap_or_default();
     let statics = Python::attach(|py| {
@@ -122,6 +125,21 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
 }
 
 use pool::AppPool;
+
+fn open_access_log(settings: &Settings) -> Result<Option<crate::logging::AccessLog>, String> {
+    let Some(target) = settings.accesslog.as_deref() else {
+        return Ok(None);
+    };
+    let format = if settings.access_log_format.is_empty() {
+        crate::logging::AccessFormat::default()
+    } else {
+        crate::logging::AccessFormat::parse(&settings.access_log_format)
+            .map_err(|e| format!("access_log_format: {e}"))?
+    };
+    let log = crate::logging::AccessLog::open(target)
+        .map_err(|e| format!("cannot open the access log {target}: {e}"))?;
+    Ok(Some(log.with_format(format)))
+}
 
 fn http_builder(settings: &Settings) -> http1::Builder {
     let mut http = http1::Builder::new();

@@ -2,11 +2,14 @@
 //! choice between calling the app inline or on a pool thread, error responses.
 
 use std::convert::Infallible;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_TYPE, EXPECT, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use pyo3::prelude::*;
@@ -17,6 +20,8 @@ use super::pool::AppPool;
 use super::wsgi::environ::{EnvironBuilder, Peer, RequestHead};
 use super::wsgi::input::Input;
 use super::wsgi::response::{self, AppFailure, Started};
+use crate::logging::{AccessLog, AccessRecord};
+use crate::scoreboard::Scoreboard;
 
 /// A body up to this size with a Content-Length is read whole before the app is called,
 /// so a one-thread worker can call the app on its I/O thread (no hand-off). Larger,
@@ -44,19 +49,28 @@ pub struct Worker {
     pub pool: AppPool,
     pub limits: Limits,
     pub runtime: tokio::runtime::Handle,
+    pub access_log: Option<Rc<AccessLog>>,
+    pub scoreboard: Arc<Scoreboard>,
+    pub slot: usize,
 }
 
 /// What a connection adds: the listener's environ template, the peer.
 pub struct Conn {
-    pub worker: std::rc::Rc<Worker>,
+    pub worker: Rc<Worker>,
     pub environ: Arc<EnvironBuilder>,
     pub peer: Peer,
 }
 
 pub async fn handle(
-    conn: std::rc::Rc<Conn>,
+    conn: Rc<Conn>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
+    let received = (SystemTime::now(), Instant::now());
+    conn.worker
+        .scoreboard
+        .slot(conn.worker.slot)
+        .requests
+        .fetch_add(1, Ordering::Relaxed);
     if let Some(refusal) = check_limits(&conn.worker.limits, &req) {
         return Ok(refusal);
     }
@@ -81,13 +95,65 @@ pub async fn handle(
     } else {
         call_on_pool(&conn, &head, body).await
     };
-    if keeps_alive_by_default(&head) {
-        return Ok(response);
+    if !keeps_alive_by_default(&head) {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
     }
-    response
-        .headers_mut()
-        .insert(CONNECTION, HeaderValue::from_static("close"));
+    if let Some(log) = &conn.worker.access_log {
+        log_when_done(log, &conn.peer, head, &mut response, received);
+    }
     Ok(response)
+}
+
+/// Write the access log line once the body is out (gunicorn logs at the end too, with
+/// the bytes actually sent and the full duration).
+fn log_when_done(
+    log: &Rc<AccessLog>,
+    peer: &Peer,
+    head: RequestHead,
+    response: &mut Response<ResponseBody>,
+    (start, began): (SystemTime, Instant),
+) {
+    let status = response.status().as_u16();
+    let response_headers = if log.format().uses_response_headers() {
+        response.headers().clone()
+    } else {
+        HeaderMap::new()
+    };
+    let remote = peer.addr.map(|a| a.ip().to_string()).unwrap_or_default();
+    let remote_port = peer.addr.map(|a| a.port().to_string()).unwrap_or_default();
+    let log = Rc::clone(log);
+    let body = std::mem::replace(response.body_mut(), ResponseBody::empty());
+    *response.body_mut() = body.on_done(Box::new(move |sent| {
+        let environ = [("REMOTE_PORT", remote_port.as_str())];
+        let record = AccessRecord {
+            remote_addr: &remote,
+            method: head.method.as_str(),
+            path: head.uri.path(),
+            query: head.uri.query().unwrap_or(""),
+            protocol: protocol_name(head.version),
+            status,
+            body_bytes: sent,
+            request_headers: &head.headers,
+            response_headers: &response_headers,
+            start,
+            duration: began.elapsed(),
+            pid: std::process::id(),
+            environ: &environ,
+        };
+        if let Err(e) = log.log(&record) {
+            tracing::warn!("cannot write the access log: {e}");
+        }
+    }));
+}
+
+fn protocol_name(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_09 => "HTTP/0.9",
+        _ => "HTTP/1.1",
+    }
 }
 
 /// An HTTP/1.0 client that did not ask for keep-alive is closed after the response; say
@@ -222,10 +288,10 @@ fn run_on_pool(
     loop {
         let next = Python::attach(|py| {
             rest.next_chunk(py).map_err(|e| {
-                crate::logging::write_raw(&format!(
-                    "Error while streaming the response; closing the connection:\n{}",
-                    crate::python::format_exception(py, &e)
-                ))
+                tracing::error!(
+                    "Error while streaming the response; closing the connection\n{}",
+                    crate::python::format_exception(py, &e).trim_end()
+                )
             })
         });
         let sent = match next {
@@ -260,7 +326,14 @@ fn finish(
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
+    let mut headers = declared.headers;
     let body = if bodiless {
+        // HEAD answers with the length GET would have, when the app's body is complete.
+        if head.method == Method::HEAD && !headers.contains_key(CONTENT_LENGTH) {
+            if let Some(len) = body.size_hint().exact() {
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+            }
+        }
         drop(body);
         ResponseBody::empty()
     } else {
@@ -268,7 +341,7 @@ fn finish(
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;
-    *response.headers_mut() = declared.headers;
+    *response.headers_mut() = headers;
     if let Some(reason) = declared.reason {
         if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
             response.extensions_mut().insert(reason);
@@ -283,7 +356,7 @@ fn finish(
 }
 
 fn internal_error(failure: &AppFailure) -> Response<ResponseBody> {
-    crate::logging::write_raw(&format!("Error handling request:\n{}", failure.traceback));
+    tracing::error!("Error handling request\n{}", failure.traceback.trim_end());
     error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
 }
 

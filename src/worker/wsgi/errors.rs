@@ -8,13 +8,14 @@ pub struct ErrorStream;
 #[pymethods]
 impl ErrorStream {
     fn write(&self, text: &str) -> usize {
-        crate::logging::write_raw(text);
+        // A full disk must not become an exception in the app.
+        let _ = crate::logging::write_raw(text);
         text.len()
     }
 
     fn writelines(&self, lines: &Bound<'_, PyAny>) -> PyResult<()> {
         for line in lines.try_iter()? {
-            crate::logging::write_raw(line?.extract::<&str>()?);
+            let _ = crate::logging::write_raw(line?.extract::<&str>()?);
         }
         Ok(())
     }

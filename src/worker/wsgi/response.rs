@@ -155,10 +155,10 @@ fn close_result(py: Python<'_>, result: &Bound<'_, PyAny>) {
         Err(_) => Ok(()),
     };
     if let Err(err) = outcome {
-        crate::logging::write_raw(&format!(
-            "Error in the app iterable's close():\n{}",
-            crate::python::format_exception(py, &err)
-        ));
+        tracing::error!(
+            "Error in the app iterable's close()\n{}",
+            crate::python::format_exception(py, &err).trim_end()
+        );
     }
 }
 

@@ -1,0 +1,653 @@
+//! The error log: every `tracing` event as a gunicorn-style line,
+//! `[2026-11-27 14:30:01 +0000] [1234] [INFO] message key=value ...`, plus the raw text the app
+//! writes to `wsgi.errors`.
+//!
+//! Not here: the access log (`access_log`), journald (a later layer on the same subscriber).
+//!
+//! Fork-safety: no background thread and no lock of ours. Each line is formatted into a
+//! thread-local buffer and written with one `write(2)`; the pid is read at each line, so a
+//! forked worker's lines carry its own pid. The `tracing-subscriber` registry only takes a lock
+//! the first time a thread records a span, which the single-threaded master never holds across
+//! a fork.
+
+use std::cell::RefCell;
+use std::error::Error as StdError;
+use std::fmt;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
+
+use super::clock;
+use super::sink::Sink;
+
+/// The error log of this process, once `init` has run: where `write_raw` writes.
+static ERROR_SINK: OnceLock<Arc<Sink>> = OnceLock::new();
+
+/// Installs the process-wide error log: a global `tracing` subscriber writing to `errorlog`
+/// (`"-"` for stderr, else a file path opened for append and created with mode 0644 less the
+/// umask) the events at `loglevel` and above (`debug`, `info`, `warning`, `error`, `critical`,
+/// any case; `critical` keeps errors only, since `tracing` has no level above ERROR).
+///
+/// Call it once, in the master, before the first fork: workers inherit it.
+pub fn init(errorlog: &str, loglevel: &str) -> Result<ErrorLogHandle, LogError> {
+    let level = parse_level(loglevel)?;
+    let sink = Arc::new(open(errorlog)?);
+    clock::prime();
+    tracing::subscriber::set_global_default(subscriber(sink.clone(), level))
+        .map_err(|_| LogError::new(Kind::AlreadyInstalled))?;
+    // Cannot already be set: it is set only here, after set_global_default, which succeeds once.
+    let _ = ERROR_SINK.set(sink.clone());
+    Ok(ErrorLogHandle { sink })
+}
+
+/// Writes app text (what a WSGI app writes to `wsgi.errors`: tracebacks, prints) to the error
+/// log verbatim, in one `write(2)`: no prefix, no newline added. Goes to stderr before `init`.
+pub fn write_raw(text: &str) -> io::Result<()> {
+    if text.is_empty() {
+        return Ok(());
+    }
+    match ERROR_SINK.get() {
+        Some(sink) => sink.write_all(text.as_bytes()),
+        None => Sink::stderr().write_all(text.as_bytes()),
+    }
+}
+
+/// The installed error log, kept to reopen its file on SIGUSR1.
+#[derive(Clone, Debug)]
+pub struct ErrorLogHandle {
+    sink: Arc<Sink>,
+}
+
+impl ErrorLogHandle {
+    /// Reopens the error log file by its path (logrotate moved it away) and swaps it in for
+    /// every writer at once; the old file is closed. A no-op for stderr. On error the log keeps
+    /// going to the old file.
+    pub fn reopen(&self) -> io::Result<()> {
+        self.sink.reopen()
+    }
+
+    /// The error log file, `None` when it is stderr.
+    pub fn path(&self) -> Option<&Path> {
+        self.sink.path()
+    }
+}
+
+/// Why the error log could not be set up.
+#[derive(Debug)]
+pub struct LogError {
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Level(String),
+    Open { path: PathBuf, source: io::Error },
+    AlreadyInstalled,
+}
+
+impl LogError {
+    fn new(kind: Kind) -> LogError {
+        LogError { kind }
+    }
+
+    /// The `loglevel` setting is not one of gunicorn's level names.
+    pub fn is_level(&self) -> bool {
+        matches!(self.kind, Kind::Level(_))
+    }
+
+    /// The error log file could not be opened (the source says why).
+    pub fn is_open(&self) -> bool {
+        matches!(self.kind, Kind::Open { .. })
+    }
+}
+
+impl fmt::Display for LogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Level(v) => write!(
+                f,
+                "invalid loglevel {v:?}: use one of debug, info, warning, error, critical"
+            ),
+            Kind::Open { path, .. } => write!(
+                f,
+                "cannot open errorlog path={}: check that its directory exists and is writable \
+                 by the user unitcorn runs as",
+                path.display()
+            ),
+            Kind::AlreadyInstalled => f.write_str(
+                "a global log subscriber is already installed in this process \
+                 (the error log is set up once, before the first fork; please report)",
+            ),
+        }
+    }
+}
+
+impl StdError for LogError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match &self.kind {
+            Kind::Open { source, .. } => Some(source),
+            Kind::Level(_) | Kind::AlreadyInstalled => None,
+        }
+    }
+}
+
+/// gunicorn's level names, any case; `critical` maps to ERROR (the highest `tracing` level).
+fn parse_level(loglevel: &str) -> Result<LevelFilter, LogError> {
+    match loglevel.to_ascii_lowercase().as_str() {
+        "debug" => Ok(LevelFilter::DEBUG),
+        "info" => Ok(LevelFilter::INFO),
+        "warning" => Ok(LevelFilter::WARN),
+        "error" | "critical" => Ok(LevelFilter::ERROR),
+        _ => Err(LogError::new(Kind::Level(loglevel.to_owned()))),
+    }
+}
+
+fn open(errorlog: &str) -> Result<Sink, LogError> {
+    if errorlog == "-" {
+        return Ok(Sink::stderr());
+    }
+    let path = Path::new(errorlog);
+    Sink::file(path).map_err(|source| {
+        LogError::new(Kind::Open {
+            path: path.to_path_buf(),
+            source,
+        })
+    })
+}
+
+/// The subscriber `init` installs; tests use it scoped, with a fixed clock.
+fn subscriber(sink: Arc<Sink>, level: LevelFilter) -> impl Subscriber + Send + Sync {
+    tracing_subscriber::registry().with(level).with(ErrorLayer {
+        sink,
+        now: SystemTime::now,
+    })
+}
+
+/// Formats each event as one error log line and writes it.
+struct ErrorLayer {
+    sink: Arc<Sink>,
+    /// The wall clock (a fixed time in tests).
+    now: fn() -> SystemTime,
+}
+
+/// Reused per thread so a line costs no allocation once warm.
+#[derive(Default)]
+struct Bufs {
+    line: Vec<u8>,
+    message: Vec<u8>,
+    fields: Vec<u8>,
+}
+
+/// A line longer than this gives its buffers back after writing, so one huge traceback does
+/// not pin memory in every thread for good.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+thread_local! {
+    static BUFS: RefCell<Bufs> = RefCell::new(Bufs::default());
+}
+
+impl<S: Subscriber> Layer<S> for ErrorLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let secs = clock::unix_secs((self.now)());
+        let pid = std::process::id();
+        let write = |bufs: &mut Bufs| {
+            format_event(event, secs, pid, bufs);
+            // Nowhere to report a failed log write: the error log is where it would go.
+            let _ = self.sink.write_all(&bufs.line);
+            if bufs.line.capacity() > KEEP_CAPACITY {
+                *bufs = Bufs::default();
+            }
+        };
+        // A field's Debug impl that itself logs re-enters here with the buffers borrowed; that
+        // line, and any during thread teardown, gets fresh buffers instead.
+        let done = BUFS
+            .try_with(|cell| match cell.try_borrow_mut() {
+                Ok(mut bufs) => {
+                    write(&mut bufs);
+                    true
+                }
+                Err(_) => false,
+            })
+            .unwrap_or(false);
+        if !done {
+            write(&mut Bufs::default());
+        }
+    }
+}
+
+/// Builds `[stamp] [pid] [LEVEL] message key=value...\n` into `bufs.line`.
+fn format_event(event: &Event<'_>, secs: i64, pid: u32, bufs: &mut Bufs) {
+    bufs.message.clear();
+    bufs.fields.clear();
+    let mut visitor = Visitor {
+        message: &mut bufs.message,
+        fields: &mut bufs.fields,
+        critical: false,
+    };
+    event.record(&mut visitor);
+    let critical = visitor.critical;
+
+    let line = &mut bufs.line;
+    line.clear();
+    line.extend_from_slice(&clock::stamps(secs).error);
+    let _ = write!(line, " [{pid}] [");
+    line.extend_from_slice(level_name(*event.metadata().level(), critical));
+    line.extend_from_slice(b"] ");
+    line.extend_from_slice(&bufs.message);
+    // Each field was written with a leading space; drop it when there is no message.
+    let fields = match bufs.message.is_empty() {
+        true => bufs.fields.strip_prefix(b" ").unwrap_or(&bufs.fields),
+        false => &bufs.fields,
+    };
+    line.extend_from_slice(fields);
+    line.push(b'\n');
+}
+
+/// gunicorn's level names. An ERROR event with the field `critical = true` prints as CRITICAL
+/// (gunicorn logs e.g. worker timeouts at that level, and operators alert on it).
+fn level_name(level: Level, critical: bool) -> &'static [u8] {
+    match level {
+        Level::ERROR if critical => b"CRITICAL",
+        Level::ERROR => b"ERROR",
+        Level::WARN => b"WARNING",
+        Level::INFO => b"INFO",
+        Level::DEBUG => b"DEBUG",
+        Level::TRACE => b"TRACE",
+    }
+}
+
+/// Collects the message and the `key=value` fields of an event.
+struct Visitor<'a> {
+    message: &'a mut Vec<u8>,
+    fields: &'a mut Vec<u8>,
+    critical: bool,
+}
+
+impl Visitor<'_> {
+    fn key(&mut self, field: &Field) {
+        self.fields.push(b' ');
+        self.fields.extend_from_slice(field.name().as_bytes());
+        self.fields.push(b'=');
+    }
+}
+
+impl Visit for Visitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.extend_from_slice(value.as_bytes());
+        } else {
+            self.key(field);
+            push_value(self.fields, value);
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if field.name() == "critical" {
+            self.critical = value;
+        } else {
+            self.key(field);
+            let _ = write!(self.fields, "{value}");
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.key(field);
+        let _ = write!(self.fields, "{value}");
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.key(field);
+        let _ = write!(self.fields, "{value}");
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn StdError + 'static)) {
+        // The whole chain on one line, as the top level prints errors (STYLE 6).
+        let mut text = value.to_string();
+        let mut source = value.source();
+        while let Some(e) = source {
+            text.push_str(": ");
+            text.push_str(&e.to_string());
+            source = e.source();
+        }
+        self.record_str(field, &text);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            // The message arrives as `format_args!`, whose Debug is its text.
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            self.record_str(field, &format!("{value:?}"));
+        }
+    }
+}
+
+/// A field value, bare when it is a plain token, else in double quotes with `"`, `\` and
+/// control characters escaped, so a line always splits back into the same `key=value` pairs.
+fn push_value(out: &mut Vec<u8>, value: &str) {
+    let plain = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b > b' ' && b != b'"' && b != b'=' && b != 0x7f);
+    if plain {
+        out.extend_from_slice(value.as_bytes());
+        return;
+    }
+    out.push(b'"');
+    for c in value.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => {
+                let mut utf8 = [0; 4];
+                out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logging::temp_dir;
+    use tracing::{debug, error, info, warn};
+
+    /// 2026-11-27 14:30:01 UTC.
+    fn sample_time() -> SystemTime {
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_789_801)
+    }
+
+    fn stamp() -> String {
+        String::from_utf8(clock::stamps(1_795_789_801).error.to_vec()).unwrap()
+    }
+
+    /// Runs `f` with a scoped error log writing to a fresh file; returns the file's text.
+    fn capture(name: &str, level: &str, f: impl FnOnce()) -> String {
+        let dir = temp_dir(name);
+        let path = dir.join("error.log");
+        let sink = Arc::new(Sink::file(&path).unwrap());
+        let level = parse_level(level).unwrap();
+        let sub = tracing_subscriber::registry().with(level).with(ErrorLayer {
+            sink,
+            now: sample_time,
+        });
+        tracing::subscriber::with_default(sub, f);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+        text
+    }
+
+    #[test]
+    fn line_has_gunicorn_prefix_then_message_then_fields() {
+        let text = capture("el-format", "info", || {
+            info!(addr = "127.0.0.1:8000", fd = 3, "listening");
+        });
+        let pid = std::process::id();
+        assert_eq!(
+            text,
+            format!(
+                "{} [{pid}] [INFO] listening addr=127.0.0.1:8000 fd=3\n",
+                stamp()
+            )
+        );
+        // In UTC (this machine's and CI's zone) that is gunicorn's exact stamp.
+        if clock::stamps(1_795_789_801).error.ends_with(b"+0000]") {
+            assert!(text.starts_with("[2026-11-27 14:30:01 +0000] ["));
+        }
+    }
+
+    #[test]
+    fn level_names_and_critical() {
+        let text = capture("el-levels", "debug", || {
+            debug!("d");
+            info!("i");
+            warn!("w");
+            error!("e");
+            error!(critical = true, pid = 42, "WORKER TIMEOUT");
+        });
+        let levels: Vec<&str> = text
+            .lines()
+            .map(|l| l.split("] [").nth(2).unwrap())
+            .collect();
+        assert_eq!(
+            levels,
+            [
+                "DEBUG] d",
+                "INFO] i",
+                "WARNING] w",
+                "ERROR] e",
+                "CRITICAL] WORKER TIMEOUT pid=42"
+            ]
+        );
+    }
+
+    #[test]
+    fn level_filtering() {
+        let text = capture("el-filter", "WARNING", || {
+            debug!("no");
+            info!("no");
+            warn!("yes warn");
+            error!("yes error");
+        });
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains("[WARNING] yes warn"));
+        assert!(text.contains("[ERROR] yes error"));
+
+        let text = capture("el-filter-critical", "critical", || {
+            warn!("no");
+            error!(critical = true, "yes");
+        });
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
+
+    #[test]
+    fn parse_level_accepts_gunicorn_names_only() {
+        for ok in ["debug", "INFO", "Warning", "error", "critical"] {
+            assert!(parse_level(ok).is_ok(), "{ok}");
+        }
+        let err = parse_level("verbose").unwrap_err();
+        assert!(err.is_level());
+        assert_eq!(
+            err.to_string(),
+            "invalid loglevel \"verbose\": use one of debug, info, warning, error, critical"
+        );
+        assert!(parse_level("warn").is_err());
+    }
+
+    #[test]
+    fn field_values_are_quoted_when_needed() {
+        let err = io::Error::other("disk full");
+        let text = capture("el-quote", "info", || {
+            info!(
+                path = "/a b",
+                empty = "",
+                q = "say \"hi\"",
+                eq = "a=b",
+                nl = "x\ny",
+                ok = true,
+                neg = -5,
+                dbg = ?Some(1),
+                disp = %"shown",
+                "m"
+            );
+            let e: &(dyn StdError + 'static) = &err;
+            warn!(error = e, "write failed");
+            info!(only = 1);
+        });
+        let lines: Vec<&str> = text.lines().collect();
+        let body = |l: &str| l.splitn(4, "] ").nth(3).unwrap().to_owned();
+        assert_eq!(
+            body(lines[0]),
+            r#"m path="/a b" empty="" q="say \"hi\"" eq="a=b" nl="x\ny" ok=true neg=-5 dbg=Some(1) disp=shown"#
+        );
+        assert_eq!(body(lines[1]), r#"write failed error="disk full""#);
+        assert_eq!(body(lines[2]), "only=1");
+    }
+
+    #[test]
+    fn error_chain_is_printed_whole() {
+        #[derive(Debug)]
+        struct Outer(io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("cannot bind")
+            }
+        }
+        impl StdError for Outer {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Outer(io::Error::other("address in use"));
+        let text = capture("el-chain", "info", || {
+            let e: &(dyn StdError + 'static) = &e;
+            error!(error = e, "boot");
+        });
+        assert!(
+            text.ends_with("boot error=\"cannot bind: address in use\"\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn multiline_messages_are_kept_verbatim() {
+        let text = capture("el-multiline", "info", || {
+            error!("Traceback:\n  File \"app.py\"");
+        });
+        assert!(text.ends_with("[ERROR] Traceback:\n  File \"app.py\"\n"));
+    }
+
+    #[test]
+    fn one_write_per_line_and_no_interleaving_between_threads() {
+        let dir = temp_dir("el-threads");
+        let path = dir.join("error.log");
+        let sink = Arc::new(Sink::file(&path).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let sink = sink.clone();
+                std::thread::spawn(move || {
+                    let sub =
+                        tracing_subscriber::registry()
+                            .with(LevelFilter::INFO)
+                            .with(ErrorLayer {
+                                sink,
+                                now: sample_time,
+                            });
+                    let payload = format!("{t}").repeat(2000);
+                    tracing::subscriber::with_default(sub, || {
+                        for i in 0..200 {
+                            info!(thread = t, i, payload = payload.as_str(), "line");
+                        }
+                    });
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(sink.write_calls(), 8 * 200);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 8 * 200);
+        for line in text.lines() {
+            let t = line.split("thread=").nth(1).unwrap().as_bytes()[0];
+            let payload = line.split("payload=").nth(1).unwrap();
+            assert_eq!(payload.len(), 2000);
+            assert!(payload.bytes().all(|b| b == t), "interleaved: {line}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_forked_child_logs_its_own_pid() {
+        let dir = temp_dir("el-fork");
+        let path = dir.join("error.log");
+        let sink = Arc::new(Sink::file(&path).unwrap());
+        let sub = tracing_subscriber::registry()
+            .with(LevelFilter::INFO)
+            .with(ErrorLayer {
+                sink,
+                now: sample_time,
+            });
+        tracing::subscriber::with_default(sub, || {
+            info!("parent");
+            // SAFETY: the child only formats and writes one line (the allocator is fork-safe in
+            // glibc) and leaves with _exit, running no destructor or atexit handler that other
+            // test threads' state could have left inconsistent.
+            match unsafe { nix::unistd::fork() }.unwrap() {
+                nix::unistd::ForkResult::Child => {
+                    info!("child");
+                    // SAFETY: _exit is async-signal-safe and ends the child at once.
+                    unsafe { libc::_exit(0) };
+                }
+                nix::unistd::ForkResult::Parent { child } => {
+                    let status = nix::sys::wait::waitpid(child, None).unwrap();
+                    assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    let me = std::process::id();
+                    assert_eq!(
+                        text,
+                        format!(
+                            "{s} [{me}] [INFO] parent\n{s} [{child}] [INFO] child\n",
+                            s = stamp()
+                        )
+                    );
+                }
+            }
+        });
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The only test that installs the global subscriber (once per process).
+    #[test]
+    fn init_installs_global_log_write_raw_and_reopen() {
+        let dir = temp_dir("el-init");
+        let path = dir.join("error.log");
+        let rotated = dir.join("error.log.1");
+
+        let bad = init(dir.join("missing/x.log").to_str().unwrap(), "info").unwrap_err();
+        assert!(bad.is_open());
+        assert!(bad.to_string().starts_with("cannot open errorlog path="));
+        assert!(bad.source().is_some());
+        assert!(init("-", "loud").unwrap_err().is_level());
+
+        let handle = init(path.to_str().unwrap(), "warning").unwrap();
+        assert_eq!(handle.path(), Some(path.as_path()));
+        // From a fresh thread, so no scoped subscriber of another test is in the way.
+        std::thread::spawn(|| {
+            info!("filtered");
+            warn!(worker = 7, "global");
+            write_raw("Traceback (most recent call last):\n  boom\n").unwrap();
+        })
+        .join()
+        .unwrap();
+        std::fs::rename(&path, &rotated).unwrap();
+        handle.reopen().unwrap();
+        std::thread::spawn(|| warn!("after reopen")).join().unwrap();
+
+        let old = std::fs::read_to_string(&rotated).unwrap();
+        let mut lines = old.lines();
+        assert!(lines.next().unwrap().ends_with("[WARNING] global worker=7"));
+        assert_eq!(lines.next(), Some("Traceback (most recent call last):"));
+        assert_eq!(lines.next(), Some("  boom"));
+        assert_eq!(lines.next(), None);
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert!(new.ends_with("[WARNING] after reopen\n"), "{new}");
+
+        let again = init("-", "info").unwrap_err();
+        assert!(!again.is_open() && !again.is_level());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
