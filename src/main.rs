@@ -1,6 +1,9 @@
 //! unitcorn: a prefork HTTP server for Python WSGI apps, at home under systemd.
+//!
+//! `main` only parses, dispatches on the mode and turns the outcome into an exit status.
 
 mod boot;
+mod cli;
 mod config;
 mod listeners;
 mod logging;
@@ -11,50 +14,58 @@ mod worker;
 
 use std::process::ExitCode;
 
+use config::{Command, Settings};
+
 fn main() -> ExitCode {
     let command = match config::load() {
-        Ok(c) => c,
+        Ok(command) => command,
         Err(e) => {
             eprintln!("unitcorn: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(if e.is_usage() { 2 } else { 1 });
         }
     };
-    let settings = match &command {
-        config::Command::Serve(s)
-        | config::Command::CheckConfig(s)
-        | config::Command::PrintConfig(s) => s,
-    };
-    let _log = match logging::init(&settings.errorlog, &settings.loglevel) {
-        Ok(handle) => handle,
-        Err(e) => {
-            eprintln!("unitcorn: {e}");
-            return ExitCode::from(1);
+    let settings = match command {
+        Command::Help(text) | Command::Version(text) => {
+            println!("{text}");
+            return ExitCode::SUCCESS;
         }
+        Command::PrintConfig(settings) => {
+            print!("{}", config::to_toml(&settings));
+            return ExitCode::SUCCESS;
+        }
+        Command::CheckConfig(settings) => return check(&settings),
+        Command::Serve(settings) => settings,
     };
-    match run(command) {
-        Ok(code) => ExitCode::from(code as u8),
+    if let Err(e) = logging::init(&settings.errorlog, &settings.loglevel) {
+        eprintln!("unitcorn: {e}");
+        return ExitCode::FAILURE;
+    }
+    match master::run(settings, worker::run) {
+        Ok(status) => ExitCode::from(status),
         Err(e) => {
             tracing::error!("{e}");
-            ExitCode::from(1)
+            ExitCode::FAILURE
         }
     }
 }
 
-fn run(command: config::Command) -> Result<i32, String> {
-    match command {
-        config::Command::Serve(settings) => {
-            let binds = settings
-                .bind
-                .iter()
-                .map(|b| config::bind::BindAddr::parse(b))
-                .collect::<Result<Vec<_>, _>>()?;
-            let listeners = listeners::open_all(&binds, settings.backlog)?;
-            master::run(settings, listeners, worker::run)
+/// `--check-config`: the settings parsed already; import the app, serve nothing.
+fn check(settings: &Settings) -> ExitCode {
+    if settings.print_config {
+        print!("{}", config::to_toml(settings));
+    }
+    if let Err(e) = std::env::set_current_dir(&settings.chdir) {
+        eprintln!(
+            "unitcorn: cannot chdir to {}: {e}",
+            settings.chdir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    match worker::load_app(settings) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("unitcorn: the app did not load\n{e}");
+            ExitCode::FAILURE
         }
-        config::Command::CheckConfig(settings) => {
-            worker::load_app(&settings)?;
-            Ok(0)
-        }
-        config::Command::PrintConfig(_) => Ok(0),
     }
 }

@@ -1,89 +1,206 @@
 //! Configuration: gunicorn's settings, resolved from defaults, the config file,
 //! `UNITCORN_CMD_ARGS` and the command line (lowest to highest precedence).
 //!
-//! Parsing only validates and records; nothing is bound or imported here.
+//! Parsing only validates and records; nothing is bound, imported or chown'd here. Bind
+//! addresses and the app spec are checked for form (`bind`, `app_spec`), not reached.
 
+pub mod app_spec;
+pub mod bind;
+mod error;
+mod file;
+mod print;
 pub mod settings;
+pub mod table;
+mod value;
 
-pub use settings::Settings;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::Path;
+
+use crate::cli;
+
+pub use error::ConfigError;
+pub use print::to_toml;
+pub use settings::{SETTINGS, Settings};
+
+use error::{ArgsSource, Origin};
+use table::{DefaultValue, Kind, Setting};
+use value::Value;
 
 /// What the command line asks unitcorn to do.
 #[derive(Debug)]
 pub enum Command {
     /// Serve the app (the normal case).
     Serve(Settings),
-    /// `--check-config`: validate the settings, import the app, exit.
+    /// `--check-config`: validate the settings, import the app, exit. When
+    /// `print_config` is also set, print the settings first (as gunicorn does).
     CheckConfig(Settings),
-    /// `--print-config`: print the resolved settings as TOML, exit.
+    /// `--print-config`: print the resolved settings as TOML (`to_toml`), exit.
     PrintConfig(Settings),
+    /// `-h`/`--help`: print this text (it has no trailing newline) on stdout, exit 0.
+    Help(String),
+    /// `-v`/`--version`: print this text (it has no trailing newline) on stdout, exit 0.
+    Version(String),
 }
 
-pub mod bind;
+/// The environment variables whose content is read as extra command-line arguments,
+/// in order of preference: the first that is set is used, the other ignored.
+const ENV_ARGS_VARS: [&str; 2] = ["UNITCORN_CMD_ARGS", "GUNICORN_CMD_ARGS"];
 
-/// TEMPORARY: replaced by the config branch.
-pub fn load() -> Result<Command, String> {
-    let mut s = Settings {
-        wsgi_app: None,
-        config: None,
-        bind: vec!["127.0.0.1:8000".into()],
-        backlog: 2048,
-        workers: 1,
-        worker_class: "sync".into(),
-        threads: 1,
-        worker_connections: 1000,
-        max_requests: 0,
-        max_requests_jitter: 0,
-        timeout: 30,
-        graceful_timeout: 30,
-        keepalive: 2,
-        limit_request_line: 4094,
-        limit_request_fields: 100,
-        limit_request_field_size: 8190,
-        chdir: std::env::current_dir().unwrap_or_default(),
-        pythonpath: None,
-        virtualenv: None,
-        preload_app: false,
-        raw_env: vec![],
-        pidfile: None,
-        proc_name: None,
-        forwarded_allow_ips: vec![],
-        loglevel: "info".into(),
-        errorlog: "-".into(),
-        accesslog: None,
-        access_log_format: String::new(),
-        check_config: false,
-        print_config: false,
-        daemon: false,
-        user: None,
-        group: None,
-        umask: 0,
-        reload: false,
-        spew: false,
-        tmp_upload_dir: None,
+/// Loads the configuration from the process's arguments and environment.
+///
+/// Never exits the process: `--help` and `--version` come back as `Command::Help` and
+/// `Command::Version` for the caller to print.
+pub fn load() -> Result<Command, ConfigError> {
+    load_from(std::env::args_os().collect(), &|name| {
+        std::env::var(name).ok()
+    })
+}
+
+/// Loads the configuration from `args` (`args[0]` is the program name) and the
+/// environment `env` gives (`env("PORT")`…). The working directory is read only when
+/// nothing sets `chdir`.
+pub fn load_from(
+    args: Vec<OsString>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Command, ConfigError> {
+    // Help and version answer before anything that could fail.
+    match cli::special(&args) {
+        Some(cli::Special::Help(text)) => return Ok(Command::Help(text)),
+        Some(cli::Special::Version(text)) => return Ok(Command::Version(text)),
+        None => {}
+    }
+
+    let command_line = match cli::parse(args) {
+        Ok(parsed) if parsed.version => return Ok(Command::Version(cli::version())),
+        Ok(parsed) => read_args(parsed, ArgsSource::CommandLine)?,
+        Err(cli::ParseError::Help(text)) => return Ok(Command::Help(text)),
+        Err(cli::ParseError::Usage(message)) => {
+            return Err(ConfigError::usage(ArgsSource::CommandLine, &message));
+        }
     };
-    let mut args = std::env::args().skip(1);
-    let mut binds = vec![];
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "-w" => s.workers = args.next().unwrap_or_default().parse().map_err(|_| "-w")?,
-            "--threads" => {
-                s.threads = args
-                    .next()
-                    .unwrap_or_default()
-                    .parse()
-                    .map_err(|_| "--threads")?
-            }
-            "--keep-alive" => {
-                s.keepalive = args.next().unwrap_or_default().parse().map_err(|_| "ka")?
-            }
-            "-b" => binds.push(args.next().unwrap_or_default()),
-            "--chdir" => s.chdir = args.next().unwrap_or_default().into(),
-            "--access-logfile" => s.accesslog = args.next(),
-            _ => s.wsgi_app = Some(a),
+
+    let env_args = match ENV_ARGS_VARS
+        .iter()
+        .find_map(|var| env(var).map(|text| (*var, text)))
+    {
+        Some((var, text)) => env_args(var, &text)?,
+        None => Vec::new(),
+    };
+
+    // The config file may be named on the command line or in the env args; the command
+    // line wins, as for every setting.
+    let config_path = [&command_line, &env_args]
+        .into_iter()
+        .find_map(|layer| layer.iter().find(|(s, _)| s.name == "config"))
+        .and_then(|(_, value)| match value {
+            Value::Str(path) => Some(path.clone()),
+            _ => None,
+        });
+    let config_file = match &config_path {
+        Some(path) => file::read(Path::new(path))?,
+        None => Vec::new(),
+    };
+
+    // Lowest precedence first: a later source replaces a setting's whole value.
+    let mut values: HashMap<&'static str, Value> = HashMap::new();
+    for (setting, value) in config_file.into_iter().chain(env_args).chain(command_line) {
+        values.insert(setting.name, value);
+    }
+    for setting in SETTINGS {
+        if !values.contains_key(setting.name) {
+            values.insert(setting.name, default_value(setting, env)?);
         }
     }
-    if !binds.is_empty() {
-        s.bind = binds;
+    let settings = Settings::from_values(|name| {
+        values
+            .remove(name)
+            .expect("every setting has a value: the defaults filled the gaps above")
+    });
+
+    if settings.check_config {
+        require_app(&settings)?;
+        Ok(Command::CheckConfig(settings))
+    } else if settings.print_config {
+        Ok(Command::PrintConfig(settings))
+    } else {
+        require_app(&settings)?;
+        Ok(Command::Serve(settings))
     }
-    Ok(Command::Serve(s))
 }
+
+/// Reads `UNITCORN_CMD_ARGS` (or `GUNICORN_CMD_ARGS`) as gunicorn does: shell-split,
+/// then parsed like the command line.
+fn env_args(var: &'static str, text: &str) -> Result<Vec<(&'static Setting, Value)>, ConfigError> {
+    let source = ArgsSource::EnvArgs(var);
+    let words = cli::shell_split(text).map_err(|why| ConfigError::usage(source, &why))?;
+    let args =
+        std::iter::once(OsString::from("unitcorn")).chain(words.into_iter().map(OsString::from));
+    match cli::parse(args) {
+        Ok(parsed) if parsed.version => Err(ConfigError::usage(
+            source,
+            "--version is not a setting; give it on the command line",
+        )),
+        Ok(parsed) => read_args(parsed, source),
+        Err(cli::ParseError::Help(_)) => Err(ConfigError::usage(
+            source,
+            "--help is not a setting; give it on the command line",
+        )),
+        Err(cli::ParseError::Usage(message)) => Err(ConfigError::usage(source, &message)),
+    }
+}
+
+/// Checks the strings of one argument list against their settings.
+fn read_args(
+    parsed: cli::Parsed,
+    source: ArgsSource,
+) -> Result<Vec<(&'static Setting, Value)>, ConfigError> {
+    parsed
+        .values
+        .into_iter()
+        .map(|(setting, strings)| {
+            let value = match setting.kind {
+                Kind::Flag => Ok(Value::Bool(true)),
+                kind => kind.read_strs(&strings),
+            };
+            value.map(|v| (setting, v)).map_err(|problem| {
+                let flag = setting.cli.display_name().unwrap_or_default();
+                ConfigError::value(Origin::Args { source, flag }, setting.name, problem)
+            })
+        })
+        .collect()
+}
+
+/// The value of a setting no source set.
+fn default_value(
+    setting: &'static Setting,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Value, ConfigError> {
+    match setting.default {
+        DefaultValue::Const(c) => Ok(c.to_value()),
+        DefaultValue::Env {
+            var,
+            format,
+            fallback,
+        } => match env(var) {
+            Some(raw) => setting
+                .kind
+                .read_str(&format.replace("{}", &raw))
+                .map_err(|p| ConfigError::value(Origin::EnvDefault { var }, setting.name, p)),
+            None => Ok(fallback.to_value()),
+        },
+        DefaultValue::Cwd => std::env::current_dir()
+            .map(|dir| Value::Str(dir.to_string_lossy().into_owned()))
+            .map_err(ConfigError::cwd),
+    }
+}
+
+fn require_app(settings: &Settings) -> Result<(), ConfigError> {
+    match settings.wsgi_app {
+        Some(_) => Ok(()),
+        None => Err(ConfigError::no_app()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,60 +1,522 @@
-//! The resolved settings: one field per gunicorn setting, named as gunicorn names it.
+//! The settings table: every setting defined once (gunicorn name, flags, kind, default,
+//! docs), and the `Settings` struct generated from it, one field per setting.
 //!
-//! This file holds only the data. Where each value comes from (defaults, config file,
-//! `UNITCORN_CMD_ARGS`, command line) is decided in `config/mod.rs`.
+//! This file holds only data. Where each value comes from (defaults, config file,
+//! `UNITCORN_CMD_ARGS`, command line) is decided in `config/mod.rs`; `--help` is built
+//! from this table in `cli.rs`, `--print-config` in `config/print.rs`.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
-/// Every setting unitcorn knows, resolved. Field names are gunicorn's setting names.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
-    /// The WSGI app, `module:callable` (also the positional APP argument).
-    pub wsgi_app: Option<String>,
-    /// The config file that was read, if any.
-    pub config: Option<PathBuf>,
-    /// Addresses to listen on: `HOST`, `HOST:PORT`, `[IPv6]:PORT`, `unix:PATH`, `fd://N`.
-    pub bind: Vec<String>,
-    pub backlog: u32,
-    pub workers: u32,
-    pub worker_class: String,
-    pub threads: u32,
-    pub worker_connections: u32,
-    pub max_requests: u64,
-    pub max_requests_jitter: u64,
-    /// Seconds.
-    pub timeout: u64,
-    /// Seconds.
-    pub graceful_timeout: u64,
-    /// Seconds a keep-alive connection may sit idle.
-    pub keepalive: u64,
-    pub limit_request_line: u32,
-    pub limit_request_fields: u32,
-    pub limit_request_field_size: u32,
-    pub chdir: PathBuf,
-    /// Comma-separated directories added to `sys.path`.
-    pub pythonpath: Option<String>,
-    /// A virtualenv whose packages the app imports (else `$VIRTUAL_ENV`).
-    pub virtualenv: Option<PathBuf>,
-    pub preload_app: bool,
-    /// `KEY=VALUE` pairs put in the app's environment.
-    pub raw_env: Vec<String>,
-    pub pidfile: Option<PathBuf>,
-    pub proc_name: Option<String>,
-    pub forwarded_allow_ips: Vec<String>,
-    pub loglevel: String,
-    /// `-` is stderr.
-    pub errorlog: String,
-    /// `-` is stdout; `None` means no access log.
-    pub accesslog: Option<String>,
-    pub access_log_format: String,
-    pub check_config: bool,
-    pub print_config: bool,
-    // Accepted and stored for later issues (gunicorn's own config files set them).
-    pub daemon: bool,
-    pub user: Option<String>,
-    pub group: Option<String>,
-    pub umask: u32,
-    pub reload: bool,
-    pub spew: bool,
-    pub tmp_upload_dir: Option<PathBuf>,
+use super::table::{Cli, Const, DefaultValue, Kind, Scope, Section, Setting};
+use super::value::{Field, Value};
+use super::{app_spec, bind};
+
+/// gunicorn's default access log format.
+pub const DEFAULT_ACCESS_LOG_FORMAT: &str =
+    r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
+
+/// The log levels `loglevel` takes, as gunicorn names them.
+pub const LOG_LEVELS: &[&str] = &["debug", "info", "warning", "error", "critical"];
+
+/// Declares the table and the struct together, so a setting cannot be in one and not
+/// the other. Each entry: `name: FieldType { section, cli, kind, default, [scope,] doc,
+/// long_doc }`; the field's type must match its `kind` (see `table::Kind`).
+macro_rules! settings {
+    ($(
+        $name:ident: $ty:ty {
+            section: $section:ident,
+            cli: $cli:expr,
+            kind: $kind:expr,
+            default: $default:expr,
+            $(scope: $scope:ident,)?
+            doc: $doc:literal,
+            long_doc: $long:literal $(,)?
+        }
+    )*) => {
+        /// Every setting unitcorn knows, resolved. Field names are gunicorn's setting
+        /// names; field order is the table's order.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct Settings {
+            $(
+                #[doc = $doc]
+                #[doc = ""]
+                #[doc = $long]
+                pub $name: $ty,
+            )*
+        }
+
+        /// The settings table, in `--help` order, grouped by section.
+        pub static SETTINGS: &[Setting] = &[$(
+            Setting {
+                name: stringify!($name),
+                section: Section::$section,
+                cli: $cli,
+                kind: $kind,
+                default: $default,
+                scope: settings!(@scope $($scope)?),
+                doc: $doc,
+                long_doc: $long,
+                get: |s| Field::to_value(&s.$name),
+            },
+        )*];
+
+        impl Settings {
+            /// Builds the struct from one resolved value a setting, asked by name.
+            pub(crate) fn from_values(mut value: impl FnMut(&'static str) -> Value) -> Settings {
+                Settings {
+                    $( $name: Field::from_value(value(stringify!($name))), )*
+                }
+            }
+        }
+    };
+    (@scope) => { Scope::Anywhere };
+    (@scope $scope:ident) => { Scope::$scope };
+}
+
+const U32: u64 = u32::MAX as u64;
+
+settings! {
+    // ----- Server socket
+    bind: Vec<String> {
+        section: ServerSocket,
+        cli: Cli::opt(Some('b'), "bind", "ADDRESS"),
+        kind: Kind::Repeated(bind::check),
+        default: DefaultValue::Env {
+            var: "PORT",
+            format: "0.0.0.0:{}",
+            fallback: Const::List(&["127.0.0.1:8000"]),
+        },
+        doc: "An address to listen on; repeat for more",
+        long_doc: "HOST, HOST:PORT, [IPv6]:PORT, unix:PATH (or unix://PATH), or fd://N or \
+fd://NAME for a socket inherited from systemd. A HOST without a port listens on port 8000. \
+Repeat -b to listen on several addresses; the addresses given on the command line replace \
+those of the config file. When $PORT is set, the default is 0.0.0.0:$PORT.",
+    }
+    backlog: u32 {
+        section: ServerSocket,
+        cli: Cli::opt(None, "backlog", "INT"),
+        kind: Kind::Int { min: 1, max: U32 },
+        default: DefaultValue::Const(Const::Int(2048)),
+        doc: "Pending connections the kernel queues",
+        long_doc: "The listen(2) backlog. Past it, new clients get errors; it only matters \
+under heavy load. Generally 64 to 2048.",
+    }
+
+    // ----- Worker processes
+    workers: u32 {
+        section: WorkerProcesses,
+        cli: Cli::opt(Some('w'), "workers", "INT"),
+        kind: Kind::Int { min: 1, max: U32 },
+        default: DefaultValue::Env {
+            var: "WEB_CONCURRENCY",
+            format: "{}",
+            fallback: Const::Int(1),
+        },
+        doc: "Number of worker processes",
+        long_doc: "How many worker processes serve requests; generally 2 to 4 per CPU core. \
+TTIN and TTOU change it while running.",
+    }
+    worker_class: String {
+        section: WorkerProcesses,
+        cli: Cli::opt(Some('k'), "worker-class", "STRING"),
+        kind: Kind::Text(Some(non_empty)),
+        default: DefaultValue::Const(Const::Str("sync")),
+        doc: "The type of worker (gunicorn's name)",
+        long_doc: "gunicorn's worker class: sync, gthread, gevent, ... It is kept as written \
+so that gunicorn configurations load unchanged.",
+    }
+    threads: u32 {
+        section: WorkerProcesses,
+        cli: Cli::opt(None, "threads", "INT"),
+        kind: Kind::Int { min: 1, max: U32 },
+        default: DefaultValue::Const(Const::Int(1)),
+        doc: "Threads a worker serves requests with",
+        long_doc: "The number of requests one worker serves at once, each on its own thread.",
+    }
+    worker_connections: u32 {
+        section: WorkerProcesses,
+        cli: Cli::opt(None, "worker-connections", "INT"),
+        kind: Kind::Int { min: 1, max: U32 },
+        default: DefaultValue::Const(Const::Int(1000)),
+        doc: "Most simultaneous clients a worker holds",
+        long_doc: "The maximum number of open client connections in one worker, idle \
+keep-alive connections included.",
+    }
+    max_requests: u64 {
+        section: WorkerProcesses,
+        cli: Cli::opt(None, "max-requests", "INT"),
+        kind: Kind::Int { min: 0, max: u64::MAX },
+        default: DefaultValue::Const(Const::Int(0)),
+        doc: "Requests before a worker restarts (0: never)",
+        long_doc: "A simple guard against memory leaks in the app: a worker that has served \
+this many requests exits after its last response, and a fresh one replaces it.",
+    }
+    max_requests_jitter: u64 {
+        section: WorkerProcesses,
+        cli: Cli::opt(None, "max-requests-jitter", "INT"),
+        kind: Kind::Int { min: 0, max: u64::MAX },
+        default: DefaultValue::Const(Const::Int(0)),
+        doc: "Up to N requests added to max-requests",
+        long_doc: "Each worker's limit is max_requests plus a random number from 0 to this, \
+so that the workers do not all restart at once.",
+    }
+    timeout: u64 {
+        section: WorkerProcesses,
+        cli: Cli::opt(Some('t'), "timeout", "INT"),
+        kind: Kind::Int { min: 0, max: u64::MAX },
+        default: DefaultValue::Const(Const::Int(30)),
+        doc: "Kill a worker stuck N seconds (0: never)",
+        long_doc: "A worker that misses its heartbeat, or whose oldest request has run longer \
+than this, is sent SIGABRT (its Python traceback goes to the error log), then SIGKILL.",
+    }
+    graceful_timeout: u64 {
+        section: WorkerProcesses,
+        cli: Cli::opt(None, "graceful-timeout", "INT"),
+        kind: Kind::Int { min: 0, max: u64::MAX },
+        default: DefaultValue::Const(Const::Int(30)),
+        doc: "Seconds to finish on a graceful stop",
+        long_doc: "On QUIT, HUP, WINCH or TTOU, workers stop accepting and finish their \
+requests; those still busy after this many seconds are killed.",
+    }
+    keepalive: u64 {
+        section: WorkerProcesses,
+        cli: Cli::opt(None, "keep-alive", "INT"),
+        kind: Kind::Int { min: 0, max: u64::MAX },
+        default: DefaultValue::Const(Const::Int(2)),
+        doc: "Seconds to wait for a keep-alive request",
+        long_doc: "How long to wait for the next request on a keep-alive connection; 0 \
+closes the connection after each response. Generally 1 to 5 behind a proxy.",
+    }
+
+    // ----- Server mechanics
+    chdir: PathBuf {
+        section: ServerMechanics,
+        cli: Cli::opt(None, "chdir", "DIR"),
+        kind: Kind::Path,
+        default: DefaultValue::Cwd,
+        doc: "Directory to load the app from",
+        long_doc: "unitcorn changes to it before loading the app.",
+    }
+    pythonpath: Option<String> {
+        section: ServerMechanics,
+        cli: Cli::opt(None, "pythonpath", "STRING"),
+        kind: Kind::OptText(None),
+        default: DefaultValue::Const(Const::Unset),
+        doc: "Comma list of dirs to add to sys.path",
+        long_doc: "For example '/home/djangoprojects/myproject,/home/python/mylibrary'.",
+    }
+    virtualenv: Option<PathBuf> {
+        section: ServerMechanics,
+        cli: Cli::opt(None, "virtualenv", "DIR"),
+        kind: Kind::OptPath,
+        default: DefaultValue::Const(Const::Unset),
+        doc: "The virtualenv of the app's packages",
+        long_doc: "A venv made with the Python unitcorn links (python3 -m venv). When unset, \
+$VIRTUAL_ENV is used if set. A unitcorn setting; gunicorn has none.",
+    }
+    preload_app: bool {
+        section: ServerMechanics,
+        cli: Cli::opt(None, "preload", ""),
+        kind: Kind::Flag,
+        default: DefaultValue::Const(Const::Bool(false)),
+        doc: "Load the app before forking workers",
+        long_doc: "Workers then share the loaded app's memory copy-on-write and start faster, \
+but a reload (HUP) cannot pick up new code.",
+    }
+    raw_env: Vec<String> {
+        section: ServerMechanics,
+        cli: Cli::opt(Some('e'), "env", "KEY=VALUE"),
+        kind: Kind::Repeated(check_env),
+        default: DefaultValue::Const(Const::List(&[])),
+        doc: "Set KEY=VALUE in the app's environment",
+        long_doc: "Repeat -e for more. The variables given on the command line replace those of \
+the config file.",
+    }
+    pidfile: Option<PathBuf> {
+        section: ServerMechanics,
+        cli: Cli::opt(Some('p'), "pid", "FILE"),
+        kind: Kind::OptPath,
+        default: DefaultValue::Const(Const::Unset),
+        doc: "Write the master's pid to this file",
+        long_doc: "No pid file is written when unset.",
+    }
+    daemon: bool {
+        section: ServerMechanics,
+        cli: Cli::opt(Some('D'), "daemon", ""),
+        kind: Kind::Flag,
+        default: DefaultValue::Const(Const::Bool(false)),
+        doc: "Detach and run in the background",
+        long_doc: "Detaches from the terminal. Not needed under systemd or supervisord, which \
+keep unitcorn in the foreground.",
+    }
+    user: Option<String> {
+        section: ServerMechanics,
+        cli: Cli::opt(Some('u'), "user", "USER"),
+        kind: Kind::OptText(Some(non_empty)),
+        default: DefaultValue::Const(Const::Unset),
+        doc: "Run as this user after binding",
+        long_doc: "A user name or uid. The master binds (or receives) the sockets, then \
+switches to it before forking workers. Unchanged when unset.",
+    }
+    group: Option<String> {
+        section: ServerMechanics,
+        cli: Cli::opt(Some('g'), "group", "GROUP"),
+        kind: Kind::OptText(Some(non_empty)),
+        default: DefaultValue::Const(Const::Unset),
+        doc: "Run as this group after binding",
+        long_doc: "A group name or gid, switched to with the user. Unchanged when unset.",
+    }
+    umask: u32 {
+        section: ServerMechanics,
+        cli: Cli::opt(Some('m'), "umask", "INT"),
+        kind: Kind::Umask,
+        default: DefaultValue::Const(Const::Int(0)),
+        doc: "File mode mask, e.g. 0o022",
+        long_doc: "It also sets the mode of unix sockets. Read as gunicorn reads it: \"18\", \"0o22\", \"0x12\" and \"0022\" (a \
+leading 0 means octal) are the same mask.",
+    }
+    worker_tmp_dir: Option<PathBuf> {
+        section: ServerMechanics,
+        cli: Cli::opt(None, "worker-tmp-dir", "DIR"),
+        kind: Kind::OptPath,
+        default: DefaultValue::Const(Const::Unset),
+        doc: "Directory for workers' temporary files",
+        long_doc: "Accepted for gunicorn compatibility.",
+    }
+    tmp_upload_dir: Option<PathBuf> {
+        section: ServerMechanics,
+        cli: Cli::None,
+        kind: Kind::OptPath,
+        default: DefaultValue::Const(Const::Unset),
+        doc: "Directory for temporary request data (config file only)",
+        long_doc: "Accepted for gunicorn compatibility.",
+    }
+    forwarded_allow_ips: Vec<String> {
+        section: ServerMechanics,
+        cli: Cli::opt(None, "forwarded-allow-ips", "STRING"),
+        kind: Kind::CommaList(check_ip),
+        default: DefaultValue::Env {
+            var: "FORWARDED_ALLOW_IPS",
+            format: "{}",
+            fallback: Const::List(&["127.0.0.1", "::1"]),
+        },
+        doc: "Proxies trusted with X-Forwarded-*",
+        long_doc: "Peers trusted to set X-Forwarded-* headers: IP addresses or networks (10.0.0.0/8), comma-separated, or * to trust \
+every peer. Only requests from these peers may set the scheme and client address.",
+    }
+
+    // ----- Logging
+    accesslog: Option<String> {
+        section: Logging,
+        cli: Cli::opt(None, "access-logfile", "FILE"),
+        kind: Kind::OptText(Some(non_empty)),
+        default: DefaultValue::Const(Const::Unset),
+        doc: "The access log file ('-' is stdout)",
+        long_doc: "No access log is written when unset.",
+    }
+    access_log_format: String {
+        section: Logging,
+        cli: Cli::opt(None, "access-logformat", "STRING"),
+        kind: Kind::Text(None),
+        default: DefaultValue::Const(Const::Str(DEFAULT_ACCESS_LOG_FORMAT)),
+        doc: "The access log format (gunicorn's atoms)",
+        long_doc: "h remote address, l '-', u user, t date, r request line, s status, \
+b response length, f referer, a user agent, and gunicorn's other atoms.",
+    }
+    errorlog: String {
+        section: Logging,
+        cli: Cli::Option {
+            short: None,
+            long: "error-logfile",
+            aliases: &["log-file"],
+            value_name: "FILE",
+        },
+        kind: Kind::Text(Some(non_empty)),
+        default: DefaultValue::Const(Const::Str("-")),
+        doc: "The error log file ('-' is stderr)",
+        long_doc: "--log-file is another name for this flag.",
+    }
+    loglevel: String {
+        section: Logging,
+        cli: Cli::opt(None, "log-level", "LEVEL"),
+        kind: Kind::Text(Some(check_loglevel)),
+        default: DefaultValue::Const(Const::Str("info")),
+        doc: "debug, info, warning, error or critical",
+        long_doc: "The least severe messages that go to the error log.",
+    }
+
+    // ----- Process naming
+    proc_name: Option<String> {
+        section: ProcessNaming,
+        cli: Cli::opt(Some('n'), "name", "STRING"),
+        kind: Kind::OptText(None),
+        default: DefaultValue::Const(Const::Unset),
+        doc: "The process name shown by ps and top",
+        long_doc: "Tells several unitcorn instances apart; the app name when unset.",
+    }
+
+    // ----- Security
+    limit_request_line: u32 {
+        section: Security,
+        cli: Cli::opt(None, "limit-request-line", "INT"),
+        kind: Kind::Int { min: 0, max: 8190 },
+        default: DefaultValue::Const(Const::Int(4094)),
+        doc: "Max request line length in bytes",
+        long_doc: "Limits the method, URI and version line, against denial of service; at \
+most 8190, and 0 means 8190.",
+    }
+    limit_request_fields: u32 {
+        section: Security,
+        cli: Cli::opt(None, "limit-request-fields", "INT"),
+        kind: Kind::Int { min: 0, max: 32768 },
+        default: DefaultValue::Const(Const::Int(100)),
+        doc: "Max header fields in a request",
+        long_doc: "Against denial of service; at most 32768.",
+    }
+    limit_request_field_size: u32 {
+        section: Security,
+        cli: Cli::opt(None, "limit-request-field_size", "INT"),
+        kind: Kind::Int { min: 0, max: U32 },
+        default: DefaultValue::Const(Const::Int(8190)),
+        doc: "Max header field size in bytes",
+        long_doc: "0 means unlimited. The flag keeps gunicorn's spelling, with an underscore.",
+    }
+
+    // ----- Debugging
+    reload: bool {
+        section: Debugging,
+        cli: Cli::opt(None, "reload", ""),
+        kind: Kind::Flag,
+        default: DefaultValue::Const(Const::Bool(false)),
+        doc: "Restart workers when the code changes",
+        long_doc: "For development only.",
+    }
+    spew: bool {
+        section: Debugging,
+        cli: Cli::opt(None, "spew", ""),
+        kind: Kind::Flag,
+        default: DefaultValue::Const(Const::Bool(false)),
+        doc: "Trace every line of Python the server runs",
+        long_doc: "The nuclear option: very noisy.",
+    }
+    check_config: bool {
+        section: Debugging,
+        cli: Cli::opt(None, "check-config", ""),
+        kind: Kind::Flag,
+        default: DefaultValue::Const(Const::Bool(false)),
+        scope: CommandLine,
+        doc: "Check the configuration and the app, then exit",
+        long_doc: "Exits 0 when the configuration is valid and the app imports.",
+    }
+    print_config: bool {
+        section: Debugging,
+        cli: Cli::opt(None, "print-config", ""),
+        kind: Kind::Flag,
+        default: DefaultValue::Const(Const::Bool(false)),
+        scope: CommandLine,
+        doc: "Print the resolved configuration as TOML, then exit",
+        long_doc: "The output is a valid config file: feed it back with -c.",
+    }
+
+    // ----- Config file
+    config: Option<PathBuf> {
+        section: ConfigFile,
+        cli: Cli::opt(Some('c'), "config", "CONFIG"),
+        kind: Kind::OptPath,
+        default: DefaultValue::Const(Const::Unset),
+        scope: CommandLine,
+        doc: "The config file (TOML, gunicorn setting names)",
+        long_doc: "Keys are gunicorn's setting names (workers = 4, bind = [\"unix:/run/app.sock\"]). \
+Python config files are not supported yet.",
+    }
+    wsgi_app: Option<String> {
+        section: ConfigFile,
+        cli: Cli::Positional { value_name: "APP" },
+        kind: Kind::OptText(Some(app_spec::check)),
+        default: DefaultValue::Const(Const::Unset),
+        doc: "The WSGI app: MODULE:NAME, e.g. myproject.wsgi:application",
+        long_doc: "Also MODULE:factory() or MODULE alone (the name is then 'application'). \
+Given as APP on the command line.",
+    }
+}
+
+/// Refuses "" for settings where it can only be a mistake (a user, a log file).
+fn non_empty(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("an empty value is not allowed".into())
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+/// `loglevel`: one of gunicorn's levels, in any case (gunicorn lower-cases it too).
+fn check_loglevel(s: &str) -> Result<String, String> {
+    let level = s.to_ascii_lowercase();
+    if LOG_LEVELS.contains(&level.as_str()) {
+        Ok(level)
+    } else {
+        Err(format!(
+            "{s:?} is not a log level; use one of {}",
+            LOG_LEVELS.join(", ")
+        ))
+    }
+}
+
+/// `raw_env`: `KEY=VALUE` with a non-empty key (the value may be empty).
+fn check_env(s: &str) -> Result<String, String> {
+    match s.split_once('=') {
+        Some((key, _)) if !key.is_empty() => Ok(s.to_owned()),
+        Some(_) => Err(format!("{s:?} has an empty KEY (expected KEY=VALUE)")),
+        None => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+/// `forwarded_allow_ips`: `*`, an IP address, or a network `ADDR/PREFIX`, as gunicorn's
+/// `ipaddress.ip_network` check takes them.
+fn check_ip(s: &str) -> Result<String, String> {
+    let valid = s == "*"
+        || match s.split_once('/') {
+            None => s.parse::<IpAddr>().is_ok(),
+            Some((addr, prefix)) => match (addr.parse::<IpAddr>(), prefix.parse::<u8>()) {
+                (Ok(IpAddr::V4(_)), Ok(p)) => p <= 32,
+                (Ok(IpAddr::V6(_)), Ok(p)) => p <= 128,
+                _ => false,
+            },
+        };
+    if valid {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not an IP address, a network like 10.0.0.0/8, or *"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_accept_and_refuse() {
+        assert_eq!(check_loglevel("WARNING"), Ok("warning".into()));
+        assert_eq!(
+            check_loglevel("verbose"),
+            Err(
+                r#""verbose" is not a log level; use one of debug, info, warning, error, critical"#
+                    .into()
+            )
+        );
+        assert_eq!(check_env("A=b=c"), Ok("A=b=c".into()));
+        assert_eq!(check_env("A="), Ok("A=".into()));
+        assert!(check_env("=b").unwrap_err().contains("empty KEY"));
+        assert!(check_env("AB").unwrap_err().contains("not KEY=VALUE"));
+        for ok in ["*", "127.0.0.1", "::1", "10.0.0.0/8", "fd00::/8"] {
+            assert_eq!(check_ip(ok), Ok(ok.to_owned()));
+        }
+        for bad in ["10.0.0.x", "10.0.0.0/33", "::1/129", "", "localhost"] {
+            assert!(check_ip(bad).is_err(), "{bad} should be refused");
+        }
+        assert!(non_empty("").is_err());
+    }
 }

@@ -5,6 +5,7 @@
 //! a worker through the `WorkerMain` it is given.
 
 mod fork;
+mod setup;
 mod signals;
 
 use std::collections::BTreeMap;
@@ -27,7 +28,7 @@ const IDLE_WAKE: Duration = Duration::from_secs(1);
 const KILL_WAIT: Duration = Duration::from_secs(2);
 
 /// Why the master stopped, as the process exit status.
-pub type ExitStatus = i32;
+pub type ExitStatus = u8;
 
 struct Worker {
     number: usize,
@@ -45,11 +46,20 @@ struct Arbiter {
 }
 
 /// Serve until told to stop; the result is the process exit status.
-pub fn run(
-    settings: Settings,
-    listeners: Vec<Listener>,
-    worker_main: WorkerMain,
-) -> Result<ExitStatus, String> {
+pub fn run(settings: Settings, worker_main: WorkerMain) -> Result<ExitStatus, String> {
+    setup::prepare_process(&settings)?;
+    let binds = settings
+        .bind
+        .iter()
+        .map(|b| crate::config::bind::parse(b).map_err(|e| format!("bind {b:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The pid file goes after binding, so a second start fails at bind instead of
+    // clobbering the running master's pid file (unicorn's order).
+    let listeners = crate::listeners::open_all(&binds, settings.backlog)?;
+    let _pidfile = match &settings.pidfile {
+        Some(path) => Some(setup::PidFile::write(path)?),
+        None => None,
+    };
     let signals =
         SignalQueue::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let mut arbiter = Arbiter {
@@ -147,15 +157,15 @@ impl Arbiter {
             };
             self.scoreboard.release(worker.slot);
             match status {
-                WaitStatus::Exited(_, APP_LOAD_ERROR) => {
+                WaitStatus::Exited(_, code) if code == APP_LOAD_ERROR => {
                     tracing::error!(
                         "Worker (pid:{pid}) failed to load the app; stopping: fix the app and start again"
                     );
-                    return Some(APP_LOAD_ERROR);
+                    return Some(APP_LOAD_ERROR as ExitStatus);
                 }
-                WaitStatus::Exited(_, WORKER_BOOT_ERROR) => {
+                WaitStatus::Exited(_, code) if code == WORKER_BOOT_ERROR => {
                     tracing::error!("Worker (pid:{pid}) failed to boot; stopping");
-                    return Some(WORKER_BOOT_ERROR);
+                    return Some(WORKER_BOOT_ERROR as ExitStatus);
                 }
                 WaitStatus::Exited(_, code) => {
                     tracing::warn!(

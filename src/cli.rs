@@ -1,0 +1,364 @@
+//! The command line: gunicorn's flags, built with clap from the settings table, the
+//! `--help` text, and the shell-splitting of `UNITCORN_CMD_ARGS`.
+//!
+//! This is syntax only. Values come back as the strings the operator typed; checking
+//! them, and deciding which source wins, is `config`'s job.
+
+use std::ffi::OsString;
+
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ColorChoice, error::ErrorKind};
+
+use crate::config::SETTINGS;
+use crate::config::table::{Cli, Const, DefaultValue, Kind, Setting};
+
+/// What `--version` prints, in gunicorn's shape.
+pub fn version() -> String {
+    format!("unitcorn (version {})", env!("CARGO_PKG_VERSION"))
+}
+
+const ABOUT: &str = "unitcorn: a prefork HTTP server for Python WSGI apps, a drop-in for gunicorn.";
+
+const AFTER_HELP: &str = "\
+Settings come from, lowest to highest precedence: the defaults; the config file
+(-c FILE: TOML, keys are gunicorn's setting names); UNITCORN_CMD_ARGS (else
+GUNICORN_CMD_ARGS), split like a shell command line; the command line. A flag
+replaces the config file's value, lists (-b, -e) included.
+
+Signals to the master follow the contract of the deployment unitcorn replaces.
+TERM is an immediate stop, unlike gunicorn, whose TERM is graceful:
+  QUIT        graceful stop: stop accepting, finish in-flight requests, exit
+  INT, TERM   immediate stop: workers are killed, the master exits
+  HUP         reload: re-read the config, start new workers, stop the old ones
+  TTIN, TTOU  one worker more, one worker fewer
+  USR1        reopen the log files
+  USR2        upgrade: start a new master that inherits the sockets
+  WINCH       gracefully stop all workers, keep the master and its sockets";
+
+/// Long help is wrapped to this width; clap indents it by 10 columns.
+const LONG_HELP_WIDTH: usize = 68;
+
+/// The clap command, one argument per setting that has a flag, in table order.
+pub fn command() -> clap::Command {
+    let mut cmd = clap::Command::new("unitcorn")
+        .about(ABOUT)
+        .after_help(AFTER_HELP)
+        // Help and errors end up in strings handed back to main, not straight on a
+        // terminal, so no escape codes.
+        .color(ColorChoice::Never)
+        // gunicorn (argparse) lets the last of `-w 2 -w 3` win.
+        .args_override_self(true)
+        // `-v` is gunicorn's, and the text is gunicorn's shape: our own flag below.
+        .disable_version_flag(true)
+        .arg(
+            Arg::new("version")
+                .short('v')
+                .long("version")
+                .action(ArgAction::SetTrue)
+                .help("Print the version and exit"),
+        );
+    for (order, setting) in SETTINGS.iter().enumerate() {
+        if let Some(arg) = arg(setting, order) {
+            cmd = cmd.arg(arg);
+        }
+    }
+    cmd
+}
+
+fn arg(setting: &'static Setting, order: usize) -> Option<Arg> {
+    let mut arg = Arg::new(setting.name).display_order(order);
+    arg = match setting.cli {
+        Cli::None => return None,
+        Cli::Positional { value_name } => arg.value_name(value_name).index(1),
+        Cli::Option {
+            short,
+            long,
+            aliases,
+            value_name,
+        } => {
+            let arg = arg
+                .long(long)
+                .aliases(aliases.iter().copied())
+                .help_heading(setting.section.title());
+            let arg = match short {
+                Some(c) => arg.short(c),
+                None => arg,
+            };
+            match setting.kind {
+                Kind::Flag => arg.action(ArgAction::SetTrue),
+                _ => arg.value_name(value_name),
+            }
+        }
+    };
+    arg = match setting.kind {
+        Kind::Flag => arg,
+        Kind::Repeated(_) => arg.action(ArgAction::Append),
+        // So that `-w -1` reaches our range check instead of "unexpected argument '-1'".
+        Kind::Int { .. } | Kind::Umask => arg.action(ArgAction::Set).allow_negative_numbers(true),
+        _ => arg.action(ArgAction::Set),
+    };
+
+    // `-h` stays one short line a flag (within 79 columns); the default and the
+    // setting's name are in `--help`.
+    let mut long_help = format!("{}.\n{}", setting.doc, wrap(setting.long_doc));
+    let default = match (setting.kind, setting.default) {
+        (Kind::Flag, _) | (_, DefaultValue::Const(Const::Unset | Const::List(&[]))) => None,
+        (_, d) => Some(d),
+    };
+    if let Some(d) = default {
+        long_help.push_str(&format!("\n[default: {d}]"));
+    }
+    long_help.push_str(&format!(" [setting: {}]", setting.name));
+    Some(arg.help(setting.doc).long_help(long_help))
+}
+
+/// Wraps `text` to `LONG_HELP_WIDTH` columns at spaces (clap only wraps with its
+/// `wrap_help` feature, which this crate does not enable).
+fn wrap(text: &str) -> String {
+    let mut out = String::new();
+    let mut width = 0;
+    for word in text.split_whitespace() {
+        let len = word.chars().count();
+        if width > 0 && width + 1 + len > LONG_HELP_WIDTH {
+            out.push('\n');
+            width = 0;
+        } else if width > 0 {
+            out.push(' ');
+            width += 1;
+        }
+        out.push_str(word);
+        width += len;
+    }
+    out
+}
+
+/// `--help` or `--version`, answered before anything else is parsed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Special {
+    Help(String),
+    Version(String),
+}
+
+/// Finds `-h`, `--help`, `-v` or `--version` anywhere before `--` (the first one wins),
+/// so that they work even next to a flag clap would refuse, as in gunicorn.
+pub fn special(args: &[OsString]) -> Option<Special> {
+    for arg in args.iter().skip(1) {
+        match arg.to_str() {
+            Some("--") => return None,
+            Some("-h") => return Some(Special::Help(trimmed(command().render_help()))),
+            Some("--help") => return Some(Special::Help(trimmed(command().render_long_help()))),
+            Some("-v" | "--version") => return Some(Special::Version(version())),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn trimmed(help: clap::builder::StyledStr) -> String {
+    help.to_string().trim_end().to_owned()
+}
+
+/// What an argument list set: each setting given, with the strings it was given.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// Settings in table order. A `Kind::Flag` has no strings.
+    pub values: Vec<(&'static Setting, Vec<String>)>,
+    /// `-v`/`--version` was given (inside a bundle such as `-Dv`, which `special`
+    /// does not look into).
+    pub version: bool,
+}
+
+/// Why an argument list did not parse.
+#[derive(Debug)]
+pub enum ParseError {
+    /// `-h`/`--help` found by clap (inside a bundle such as `-Dh`): the text to print.
+    Help(String),
+    /// Unknown flag, missing value, …: clap's message, with its usage line.
+    Usage(String),
+}
+
+/// Parses `args` (`args[0]` is the program name).
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, ParseError> {
+    let matches = command()
+        .try_get_matches_from(args)
+        .map_err(|e| match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                ParseError::Help(trimmed(e.render()))
+            }
+            _ => ParseError::Usage(e.render().to_string()),
+        })?;
+
+    let mut parsed = Parsed {
+        version: matches.get_flag("version"),
+        values: Vec::new(),
+    };
+    for setting in SETTINGS {
+        if matches!(setting.cli, Cli::None)
+            || matches.value_source(setting.name) != Some(ValueSource::CommandLine)
+        {
+            continue;
+        }
+        let strings = match setting.kind {
+            Kind::Flag => Vec::new(),
+            _ => matches
+                .get_many::<String>(setting.name)
+                .map(|values| values.cloned().collect())
+                .unwrap_or_default(),
+        };
+        parsed.values.push((setting, strings));
+    }
+    Ok(parsed)
+}
+
+/// Splits `s` into words as Python's `shlex.split` does (POSIX rules, no comments),
+/// which is how gunicorn reads `GUNICORN_CMD_ARGS`. The error says what is unclosed.
+pub fn shell_split(s: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    // Tracked apart from `word.is_empty()` so that '' gives an empty word.
+    let mut in_word = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' | '\n' | '\r' => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err("a single quote (') is not closed".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        // Inside double quotes a backslash only escapes " and \.
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\')) => word.push(c),
+                            Some(c) => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                            None => return Err("a double quote (\") is not closed".into()),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err("a double quote (\") is not closed".into()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => word.push(c),
+                    None => return Err("it ends with a backslash that escapes nothing".into()),
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(s: &str) -> Vec<String> {
+        shell_split(s).unwrap()
+    }
+
+    #[test]
+    fn shell_split_follows_shlex() {
+        assert_eq!(
+            split("  -w 3\t--bind=0.0.0.0:80 "),
+            ["-w", "3", "--bind=0.0.0.0:80"]
+        );
+        assert_eq!(
+            split(r#"--access-logformat '%(h)s "%(r)s"' -n "my app""#),
+            ["--access-logformat", r#"%(h)s "%(r)s""#, "-n", "my app"]
+        );
+        assert_eq!(
+            split(r#"a\ b "c\"d" "e\f" 'g\h'"#),
+            ["a b", "c\"d", r"e\f", r"g\h"]
+        );
+        assert_eq!(split("x'' '' a\"b\"c"), ["x", "", "abc"]);
+        assert_eq!(split(""), Vec::<String>::new());
+        assert!(shell_split("-n 'app").unwrap_err().contains("single quote"));
+        assert!(
+            shell_split("-n \"app")
+                .unwrap_err()
+                .contains("double quote")
+        );
+        assert!(shell_split("-n app\\").unwrap_err().contains("backslash"));
+    }
+
+    #[test]
+    fn clap_command_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn help_lists_sections_in_table_order_and_states_the_signal_contract() {
+        let help = command().render_long_help().to_string();
+        let pos = |s: &str| help.find(s).unwrap_or_else(|| panic!("{s:?} not in help"));
+        assert!(pos("Server socket:") < pos("Worker processes:"));
+        assert!(pos("Worker processes:") < pos("Server mechanics:"));
+        assert!(pos("Server mechanics:") < pos("Logging:"));
+        assert!(pos("--workers") < pos("--worker-class"));
+        assert!(help.contains("QUIT        graceful stop"));
+        assert!(help.contains("INT, TERM   immediate stop"));
+        assert!(help.contains("unlike gunicorn, whose TERM is graceful"));
+        for signal in ["HUP", "TTIN", "TTOU", "USR1", "USR2", "WINCH"] {
+            assert!(help.contains(signal), "{signal} missing from --help");
+        }
+        assert!(help.contains("[default: 0.0.0.0:$PORT if $PORT is set, else 127.0.0.1:8000]"));
+        assert!(help.contains("[setting: keepalive]"));
+    }
+
+    #[test]
+    fn short_help_is_one_line_a_flag_within_79_columns() {
+        let help = command().render_help().to_string();
+        let line = help
+            .lines()
+            .find(|l| l.contains("--workers"))
+            .expect("--workers in -h");
+        assert!(line.contains("Number of worker processes"), "{line}");
+        for line in help.lines() {
+            assert!(line.chars().count() <= 79, "too wide for -h: {line:?}");
+        }
+    }
+
+    #[test]
+    fn special_flags_win_before_parsing() {
+        let args = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            special(&args(&["unitcorn", "--bogus", "-v"])),
+            Some(Special::Version(version()))
+        );
+        assert!(matches!(
+            special(&args(&["unitcorn", "-w", "x", "--help"])),
+            Some(Special::Help(h)) if h.contains("Signals")
+        ));
+        assert_eq!(special(&args(&["unitcorn", "--", "-v"])), None);
+        assert_eq!(special(&args(&["-v"])), None, "args[0] is the program");
+        assert_eq!(
+            version(),
+            format!("unitcorn (version {})", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! `ConfigError`: why the configuration cannot be used, worded for the operator.
+//!
+//! Every message names where the problem is (file:line:column, the flag and whether it
+//! came from the command line or `UNITCORN_CMD_ARGS`, or the environment variable) and,
+//! where there is one, the next step. This file only words errors; it detects none.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::value::Problem;
+
+/// The configuration could not be loaded. `Display` gives the whole message, on one
+/// line except for command-line syntax errors, which carry clap's usage hint.
+#[derive(Debug)]
+pub struct ConfigError {
+    kind: ErrorKind,
+}
+
+#[derive(Debug)]
+enum ErrorKind {
+    /// A value that does not fit its setting.
+    Value {
+        origin: Origin,
+        setting: &'static str,
+        problem: Problem,
+    },
+    /// A config-file key that is no setting.
+    UnknownSetting {
+        at: FilePos,
+        key: String,
+        suggestion: Option<&'static str>,
+        /// The key heads a `[table]`: likely a config nested the way other tools nest.
+        is_table: bool,
+    },
+    /// A command-line-only setting found in the config file.
+    NotInFile {
+        at: FilePos,
+        setting: &'static str,
+        flag: String,
+    },
+    /// The config file is not valid TOML.
+    Syntax { at: FilePos, message: String },
+    /// The config file could not be read.
+    Read { path: PathBuf, error: io::Error },
+    /// A gunicorn Python config file, which a later version will run.
+    PythonConfig { path: PathBuf },
+    /// The command line or `UNITCORN_CMD_ARGS` does not parse (unknown flag, missing
+    /// value, unclosed quote). `message` is clap's, without its "error: " prefix.
+    Usage { source: ArgsSource, message: String },
+    /// Serving (or checking) needs an app and none was given.
+    NoApp,
+    /// The default of `chdir` is the working directory, which could not be read.
+    Cwd(io::Error),
+}
+
+/// Which argument list a flag came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ArgsSource {
+    CommandLine,
+    /// `UNITCORN_CMD_ARGS` or `GUNICORN_CMD_ARGS`.
+    EnvArgs(&'static str),
+}
+
+impl fmt::Display for ArgsSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArgsSource::CommandLine => f.write_str("command line"),
+            ArgsSource::EnvArgs(var) => f.write_str(var),
+        }
+    }
+}
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A flag (`--workers`) or the positional `APP`.
+    Args {
+        source: ArgsSource,
+        flag: String,
+    },
+    /// A default taken from an environment variable (`PORT`, `WEB_CONCURRENCY`, ...).
+    EnvDefault {
+        var: &'static str,
+    },
+    File(FilePos),
+}
+
+/// A place in the config file; `Display` is `path:line:column`, which editors jump to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FilePos {
+    pub(crate) path: PathBuf,
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+}
+
+impl FilePos {
+    /// The position of byte `offset` of `text`; lines and columns count from 1, columns
+    /// in characters.
+    pub(crate) fn at(path: &Path, text: &str, offset: usize) -> FilePos {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &text[..offset];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        FilePos {
+            path: path.to_owned(),
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+}
+
+impl fmt::Display for FilePos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.path.display(), self.line, self.column)
+    }
+}
+
+impl ConfigError {
+    pub(crate) fn value(origin: Origin, setting: &'static str, problem: Problem) -> Self {
+        Self::from(ErrorKind::Value {
+            origin,
+            setting,
+            problem,
+        })
+    }
+
+    pub(crate) fn unknown_setting(
+        at: FilePos,
+        key: &str,
+        suggestion: Option<&'static str>,
+        is_table: bool,
+    ) -> Self {
+        Self::from(ErrorKind::UnknownSetting {
+            at,
+            key: key.to_owned(),
+            suggestion,
+            is_table,
+        })
+    }
+
+    pub(crate) fn not_in_file(at: FilePos, setting: &'static str, flag: String) -> Self {
+        Self::from(ErrorKind::NotInFile { at, setting, flag })
+    }
+
+    pub(crate) fn syntax(at: FilePos, message: &str) -> Self {
+        Self::from(ErrorKind::Syntax {
+            at,
+            message: message.trim_end().to_owned(),
+        })
+    }
+
+    pub(crate) fn read(path: &Path, error: io::Error) -> Self {
+        Self::from(ErrorKind::Read {
+            path: path.to_owned(),
+            error,
+        })
+    }
+
+    pub(crate) fn python_config(path: &Path) -> Self {
+        Self::from(ErrorKind::PythonConfig {
+            path: path.to_owned(),
+        })
+    }
+
+    pub(crate) fn usage(source: ArgsSource, message: &str) -> Self {
+        let message = message.trim();
+        let message = message.strip_prefix("error: ").unwrap_or(message);
+        Self::from(ErrorKind::Usage {
+            source,
+            message: message.to_owned(),
+        })
+    }
+
+    pub(crate) fn no_app() -> Self {
+        Self::from(ErrorKind::NoApp)
+    }
+
+    pub(crate) fn cwd(error: io::Error) -> Self {
+        Self::from(ErrorKind::Cwd(error))
+    }
+
+    /// The command line (or `UNITCORN_CMD_ARGS`) does not parse: an unknown flag, a
+    /// missing value, an unclosed quote. A caller may exit 2, as clap and argparse do.
+    pub fn is_usage(&self) -> bool {
+        matches!(self.kind, ErrorKind::Usage { .. })
+    }
+}
+
+impl From<ErrorKind> for ConfigError {
+    fn from(kind: ErrorKind) -> Self {
+        ConfigError { kind }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ErrorKind::Value {
+                origin,
+                setting,
+                problem,
+            } => {
+                let (location, subject) = match origin {
+                    Origin::Args { source, flag } => (source.to_string(), flag.clone()),
+                    Origin::EnvDefault { var } => (
+                        format!("environment variable {var}"),
+                        format!("setting {setting:?}"),
+                    ),
+                    Origin::File(at) => (at.to_string(), format!("setting {setting:?}")),
+                };
+                match problem {
+                    Problem::Expected { expected, got } => {
+                        write!(f, "{location}: {subject} must be {expected}, got {got}")
+                    }
+                    Problem::Invalid(why) => write!(f, "{location}: {subject}: {why}"),
+                }
+            }
+            ErrorKind::UnknownSetting {
+                at,
+                key,
+                suggestion,
+                is_table,
+            } => match suggestion {
+                Some(name) => write!(f, "{at}: unknown setting {key:?} (did you mean {name:?}?)"),
+                None if *is_table => write!(
+                    f,
+                    "{at}: unknown setting {key:?}; settings are top-level keys, not in a [table]"
+                ),
+                None => write!(
+                    f,
+                    "{at}: unknown setting {key:?}; `unitcorn --print-config` lists every setting"
+                ),
+            },
+            ErrorKind::NotInFile { at, setting, flag } => write!(
+                f,
+                "{at}: setting {setting:?} cannot be set in a config file; give {flag} on the command line"
+            ),
+            ErrorKind::Syntax { at, message } => write!(f, "{at}: invalid TOML: {message}"),
+            ErrorKind::Read { path, error } => write!(
+                f,
+                "{}: cannot read the config file: {error}",
+                path.display()
+            ),
+            ErrorKind::PythonConfig { path } => write!(
+                f,
+                "{}: Python config files are not supported yet; convert to TOML \
+                 (same setting names, e.g. workers = 3) and pass that file with -c",
+                path.display()
+            ),
+            ErrorKind::Usage { source, message } => write!(f, "{source}: {message}"),
+            ErrorKind::NoApp => f.write_str(
+                "no app to serve: pass APP (e.g. `unitcorn myproject.wsgi:application`) \
+                 or set wsgi_app in the config file",
+            ),
+            ErrorKind::Cwd(error) => write!(
+                f,
+                "cannot read the current directory, the default of chdir ({error}); pass --chdir DIR"
+            ),
+        }
+    }
+}
+
+/// The message above is complete: an io error it wraps is already quoted in it, so it
+/// is not also returned as a source (printing the chain would say it twice).
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_positions_count_lines_and_characters_from_one() {
+        let text = "a = 1\nwörkers = 2\n";
+        let p = Path::new("/etc/app.toml");
+        assert_eq!(FilePos::at(p, text, 0).to_string(), "/etc/app.toml:1:1");
+        let off = text.find("= 2").unwrap();
+        assert_eq!(FilePos::at(p, text, off).to_string(), "/etc/app.toml:2:9");
+        // Past the end (an error at end of input) stays on the last line.
+        assert_eq!(FilePos::at(p, text, 999).line, 3);
+    }
+}
