@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::listeners::Listener;
+use crate::logging::ErrorLogHandle;
 use crate::scoreboard::Scoreboard;
 
 /// A worker that could not boot (bad listener, runtime): the master stops rather than
@@ -18,8 +19,8 @@ pub const APP_LOAD_ERROR: i32 = 4;
 pub struct WorkerBoot {
     pub settings: Arc<Settings>,
     pub listeners: Vec<Listener>,
-    /// The worker's number among its peers (1-based), for logs.
-    pub number: usize,
+    /// The error log, reopened on SIGUSR1.
+    pub error_log: ErrorLogHandle,
     pub scoreboard: Arc<Scoreboard>,
     /// This worker's slot in the scoreboard.
     pub slot: usize,

@@ -36,11 +36,14 @@ fn main() -> ExitCode {
         Command::CheckConfig(settings) => return check(&settings),
         Command::Serve(settings) => settings,
     };
-    if let Err(e) = logging::init(&settings.errorlog, &settings.loglevel) {
-        eprintln!("unitcorn: {e}");
-        return ExitCode::FAILURE;
-    }
-    match master::run(settings, worker::run) {
+    let error_log = match logging::init(&settings.errorlog, &settings.loglevel) {
+        Ok(handle) => handle,
+        Err(e) => {
+            eprintln!("unitcorn: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match master::run(settings, error_log, worker::run) {
         Ok(status) => ExitCode::from(status),
         Err(e) => {
             tracing::error!("{e}");

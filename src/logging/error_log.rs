@@ -73,6 +73,7 @@ impl ErrorLogHandle {
     }
 
     /// The error log file, `None` when it is stderr.
+    #[cfg(test)]
     pub fn path(&self) -> Option<&Path> {
         self.sink.path()
     }
@@ -97,11 +98,13 @@ impl LogError {
     }
 
     /// The `loglevel` setting is not one of gunicorn's level names.
+    #[cfg(test)]
     pub fn is_level(&self) -> bool {
         matches!(self.kind, Kind::Level(_))
     }
 
     /// The error log file could not be opened (the source says why).
+    #[cfg(test)]
     pub fn is_open(&self) -> bool {
         matches!(self.kind, Kind::Open { .. })
     }

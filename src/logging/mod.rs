@@ -7,8 +7,8 @@ mod clock;
 mod error_log;
 mod sink;
 
-pub use access_log::{AccessFormat, AccessLog, AccessRecord, DEFAULT_ACCESS_LOG_FORMAT};
-pub use error_log::{ErrorLogHandle, LogError, init, write_raw};
+pub use access_log::{AccessFormat, AccessLog, AccessRecord};
+pub use error_log::{ErrorLogHandle, init, write_raw};
 
 /// A fresh, empty directory under the system temp dir for one test.
 #[cfg(test)]

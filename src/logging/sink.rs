@@ -66,6 +66,7 @@ impl Sink {
     }
 
     /// The file's path, `None` for stdout and stderr.
+    #[cfg(test)]
     pub(crate) fn path(&self) -> Option<&Path> {
         match &self.target {
             Target::File { path, .. } => Some(path),

@@ -19,6 +19,7 @@ use nix::unistd::Pid;
 use crate::boot::{APP_LOAD_ERROR, WORKER_BOOT_ERROR, WorkerBoot, WorkerMain};
 use crate::config::Settings;
 use crate::listeners::Listener;
+use crate::logging::ErrorLogHandle;
 use crate::scoreboard::{MAX_WORKERS, Scoreboard};
 use signals::SignalQueue;
 
@@ -42,11 +43,16 @@ struct Arbiter {
     workers: BTreeMap<Pid, Worker>,
     signals: SignalQueue,
     scoreboard: Arc<Scoreboard>,
+    error_log: ErrorLogHandle,
     next_number: usize,
 }
 
 /// Serve until told to stop; the result is the process exit status.
-pub fn run(settings: Settings, worker_main: WorkerMain) -> Result<ExitStatus, String> {
+pub fn run(
+    settings: Settings,
+    error_log: ErrorLogHandle,
+    worker_main: WorkerMain,
+) -> Result<ExitStatus, String> {
     setup::prepare_process(&settings)?;
     let binds = settings
         .bind
@@ -72,6 +78,7 @@ pub fn run(settings: Settings, worker_main: WorkerMain) -> Result<ExitStatus, St
             Scoreboard::create(MAX_WORKERS)
                 .map_err(|e| format!("cannot map the scoreboard: {e}"))?,
         ),
+        error_log,
         next_number: 1,
     };
     tracing::info!("Starting unitcorn {}", env!("CARGO_PKG_VERSION"));
@@ -91,6 +98,7 @@ pub fn run(settings: Settings, worker_main: WorkerMain) -> Result<ExitStatus, St
                     arbiter.stop();
                     return Ok(0);
                 }
+                Signal::SIGUSR1 => arbiter.handle_usr1(),
                 other => tracing::debug!("ignoring {other} (not handled yet)"),
             }
         }
@@ -127,7 +135,7 @@ impl Arbiter {
         let boot = WorkerBoot {
             settings: Arc::clone(&self.settings),
             listeners,
-            number,
+            error_log: self.error_log.clone(),
             scoreboard: Arc::clone(&self.scoreboard),
             slot,
         };
@@ -151,7 +159,7 @@ impl Arbiter {
                 Ok(WaitStatus::StillAlive) | Err(_) => return None,
                 Ok(status) => status,
             };
-            let Some(pid) = status.pid() else { return None };
+            let pid = status.pid()?;
             let Some(worker) = self.workers.remove(&pid) else {
                 continue;
             };
@@ -186,6 +194,17 @@ impl Arbiter {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// USR1: reopen every log file, here and in every worker (logrotate moved them).
+    fn handle_usr1(&mut self) {
+        tracing::info!("Handling signal: usr1");
+        if let Err(e) = self.error_log.reopen() {
+            tracing::error!("cannot reopen the error log: {e}");
+        }
+        for pid in self.workers.keys() {
+            let _ = kill(*pid, Signal::SIGUSR1);
         }
     }
 

@@ -95,7 +95,10 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
     let http = Rc::new(http_builder(settings));
     let connections = Arc::new(Semaphore::new(settings.worker_connections.max(1) as usize));
     let local = tokio::task::LocalSet::new();
+    let error_log = boot.error_log.clone();
+    let access_log = worker.access_log.clone();
     local.block_on(&runtime, async move {
+        tokio::task::spawn_local(reopen_logs_on_usr1(error_log, access_log));
         let mut tasks = Vec::new();
         for listener in boot.listeners {
             let (name, port) = listener.server_name_port();
@@ -125,6 +128,28 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
 }
 
 use pool::AppPool;
+
+/// USR1 (sent by the master): reopen the log files logrotate moved away.
+async fn reopen_logs_on_usr1(
+    error_log: crate::logging::ErrorLogHandle,
+    access_log: Option<Rc<crate::logging::AccessLog>>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        tracing::warn!("cannot watch SIGUSR1: log files will not be reopened");
+        return;
+    };
+    while usr1.recv().await.is_some() {
+        if let Err(e) = error_log.reopen() {
+            tracing::error!("cannot reopen the error log: {e}");
+        }
+        if let Some(log) = &access_log
+            && let Err(e) = log.reopen()
+        {
+            tracing::error!("cannot reopen the access log: {e}");
+        }
+    }
+}
 
 fn open_access_log(settings: &Settings) -> Result<Option<crate::logging::AccessLog>, String> {
     let Some(target) = settings.accesslog.as_deref() else {

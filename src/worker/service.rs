@@ -329,10 +329,11 @@ fn finish(
     let mut headers = declared.headers;
     let body = if bodiless {
         // HEAD answers with the length GET would have, when the app's body is complete.
-        if head.method == Method::HEAD && !headers.contains_key(CONTENT_LENGTH) {
-            if let Some(len) = body.size_hint().exact() {
-                headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-            }
+        if head.method == Method::HEAD
+            && !headers.contains_key(CONTENT_LENGTH)
+            && let Some(len) = body.size_hint().exact()
+        {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
         }
         drop(body);
         ResponseBody::empty()
@@ -342,10 +343,10 @@ fn finish(
     let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;
-    if let Some(reason) = declared.reason {
-        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
-            response.extensions_mut().insert(reason);
-        }
+    if let Some(reason) = declared.reason
+        && let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason)
+    {
+        response.extensions_mut().insert(reason);
     }
     if declared.close {
         response

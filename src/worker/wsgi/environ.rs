@@ -177,10 +177,10 @@ fn protocol(version: Version) -> &'static str {
 
 /// `host[:port]` or `[v6]:port` from a Host header.
 fn split_host(host: &str) -> (&str, &str) {
-    if let Some(rest) = host.strip_prefix('[') {
-        if let Some((addr, after)) = rest.split_once(']') {
-            return (addr, after.strip_prefix(':').unwrap_or("80"));
-        }
+    if let Some(rest) = host.strip_prefix('[')
+        && let Some((addr, after)) = rest.split_once(']')
+    {
+        return (addr, after.strip_prefix(':').unwrap_or("80"));
     }
     match host.rsplit_once(':') {
         Some((name, port)) if !name.contains(':') => (name, port),

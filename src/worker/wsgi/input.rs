@@ -66,11 +66,11 @@ impl Input {
                     )));
                 }
                 Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        if !data.is_empty() {
-                            self.buf.extend_from_slice(&data);
-                            return Ok(true);
-                        }
+                    if let Ok(data) = frame.into_data()
+                        && !data.is_empty()
+                    {
+                        self.buf.extend_from_slice(&data);
+                        return Ok(true);
                     }
                 }
             }
