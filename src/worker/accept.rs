@@ -21,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::sendfile::SendfileIo;
 use super::service::{self, Conn, Worker};
 use super::wsgi::environ::{EnvironBuilder, Peer};
 use crate::listeners::{Kind, Listener};
@@ -111,7 +112,7 @@ fn start_connection(
     stream.set_nonblocking(true)?;
     if is_tcp {
         stream.set_tcp_nodelay(true)?;
-        let stream = TcpStream::from_std(stream.into())?;
+        let stream = SendfileIo::new(TcpStream::from_std(stream.into())?);
         spawn_connection(
             ctx,
             stream,
@@ -121,7 +122,7 @@ fn start_connection(
             permit,
         );
     } else {
-        let stream = UnixStream::from_std(stream.into())?;
+        let stream = SendfileIo::new(UnixStream::from_std(stream.into())?);
         spawn_connection(ctx, stream, Peer { addr: None }, permit);
     }
     Ok(())

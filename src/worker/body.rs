@@ -45,6 +45,8 @@ pub struct ResponseBody {
     remaining: Option<u64>,
     /// The app slot this response holds until its body is done.
     permit: Option<OwnedSemaphorePermit>,
+    /// An iterable to close once the body is out (its content is in `queued`).
+    closer: Option<AppIter>,
     /// Called once with the number of body bytes sent, when the body ends or is dropped.
     on_done: Option<Box<dyn FnOnce(u64)>>,
     sent: u64,
@@ -68,6 +70,7 @@ impl ResponseBody {
             source,
             remaining: declared_len,
             permit: None,
+            closer: None,
             on_done: None,
             sent: 0,
             flush_first: false,
@@ -86,6 +89,11 @@ impl ResponseBody {
         Self::new(chunks, Source::Channel(rx), declared_len)
     }
 
+    pub fn close_after(mut self, closer: Option<AppIter>) -> Self {
+        self.closer = closer;
+        self
+    }
+
     pub fn hold(mut self, permit: Option<OwnedSemaphorePermit>) -> Self {
         self.permit = permit;
         self
@@ -98,7 +106,11 @@ impl ResponseBody {
 
     /// Stop producing: close the app's iterable and free the app slot.
     fn finish(&mut self) {
-        if let Source::Inline(mut iter) = std::mem::replace(&mut self.source, Source::Done) {
+        let walking = match std::mem::replace(&mut self.source, Source::Done) {
+            Source::Inline(iter) => Some(iter),
+            _ => None,
+        };
+        if let Some(mut iter) = walking.or_else(|| self.closer.take()) {
             Python::attach(|py| iter.close(py));
         }
         self.permit = None;

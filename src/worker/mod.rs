@@ -7,6 +7,7 @@
 mod accept;
 mod body;
 mod pool;
+pub(crate) mod sendfile;
 mod service;
 mod wsgi;
 

@@ -19,7 +19,8 @@ use super::body::{Chunk, ResponseBody};
 use super::pool::AppPool;
 use super::wsgi::environ::{EnvironBuilder, Peer, RequestHead};
 use super::wsgi::input::Input;
-use super::wsgi::response::{self, AppFailure, Started};
+use super::wsgi::response::{self, AppFailure, AppIter, Started};
+use super::wsgi::start_response::Declared;
 use crate::logging::{AccessLog, AccessRecord};
 use crate::scoreboard::Scoreboard;
 
@@ -197,13 +198,14 @@ async fn call_inline(
                 declared,
                 chunks,
                 rest,
+                closer,
             } = started;
             let len = declared.content_length;
             let body = match rest {
                 Some(rest) => ResponseBody::inline(chunks, rest, len),
                 None => ResponseBody::full(chunks, len),
             };
-            finish(head, declared, body.hold(Some(permit)))
+            finish(head, declared, body.close_after(closer).hold(Some(permit)))
         }
         Err(failure) => internal_error(&failure),
     }
@@ -231,21 +233,35 @@ async fn call_on_pool(conn: &Conn, head: &RequestHead, body: Incoming) -> Respon
         )
     }));
     match started_rx.await {
-        Ok(Ok((declared, chunks, streaming))) => {
+        Ok(Ok(PoolStart {
+            declared,
+            chunks,
+            streaming,
+            closer,
+        })) => {
             let len = declared.content_length;
             let body = if streaming {
                 ResponseBody::channel(chunks, chunk_rx, len)
             } else {
                 ResponseBody::full(chunks, len)
             };
-            finish(head, declared, body.hold(Some(permit)))
+            finish(head, declared, body.close_after(closer).hold(Some(permit)))
         }
         Ok(Err(failure)) => internal_error(&failure),
         Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, "app thread lost"),
     }
 }
 
-type StartedMsg = Result<(super::wsgi::start_response::Declared, Vec<Bytes>, bool), AppFailure>;
+/// What an app thread reports once the response can start.
+struct PoolStart {
+    declared: Declared,
+    chunks: Vec<Bytes>,
+    /// More chunks follow on the channel.
+    streaming: bool,
+    closer: Option<AppIter>,
+}
+
+type StartedMsg = Result<PoolStart, AppFailure>;
 
 /// On an app thread: call the app, report its start, then walk the rest of the iterable,
 /// waiting for the client (without the GIL) whenever the queue is full.
@@ -270,9 +286,16 @@ fn run_on_pool(
             declared,
             chunks,
             rest,
+            closer,
         }) => {
             let streaming = rest.is_some();
-            if started_tx.send(Ok((declared, chunks, streaming))).is_err() {
+            let start = PoolStart {
+                declared,
+                chunks,
+                streaming,
+                closer,
+            };
+            if started_tx.send(Ok(start)).is_err() {
                 return;
             }
             match rest {
@@ -316,11 +339,7 @@ fn failure(py: Python<'_>, err: &PyErr) -> AppFailure {
 }
 
 /// The response for what the app declared; no body where HTTP allows none.
-fn finish(
-    head: &RequestHead,
-    declared: super::wsgi::start_response::Declared,
-    body: ResponseBody,
-) -> Response<ResponseBody> {
+fn finish(head: &RequestHead, declared: Declared, body: ResponseBody) -> Response<ResponseBody> {
     let status = declared.status;
     let bodiless = head.method == Method::HEAD
         || status.is_informational()

@@ -6,6 +6,9 @@ use pyo3::exceptions::{PyAssertionError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyTuple};
 
+use std::os::fd::AsFd;
+
+use super::file_wrapper::FileWrapper;
 use super::start_response::{Declared, StartResponse};
 
 /// The app's response up to the point where it may be sent.
@@ -15,6 +18,9 @@ pub struct Started {
     pub chunks: Vec<Bytes>,
     /// The rest of the iterable; `None` when it is exhausted and closed already.
     pub rest: Option<AppIter>,
+    /// An iterable whose content is in `chunks` already (a file sent with sendfile), to
+    /// close once the response is out.
+    pub closer: Option<AppIter>,
 }
 
 /// An app failure before the response started: the traceback for the error log.
@@ -42,6 +48,35 @@ pub fn start(
         .call1((environ, sr.clone()))
         .map_err(|e| AppFailure::from_py(py, &e))?;
 
+    if let Ok(wrapper) = result.cast::<FileWrapper>()
+        && let Some(file) = real_file(wrapper)
+    {
+        let declared = take_declared(py, &sr)?;
+        let mut chunks = std::mem::take(&mut sr.borrow_mut().written);
+        let len = declared
+            .content_length
+            .map_or(file.len, |cl| file.len.min(cl));
+        let closer = AppIter {
+            iter: None,
+            result: result.clone().unbind(),
+            start_response: sr.clone().unbind(),
+            closed: false,
+        };
+        match crate::worker::sendfile::map_file(file.fd.as_fd(), file.offset, len as usize) {
+            Ok(bytes) => {
+                chunks.push(bytes);
+                return Ok(Started {
+                    declared,
+                    chunks,
+                    rest: None,
+                    closer: Some(closer),
+                });
+            }
+            Err(e) => tracing::warn!("cannot map the file for sendfile, reading it instead: {e}"),
+        }
+        drop(closer);
+    }
+
     // A list or tuple is complete already: take it whole, so the response can go out with
     // a Content-Length in one write (the common case for plain WSGI apps).
     if let Ok(list) = result.cast::<PyList>() {
@@ -61,7 +96,7 @@ pub fn start(
         }
     };
     let mut rest = AppIter {
-        iter: iter.unbind(),
+        iter: Some(iter.unbind()),
         result: result.unbind(),
         start_response: sr.clone().unbind(),
         closed: false,
@@ -77,6 +112,7 @@ pub fn start(
                     declared,
                     chunks,
                     rest: None,
+                    closer: None,
                 });
             }
             Err(err) => {
@@ -90,6 +126,30 @@ pub fn start(
         declared,
         chunks,
         rest: Some(rest),
+        closer: None,
+    })
+}
+
+/// A `wsgi.file_wrapper` over a regular file: its descriptor, position and length left.
+struct RealFile {
+    fd: std::os::fd::OwnedFd,
+    offset: u64,
+    len: u64,
+}
+
+fn real_file(wrapper: &Bound<'_, FileWrapper>) -> Option<RealFile> {
+    let py = wrapper.py();
+    let filelike = wrapper.borrow().filelike.clone_ref(py);
+    let filelike = filelike.bind(py);
+    let fd: i32 = filelike.call_method0("fileno").ok()?.extract().ok()?;
+    // The app's own position (tell) is the logical one; the OS position may be ahead of
+    // it when Python buffered a read.
+    let offset: u64 = filelike.call_method0("tell").ok()?.extract().ok()?;
+    let (fd, size) = crate::worker::sendfile::dup_regular_file(fd)?;
+    Some(RealFile {
+        fd,
+        offset,
+        len: size.saturating_sub(offset),
     })
 }
 
@@ -121,6 +181,7 @@ fn finish_whole(
         declared,
         chunks,
         rest: None,
+        closer: None,
     })
 }
 
@@ -165,7 +226,8 @@ fn close_result(py: Python<'_>, result: &Bound<'_, PyAny>) {
 /// The part of the app's iterable not yet consumed; `close()` is called exactly once,
 /// at the end, on error, or when the response is dropped (client gone).
 pub struct AppIter {
-    iter: Py<PyIterator>,
+    /// `None` for a file sent whole with sendfile: only its `close()` is left to call.
+    iter: Option<Py<PyIterator>>,
     result: Py<PyAny>,
     start_response: Py<StartResponse>,
     closed: bool,
@@ -181,7 +243,10 @@ impl AppIter {
                     return Ok(Some(sr.written.remove(0)));
                 }
             }
-            let Some(item) = self.iter.bind(py).clone().next() else {
+            let Some(iter) = &self.iter else {
+                return Ok(None);
+            };
+            let Some(item) = iter.bind(py).clone().next() else {
                 return Ok(None);
             };
             let item = item?;
