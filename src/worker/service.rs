@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HeaderValue};
@@ -49,6 +49,9 @@ pub struct Worker {
     pub inline: bool,
     pub pool: AppPool,
     pub limits: Limits,
+    /// How long the client may take to send the request body (gunicorn's `timeout` on
+    /// socket reads): a client that stalls mid-body is answered 408 and dropped.
+    pub body_timeout: Duration,
     pub runtime: tokio::runtime::Handle,
     pub access_log: Option<Rc<AccessLog>>,
     pub scoreboard: Arc<Scoreboard>,
@@ -176,9 +179,14 @@ async fn call_inline(
     let bytes = if body_len == Some(0) {
         Bytes::new()
     } else {
-        match body.collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => return error_response(StatusCode::BAD_REQUEST, "incomplete request body"),
+        match tokio::time::timeout(conn.worker.body_timeout, body.collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(_)) => {
+                return error_response(StatusCode::BAD_REQUEST, "incomplete request body");
+            }
+            Err(_) => {
+                return error_response(StatusCode::REQUEST_TIMEOUT, "request body timed out");
+            }
         }
     };
     let Ok(permit) = Arc::clone(&conn.worker.slots).acquire_owned().await else {
@@ -220,6 +228,7 @@ async fn call_on_pool(conn: &Conn, head: &RequestHead, body: Incoming) -> Respon
     let app = Arc::clone(&conn.worker.app);
     let environ = Arc::clone(&conn.environ);
     let runtime = conn.worker.runtime.clone();
+    let body_timeout = conn.worker.body_timeout;
     let job_head = RequestHead {
         method: head.method.clone(),
         uri: head.uri.clone(),
@@ -228,9 +237,8 @@ async fn call_on_pool(conn: &Conn, head: &RequestHead, body: Incoming) -> Respon
         peer: head.peer.clone(),
     };
     conn.worker.pool.submit(Box::new(move || {
-        run_on_pool(
-            &app, &environ, job_head, body, runtime, started_tx, chunk_tx,
-        )
+        let input = Input::streaming(body, runtime, body_timeout);
+        run_on_pool(&app, &environ, job_head, input, started_tx, chunk_tx)
     }));
     match started_rx.await {
         Ok(Ok(PoolStart {
@@ -269,8 +277,7 @@ fn run_on_pool(
     app: &Py<PyAny>,
     environ: &EnvironBuilder,
     head: RequestHead,
-    body: Incoming,
-    runtime: tokio::runtime::Handle,
+    input: Input,
     started_tx: oneshot::Sender<StartedMsg>,
     chunk_tx: mpsc::Sender<Chunk>,
 ) {
