@@ -82,6 +82,7 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
             request_line: settings.limit_request_line as usize,
             field_size: settings.limit_request_field_size as usize,
         },
+        body_timeout: Duration::from_secs(settings.timeout.max(1)),
         runtime: runtime.handle().clone(),
         access_log: open_access_log(settings)?.map(Rc::new),
         scoreboard: Arc::clone(&boot.scoreboard),

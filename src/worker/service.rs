@@ -282,7 +282,7 @@ fn run_on_pool(
     chunk_tx: mpsc::Sender<Chunk>,
 ) {
     let outcome = Python::attach(|py| {
-        let input = Bound::new(py, Input::streaming(body, runtime)).map_err(|e| failure(py, &e))?;
+        let input = Bound::new(py, input).map_err(|e| failure(py, &e))?;
         let env = environ
             .build(py, &head, input.into_any())
             .map_err(|e| failure(py, &e))?;

@@ -6,6 +6,8 @@
 //! first reads. Reading blocks the calling app thread, never the I/O thread: a streamed
 //! input is only ever given to an app running on a pool thread.
 
+use std::time::Duration;
+
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -21,6 +23,8 @@ pub enum Source {
     Stream {
         body: Incoming,
         runtime: tokio::runtime::Handle,
+        /// How long one read may wait for the client.
+        timeout: Duration,
     },
 }
 
@@ -40,20 +44,37 @@ impl Input {
     }
 
     /// A body read from the connection as the app asks for it.
-    pub fn streaming(body: Incoming, runtime: tokio::runtime::Handle) -> Self {
+    pub fn streaming(body: Incoming, runtime: tokio::runtime::Handle, timeout: Duration) -> Self {
         Input {
             buf: BytesMut::new(),
-            source: Source::Stream { body, runtime },
+            source: Source::Stream {
+                body,
+                runtime,
+                timeout,
+            },
         }
     }
 
     /// Append the next chunk of the body to the buffer; false at the end of the body.
     fn fill(&mut self, py: Python<'_>) -> PyResult<bool> {
         loop {
-            let Source::Stream { body, runtime } = &mut self.source else {
+            let Source::Stream {
+                body,
+                runtime,
+                timeout,
+            } = &mut self.source
+            else {
                 return Ok(false);
             };
-            let frame = py.detach(|| runtime.block_on(body.frame()));
+            let timeout = *timeout;
+            let frame = py.detach(|| runtime.block_on(tokio::time::timeout(timeout, body.frame())));
+            let Ok(frame) = frame else {
+                self.source = Source::Done;
+                return Err(PyIOError::new_err(format!(
+                    "the client sent no request body data for {}s",
+                    timeout.as_secs()
+                )));
+            };
             match frame {
                 None => {
                     self.source = Source::Done;
