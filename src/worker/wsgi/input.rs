@@ -67,7 +67,10 @@ impl Input {
                 return Ok(false);
             };
             let timeout = *timeout;
-            let frame = py.detach(|| runtime.block_on(tokio::time::timeout(timeout, body.frame())));
+            let frame = py.detach(|| {
+                // The timer must be made inside the runtime's context (block_on's).
+                runtime.block_on(async { tokio::time::timeout(timeout, body.frame()).await })
+            });
             let Ok(frame) = frame else {
                 self.source = Source::Done;
                 return Err(PyIOError::new_err(format!(
