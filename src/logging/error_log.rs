@@ -37,9 +37,10 @@ static ERROR_SINK: OnceLock<Arc<Sink>> = OnceLock::new();
 /// Call it once, in the master, before the first fork: workers inherit it.
 pub fn init(errorlog: &str, loglevel: &str) -> Result<ErrorLogHandle, LogError> {
     let level = parse_level(loglevel)?;
+    let critical_only = loglevel.eq_ignore_ascii_case("critical");
     let sink = Arc::new(open(errorlog)?);
     clock::prime();
-    tracing::subscriber::set_global_default(subscriber(sink.clone(), level))
+    tracing::subscriber::set_global_default(subscriber(sink.clone(), level, critical_only))
         .map_err(|_| LogError::new(Kind::AlreadyInstalled))?;
     // Cannot already be set: it is set only here, after set_global_default, which succeeds once.
     let _ = ERROR_SINK.set(sink.clone());
@@ -165,10 +166,15 @@ fn open(errorlog: &str) -> Result<Sink, LogError> {
 }
 
 /// The subscriber `init` installs; tests use it scoped, with a fixed clock.
-fn subscriber(sink: Arc<Sink>, level: LevelFilter) -> impl Subscriber + Send + Sync {
+fn subscriber(
+    sink: Arc<Sink>,
+    level: LevelFilter,
+    critical_only: bool,
+) -> impl Subscriber + Send + Sync {
     tracing_subscriber::registry().with(level).with(ErrorLayer {
         sink,
         now: SystemTime::now,
+        critical_only,
     })
 }
 
@@ -177,6 +183,9 @@ struct ErrorLayer {
     sink: Arc<Sink>,
     /// The wall clock (a fixed time in tests).
     now: fn() -> SystemTime,
+    /// `loglevel = "critical"`: only ERROR events marked `critical = true` are written
+    /// (`tracing` has no level above ERROR).
+    critical_only: bool,
 }
 
 /// Reused per thread so a line costs no allocation once warm.
@@ -200,7 +209,10 @@ impl<S: Subscriber> Layer<S> for ErrorLayer {
         let secs = clock::unix_secs((self.now)());
         let pid = std::process::id();
         let write = |bufs: &mut Bufs| {
-            format_event(event, secs, pid, bufs);
+            let critical = format_event(event, secs, pid, bufs);
+            if self.critical_only && !critical {
+                return;
+            }
             // Nowhere to report a failed log write: the error log is where it would go.
             let _ = self.sink.write_all(&bufs.line);
             if bufs.line.capacity() > KEEP_CAPACITY {
@@ -224,8 +236,9 @@ impl<S: Subscriber> Layer<S> for ErrorLayer {
     }
 }
 
-/// Builds `[stamp] [pid] [LEVEL] message key=value...\n` into `bufs.line`.
-fn format_event(event: &Event<'_>, secs: i64, pid: u32, bufs: &mut Bufs) {
+/// Builds `[stamp] [pid] [LEVEL] message key=value...\n` into `bufs.line`; true when the
+/// event is marked critical.
+fn format_event(event: &Event<'_>, secs: i64, pid: u32, bufs: &mut Bufs) -> bool {
     bufs.message.clear();
     bufs.fields.clear();
     let mut visitor = Visitor {
@@ -250,6 +263,7 @@ fn format_event(event: &Event<'_>, secs: i64, pid: u32, bufs: &mut Bufs) {
     };
     line.extend_from_slice(fields);
     line.push(b'\n');
+    critical
 }
 
 /// gunicorn's level names. An ERROR event with the field `critical = true` prints as CRITICAL
@@ -382,10 +396,13 @@ mod tests {
         let dir = temp_dir(name);
         let path = dir.join("error.log");
         let sink = Arc::new(Sink::file(&path).unwrap());
+        let critical_only = level.eq_ignore_ascii_case("critical");
         let level = parse_level(level).unwrap();
         let sub = tracing_subscriber::registry().with(level).with(ErrorLayer {
             sink,
             now: sample_time,
+            critical_only: false,
+            critical_only,
         });
         tracing::subscriber::with_default(sub, f);
         let text = std::fs::read_to_string(&path).unwrap();
@@ -451,6 +468,7 @@ mod tests {
 
         let text = capture("el-filter-critical", "critical", || {
             warn!("no");
+            error!("no, only an error");
             error!(critical = true, "yes");
         });
         assert_eq!(text.lines().count(), 1, "{text}");
@@ -548,6 +566,7 @@ mod tests {
                             .with(ErrorLayer {
                                 sink,
                                 now: sample_time,
+                                critical_only: false,
                             });
                     let payload = format!("{t}").repeat(2000);
                     tracing::subscriber::with_default(sub, || {
@@ -583,6 +602,7 @@ mod tests {
             .with(ErrorLayer {
                 sink,
                 now: sample_time,
+                critical_only: false,
             });
         tracing::subscriber::with_default(sub, || {
             info!("parent");
