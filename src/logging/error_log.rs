@@ -401,7 +401,6 @@ mod tests {
         let sub = tracing_subscriber::registry().with(level).with(ErrorLayer {
             sink,
             now: sample_time,
-            critical_only: false,
             critical_only,
         });
         tracing::subscriber::with_default(sub, f);
