@@ -26,11 +26,11 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// `SERVER_NAME`, `SERVER_PORT` for requests without a Host header.
-    pub fn server_name_port(&self) -> (String, String) {
+    /// `SERVER_NAME` and `SERVER_PORT`; a unix socket has no port.
+    pub fn server_name_port(&self) -> (String, Option<String>) {
         match &self.kind {
-            Kind::Tcp(addr) => (addr.ip().to_string(), addr.port().to_string()),
-            Kind::Unix(path) => (path.display().to_string(), String::new()),
+            Kind::Tcp(addr) => (addr.ip().to_string(), Some(addr.port().to_string())),
+            Kind::Unix(path) => (path.display().to_string(), None),
         }
     }
 

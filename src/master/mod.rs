@@ -27,6 +27,8 @@ use signals::SignalQueue;
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 /// How long INT/TERM wait for killed workers to be reaped before the master exits.
 const KILL_WAIT: Duration = Duration::from_secs(2);
+/// How often a graceful stop checks for workers that finished.
+const GRACEFUL_POLL: Duration = Duration::from_millis(100);
 
 /// Why the master stopped, as the process exit status.
 pub type ExitStatus = u8;
@@ -62,6 +64,7 @@ pub fn run(
     // The pid file goes after binding, so a second start fails at bind instead of
     // clobbering the running master's pid file (unicorn's order).
     let listeners = crate::listeners::open_all(&binds, settings.backlog)?;
+    let _socket_files = setup::SocketFiles::bound(&binds);
     let _pidfile = match &settings.pidfile {
         Some(path) => Some(setup::PidFile::write(path)?),
         None => None,
@@ -88,26 +91,34 @@ pub fn run(
     arbiter.manage()?;
     loop {
         for signal in arbiter.signals.wait(IDLE_WAKE) {
-            match signal {
-                Signal::SIGCHLD => {}
-                Signal::SIGINT | Signal::SIGTERM | Signal::SIGQUIT => {
-                    tracing::info!(
-                        "Handling signal: {}",
-                        signal.as_str().trim_start_matches("SIG").to_lowercase()
-                    );
-                    arbiter.stop();
-                    return Ok(0);
+            let done = match signal {
+                Signal::SIGCHLD => None,
+                Signal::SIGQUIT => Some(arbiter.handle_quit()),
+                Signal::SIGINT | Signal::SIGTERM => Some(arbiter.handle_int_term(signal)),
+                Signal::SIGUSR1 => {
+                    arbiter.handle_usr1();
+                    None
                 }
-                Signal::SIGUSR1 => arbiter.handle_usr1(),
-                other => tracing::debug!("ignoring {other} (not handled yet)"),
+                other => {
+                    tracing::debug!("ignoring {other} (not handled yet)");
+                    None
+                }
+            };
+            if let Some(status) = done {
+                tracing::info!("Shutting down: Master");
+                return Ok(status);
             }
         }
         if let Some(status) = arbiter.reap() {
-            arbiter.stop();
+            arbiter.kill_all();
             return Ok(status);
         }
         arbiter.manage()?;
     }
+}
+
+fn signal_name(signal: Signal) -> String {
+    signal.as_str().trim_start_matches("SIG").to_lowercase()
 }
 
 impl Arbiter {
@@ -208,8 +219,45 @@ impl Arbiter {
         }
     }
 
+    /// QUIT: graceful stop. Workers stop accepting, finish what they are serving (up to
+    /// `graceful_timeout`), and exit; then the master exits 0. INT or TERM meanwhile
+    /// makes it immediate.
+    fn handle_quit(&mut self) -> ExitStatus {
+        tracing::info!("Handling signal: quit");
+        for pid in self.workers.keys() {
+            let _ = kill(*pid, Signal::SIGQUIT);
+        }
+        let deadline = Instant::now() + Duration::from_secs(self.settings.graceful_timeout);
+        while !self.workers.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(
+                    "graceful_timeout ({}s) expired with {} worker(s) still busy: killing them",
+                    self.settings.graceful_timeout,
+                    self.workers.len()
+                );
+                break;
+            }
+            let signals = self.signals.wait(left.min(GRACEFUL_POLL));
+            if signals.contains(&Signal::SIGINT) || signals.contains(&Signal::SIGTERM) {
+                tracing::info!("immediate stop requested during the graceful stop");
+                break;
+            }
+            let _ = self.reap();
+        }
+        self.kill_all();
+        0
+    }
+
+    /// INT, TERM: immediate stop. Workers are killed at once.
+    fn handle_int_term(&mut self, signal: Signal) -> ExitStatus {
+        tracing::info!("Handling signal: {}", signal_name(signal));
+        self.kill_all();
+        0
+    }
+
     /// Kill every worker and wait (bounded) for them to be gone.
-    fn stop(&mut self) {
+    fn kill_all(&mut self) {
         for pid in self.workers.keys() {
             let _ = kill(*pid, Signal::SIGKILL);
         }
@@ -224,6 +272,5 @@ impl Arbiter {
                 Err(_) => break,
             }
         }
-        tracing::info!("Shutting down: Master");
     }
 }

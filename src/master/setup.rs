@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::Settings;
+use crate::config::bind::BindAddr;
 
 /// `chdir` and `raw_env` (`-e KEY=VALUE`), so every worker inherits them.
 pub fn prepare_process(settings: &Settings) -> Result<(), String> {
@@ -18,6 +19,33 @@ pub fn prepare_process(settings: &Settings) -> Result<(), String> {
         unsafe { std::env::set_var(key, value) };
     }
     Ok(())
+}
+
+/// The unix sockets the master bound itself, removed when it exits (as gunicorn does).
+/// Inherited sockets (`fd://`) are never removed: they belong to whoever passed them.
+pub struct SocketFiles {
+    paths: Vec<PathBuf>,
+}
+
+impl SocketFiles {
+    pub fn bound(binds: &[BindAddr]) -> SocketFiles {
+        let paths = binds
+            .iter()
+            .filter_map(|b| match b {
+                BindAddr::Unix(path) => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        SocketFiles { paths }
+    }
+}
+
+impl Drop for SocketFiles {
+    fn drop(&mut self) {
+        for path in &self.paths {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// The pid file, removed again when the master exits.

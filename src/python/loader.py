@@ -81,12 +81,8 @@ def import_app(spec):
     else:
         raise AppLoadError("failed to parse %r as an attribute name or function call" % expr)
 
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name and module_name.startswith(e.name) and module_name.split(".")[:len(e.name.split("."))] == e.name.split("."):
-            raise AppLoadError("no module named %r (sys.path: %s)" % (module_name, sys.path)) from None
-        raise
+    # An import error propagates as it is: its traceback is what the operator needs.
+    module = importlib.import_module(module_name)
     try:
         app = getattr(module, name)
     except AttributeError:

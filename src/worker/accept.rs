@@ -19,7 +19,7 @@ use socket2::Socket;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::sendfile::SendfileIo;
 use super::service::{self, Conn, Worker};
@@ -32,7 +32,7 @@ const DEFER_FOR: Duration = Duration::from_millis(1);
 /// How many times it does so before it accepts anyway (a peer may be busy in the app).
 const MAX_DEFERRALS: u32 = 2;
 /// Connections a worker may hold beyond its least loaded peer before it defers.
-const BALANCE_SLACK: u32 = 1;
+const BALANCE_SLACK: u32 = 0;
 /// Pause after a failing accept (EMFILE…), instead of spinning on it.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -44,6 +44,8 @@ pub(super) struct AcceptCtx {
     pub connections: Arc<Semaphore>,
     pub scoreboard: Arc<Scoreboard>,
     pub slot: usize,
+    /// Turns true when the worker stops gracefully.
+    pub stopping: watch::Receiver<bool>,
 }
 
 impl AcceptCtx {
@@ -59,7 +61,18 @@ impl AcceptCtx {
     }
 }
 
+/// Accept until the worker stops.
 pub(super) async fn accept_loop(listener: Listener, ctx: AcceptCtx) -> Result<(), String> {
+    let mut stopping = ctx.stopping.clone();
+    tokio::select! {
+        result = accept_until_error(listener, &ctx) => result,
+        // Dropping the accept future closes this worker's copy of the listener; the
+        // master and the other workers keep theirs.
+        _ = stopping.wait_for(|stop| *stop) => Ok(()),
+    }
+}
+
+async fn accept_until_error(listener: Listener, ctx: &AcceptCtx) -> Result<(), String> {
     let label = listener.to_string();
     let is_tcp = matches!(listener.kind, Kind::Tcp(_));
     // SAFETY: the AsyncFd owns the socket, so the fd stays open for as long as it is
@@ -90,9 +103,12 @@ pub(super) async fn accept_loop(listener: Listener, ctx: AcceptCtx) -> Result<()
         };
         match accepted {
             Ok((stream, addr)) => {
-                if let Err(e) = start_connection(&ctx, stream, addr, is_tcp, permit) {
+                if let Err(e) = start_connection(ctx, stream, addr, is_tcp, permit) {
                     tracing::warn!("cannot set up a connection on {label}: {e}");
                 }
+                // Let the new connection read its request (and a one-thread worker run
+                // the app) before this worker competes for the next connection.
+                tokio::task::yield_now().await;
             }
             Err(e) => {
                 tracing::warn!("accept failed on {label}: {e}");
@@ -167,11 +183,22 @@ where
         peer,
     });
     let http = Rc::clone(&ctx.http);
+    let mut stopping = ctx.stopping.clone();
     tokio::task::spawn_local(async move {
         let service = service_fn(move |req| service::handle(Rc::clone(&conn), req));
+        let serving = http.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(serving);
         // A connection error (client gone, bad request already answered by hyper) is the
         // client's business, not the operator's.
-        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+        tokio::select! {
+            _ = serving.as_mut() => {}
+            _ = stopping.wait_for(|stop| *stop) => {
+                // Finish the response in progress (hyper says `Connection: close`), close
+                // an idle keep-alive connection at once.
+                serving.as_mut().graceful_shutdown();
+                let _ = serving.await;
+            }
+        }
         drop((permit, counted));
     });
 }

@@ -99,8 +99,11 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
     let local = tokio::task::LocalSet::new();
     let error_log = boot.error_log.clone();
     let access_log = worker.access_log.clone();
+    let max_connections = settings.worker_connections.max(1);
     local.block_on(&runtime, async move {
         tokio::task::spawn_local(reopen_logs_on_usr1(error_log, access_log));
+        let (stop_tx, stopping) = tokio::sync::watch::channel(false);
+        tokio::task::spawn_local(stop_gracefully_on_quit(stop_tx));
         let mut tasks = Vec::new();
         for listener in boot.listeners {
             let (name, port) = listener.server_name_port();
@@ -115,6 +118,7 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
                 connections: Arc::clone(&connections),
                 scoreboard: Arc::clone(&boot.scoreboard),
                 slot: boot.slot,
+                stopping: stopping.clone(),
             };
             tasks.push(tokio::task::spawn_local(accept::accept_loop(listener, ctx)));
         }
@@ -125,8 +129,25 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
                 Err(e) => return Err(format!("accept loop failed: {e}")),
             }
         }
+        // Stopping: the accept loops are done; every connection gives its permit back once
+        // its last response is out (the master's graceful_timeout bounds the wait).
+        let _ = connections.acquire_many(max_connections).await;
         Ok(())
     })
+}
+
+/// QUIT (sent by the master): stop accepting, finish the requests in progress, close
+/// keep-alive connections after their current response, then exit.
+async fn stop_gracefully_on_quit(stop: tokio::sync::watch::Sender<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::quit()) {
+        Ok(mut quit) => {
+            quit.recv().await;
+            tracing::info!("Worker exiting (pid: {})", std::process::id());
+            let _ = stop.send(true);
+        }
+        Err(e) => tracing::warn!("cannot watch SIGQUIT ({e}): QUIT will not be graceful"),
+    }
 }
 
 use pool::AppPool;

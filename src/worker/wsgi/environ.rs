@@ -36,26 +36,33 @@ pub struct EnvironBuilder {
     template: Py<PyDict>,
     /// The listener's own address, for `SERVER_NAME`/`SERVER_PORT` when there is no Host.
     server_name: String,
-    server_port: String,
+    /// A unix-socket listener: `SERVER_NAME`/`SERVER_PORT` come from each request's Host.
+    server_from_host: bool,
     script_name: String,
     header_keys: Mutex<HashMap<HeaderName, Py<PyString>>>,
 }
 
 impl EnvironBuilder {
-    /// `statics` holds the keys shared by every request (`wsgi.*`, `SCRIPT_NAME`…).
+    /// `statics` holds the keys shared by every request (`wsgi.*`, `SCRIPT_NAME`…). A TCP
+    /// listener's address is its `SERVER_NAME`/`SERVER_PORT` (RFC 3875, gunicorn); a unix
+    /// socket (`server_port` None) leaves them to the Host header.
     pub fn new(
         py: Python<'_>,
         statics: &Bound<'_, PyDict>,
         server_name: String,
-        server_port: String,
+        server_port: Option<String>,
         script_name: String,
     ) -> PyResult<Self> {
         let template = statics.copy()?;
         template.set_item(intern!(py, "SCRIPT_NAME"), script_name.as_str())?;
+        if let Some(port) = &server_port {
+            template.set_item(intern!(py, "SERVER_NAME"), server_name.as_str())?;
+            template.set_item(intern!(py, "SERVER_PORT"), port.as_str())?;
+        }
         Ok(EnvironBuilder {
             template: template.unbind(),
             server_name,
-            server_port,
+            server_from_host: server_port.is_none(),
             script_name,
             header_keys: Mutex::new(HashMap::new()),
         })
@@ -96,12 +103,15 @@ impl EnvironBuilder {
             None => env.set_item(intern!(py, "REMOTE_ADDR"), "")?,
         }
 
-        let (name, port) = match head.headers.get(HOST).and_then(|h| h.to_str().ok()) {
-            Some(host) => split_host(host),
-            None => (self.server_name.as_str(), self.server_port.as_str()),
-        };
-        env.set_item(intern!(py, "SERVER_NAME"), name)?;
-        env.set_item(intern!(py, "SERVER_PORT"), port)?;
+        if self.server_from_host {
+            // A unix socket has no port: like gunicorn, take SERVER_* from the Host header.
+            let (name, port) = match head.headers.get(HOST).and_then(|h| h.to_str().ok()) {
+                Some(host) => split_host(host),
+                None => (self.server_name.as_str(), ""),
+            };
+            env.set_item(intern!(py, "SERVER_NAME"), name)?;
+            env.set_item(intern!(py, "SERVER_PORT"), port)?;
+        }
 
         self.set_headers(py, &env, &head.headers)?;
         Ok(env)
