@@ -64,7 +64,7 @@ fn check(settings: &Settings) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    match worker::load_app(settings) {
+    match python::load_app(settings) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("unitcorn: the app did not load\n{e}");

@@ -56,6 +56,12 @@ pub fn run(
     worker_main: WorkerMain,
 ) -> Result<ExitStatus, String> {
     setup::prepare_process(&settings)?;
+    if settings.preload_app {
+        // Imported once, before any fork: the workers share it copy-on-write.
+        let app = crate::python::load_app(&settings)
+            .map_err(|e| format!("the app did not load (preload_app)\n{e}"))?;
+        crate::python::set_preloaded(app);
+    }
     let binds = settings
         .bind
         .iter()
@@ -185,6 +191,9 @@ impl Arbiter {
                 WaitStatus::Exited(_, code) if code == WORKER_BOOT_ERROR => {
                     tracing::error!("Worker (pid:{pid}) failed to boot; stopping");
                     return Some(WORKER_BOOT_ERROR as ExitStatus);
+                }
+                WaitStatus::Exited(_, 0) => {
+                    tracing::info!("Worker {} (pid:{pid}) exited", worker.number);
                 }
                 WaitStatus::Exited(_, code) => {
                     tracing::warn!(

@@ -10,6 +10,12 @@ use std::path::Path;
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
+use crate::config::Settings;
+
+mod fork;
+
+pub use fork::around_fork;
+
 const LOADER_SOURCE: &str = include_str!("loader.py");
 
 /// Why the interpreter or the app could not be brought up; `Display` is the text for the
@@ -47,6 +53,7 @@ pub struct PythonSetup<'a> {
 /// Start the interpreter in this process and prepare `sys.path`. Idempotent per process.
 pub fn start(setup: &PythonSetup<'_>) -> Result<(), PythonError> {
     Python::initialize();
+    fork::mark_started();
     Python::attach(|py| {
         let loader = loader(py).map_err(|e| PythonError::from_py(py, e))?;
         let venv = setup.virtualenv.map(|p| p.to_string_lossy().into_owned());
@@ -74,6 +81,41 @@ pub fn import_app(spec: &str) -> Result<Py<PyAny>, PythonError> {
             .map(Bound::unbind)
             .map_err(|e| PythonError::from_py(py, e))
     })
+}
+
+/// Start the interpreter and import the app named by the settings; the error is what the
+/// operator must read.
+pub fn load_app(settings: &Settings) -> Result<Py<PyAny>, String> {
+    let venv = settings
+        .virtualenv
+        .clone()
+        .or_else(|| std::env::var_os("VIRTUAL_ENV").map(Into::into));
+    start(&PythonSetup {
+        chdir: &settings.chdir,
+        pythonpath: settings.pythonpath.as_deref(),
+        virtualenv: venv.as_deref(),
+    })
+    .map_err(|e| e.to_string())?;
+    let spec = settings
+        .wsgi_app
+        .as_deref()
+        .ok_or("no app given: pass APP (module:callable) or set wsgi_app")?;
+    import_app(spec).map_err(|e| e.to_string())
+}
+
+/// The app imported by the master before forking (`preload_app`), shared by the workers
+/// copy-on-write.
+static PRELOADED: std::sync::OnceLock<Py<PyAny>> = std::sync::OnceLock::new();
+
+/// Keep `app` as the one every worker forked from now on serves.
+pub fn set_preloaded(app: Py<PyAny>) {
+    let _ = PRELOADED.set(app);
+}
+
+/// The app the master preloaded, if it did.
+pub fn preloaded_app() -> Option<Py<PyAny>> {
+    let app = PRELOADED.get()?;
+    Some(Python::attach(|py| app.clone_ref(py)))
 }
 
 /// The loader module, compiled once per process.

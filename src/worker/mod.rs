@@ -29,7 +29,11 @@ use wsgi::environ::EnvironBuilder;
 /// The worker's entry point after `fork()`; exits the process.
 pub fn run(boot: WorkerBoot) -> ! {
     let settings = Arc::clone(&boot.settings);
-    let app = match load_app(&settings) {
+    let loaded = match crate::python::preloaded_app() {
+        Some(app) => Ok(app),
+        None => crate::python::load_app(&settings),
+    };
+    let app = match loaded {
         Ok(app) => app,
         Err(message) => {
             tracing::error!("Exception in worker process\n{message}");
@@ -43,25 +47,6 @@ pub fn run(boot: WorkerBoot) -> ! {
             std::process::exit(WORKER_BOOT_ERROR);
         }
     }
-}
-
-/// Start the interpreter and import the app; the error is what the operator must read.
-pub fn load_app(settings: &Settings) -> Result<Py<PyAny>, String> {
-    let venv = settings
-        .virtualenv
-        .clone()
-        .or_else(|| std::env::var_os("VIRTUAL_ENV").map(Into::into));
-    crate::python::start(&crate::python::PythonSetup {
-        chdir: &settings.chdir,
-        pythonpath: settings.pythonpath.as_deref(),
-        virtualenv: venv.as_deref(),
-    })
-    .map_err(|e| e.to_string())?;
-    let spec = settings
-        .wsgi_app
-        .as_deref()
-        .ok_or("no app given: pass APP (module:callable) or set wsgi_app")?;
-    crate::python::import_app(spec).map_err(|e| e.to_string())
 }
 
 fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
