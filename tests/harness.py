@@ -31,7 +31,8 @@ IS_GUNICORN = SERVER_KIND == "gunicorn"
 # Environment variables that would change what the server does, removed from every child.
 _SCRUB = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "WEB_CONCURRENCY", "UNITCORN_CMD_ARGS",
           "GUNICORN_CMD_ARGS", "SCRIPT_NAME", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
-          "NOTIFY_SOCKET", "JOURNAL_STREAM", "PYTHONSTARTUP")
+          "NOTIFY_SOCKET", "JOURNAL_STREAM", "PYTHONSTARTUP", "PORT",
+          "FORWARDED_ALLOW_IPS")
 
 
 # ----------------------------------------------------------------------------------------
