@@ -127,9 +127,10 @@ def test_worker_connections_caps_open_connections(start_server):
         assert c3.nothing_within(1.5), "a 3rd connection was served past --worker-connections 2"
         c1.close()
         t0 = time.monotonic()
-        r = c3.read_response(timeout=10)
+        r = c3.read_response(timeout=15)
         assert r.status == 200 and r.body == b"Hello, World!\n"
-        assert time.monotonic() - t0 < 5
+        # gunicorn's gthread takes up to ≈6 s here; bounded, not tight
+        assert time.monotonic() - t0 < 10
     finally:
         for c in (c1, c2, c3):
             if c is not None:
