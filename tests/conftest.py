@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
-from harness import (APPS, IS_GUNICORN, SERVER_KIND, UNITCORN_BIN, VENV, Server, base_env,
-                     free_port, server_cmd)
+from harness import (APPS, IS_GUNICORN, SERVER_KIND, UNITCORN_BIN, VENV, Server, alive,
+                     base_env, free_port, pgrp_members, server_cmd)
 
 
 def pytest_report_header(config):
@@ -82,5 +82,8 @@ def start_server(tmp_path):
         return s
 
     yield start
+    leaks = []
     for s in servers:
         s.kill_all()
+        leaks += [p for p in set(pgrp_members(s.pid)) | s._seen if alive(p)]
+    assert not leaks, "processes left after the test: %r" % leaks

@@ -86,10 +86,31 @@ def server_cmd():
 
 
 def run_cli(args, env=None, cwd=None, timeout=20, venv=True):
-    """Run the server binary to completion (e.g. --print-config, --version)."""
-    return subprocess.run(server_cmd() + list(args), env=env or base_env(venv=venv),
-                          cwd=str(cwd or APPS), capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    """Run the server binary to completion (e.g. --print-config, --version).
+
+    Started in its own session; if it is still running after timeout (e.g. it started
+    serving instead of printing), its whole process group and descendants are killed and
+    subprocess.TimeoutExpired is raised."""
+    proc = subprocess.Popen(server_cmd() + list(args), env=env or base_env(venv=venv),
+                            cwd=str(cwd or APPS), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        victims = set(descendants(proc.pid)) | set(pgrp_members(proc.pid))
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for p in victims:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        out, err = proc.communicate(timeout=10)
+        raise subprocess.TimeoutExpired(proc.args, timeout, out, err)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 # ----------------------------------------------------------------------------------------

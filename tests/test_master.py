@@ -46,7 +46,7 @@ def test_killed_worker_replaced_repeatedly(start_server):
         assert w not in seen
         seen.add(w)
         os.kill(w, signal.SIGKILL)
-        assert wait_for(lambda: s.workers() and s.workers()[0] != w, 10), "round %d" % i
+        assert wait_for(lambda: any(p != w for p in s.workers()), 10), "round %d" % i
     r = s.wait_ready(timeout=15, path="/pid")
     assert int(r.body) not in seen
 
@@ -112,6 +112,8 @@ def test_listener_bound_once_and_shared_by_all_workers(start_server):
         assert inode in socket_inodes(w), "worker %d does not hold the listener" % w
 
 
+@pytest.mark.unitcorn_only("gunicorn's gthread worker queues connections in a busy worker "
+                           "(its sync worker, whose semantics --threads 1 has, would not)")
 def test_all_workers_accept(start_server):
     """With 3 single-threaded workers, 3 concurrent 1 s requests run in parallel, each in a
     different worker."""
@@ -136,7 +138,7 @@ def test_all_workers_accept(start_server):
     elapsed = time.monotonic() - t0
     pids = {int(r.body) for r in res}
     assert pids <= set(workers)
-    assert elapsed < 2.5, "3 × 1 s requests on 3 workers took %.2f s (pids %r)" % (elapsed, pids)
+    assert elapsed < 1.8, "3 × 1 s requests on 3 workers took %.2f s (pids %r)" % (elapsed, pids)
     assert len(pids) == 3
 
 

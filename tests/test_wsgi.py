@@ -126,8 +126,17 @@ def test_environ_multithread_true_with_threads(start_server):
 
 def test_environ_remote_addr_ipv6(start_server):
     s = start_server(bind="[::1]:%d" % _free6())
-    v = _environ(s)["values"]
+    v = _environ(s, headers=[("Host", "[::1]:%d" % s.addr[1])])["values"]
     assert v["REMOTE_ADDR"] == "::1"
+    assert v["SERVER_PORT"] == str(s.addr[1])
+
+
+def test_environ_server_port_is_the_receiving_port(start_server):
+    """RFC 3875 §4.1.15 (and gunicorn): SERVER_PORT is the port the request came in on,
+    even when the Host header names no port."""
+    s = start_server()
+    v = _environ(s, headers=[("Host", "example.com")])["values"]
+    assert v["HTTP_HOST"] == "example.com"
     assert v["SERVER_PORT"] == str(s.addr[1])
 
 
