@@ -73,4 +73,12 @@ cargo test --release --quiet
 export UNITCORN_BIN="${UNITCORN_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/unitcorn}"
 say "pytest tests/ (server: ${TEST_SERVER:-unitcorn} $UNITCORN_BIN)"
 unset VIRTUAL_ENV PYTHONPATH PYTHONHOME
-exec "$VENV/bin/python" -m pytest "$REPO/tests" -p no:cacheprovider "$@"
+# run tests/ unless the arguments name test paths themselves
+has_path=0
+for a in "$@"; do
+    if [[ "$a" != -* && -e "${a%%::*}" ]]; then has_path=1; fi
+done
+if ((has_path)); then
+    exec "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"
+fi
+exec "$VENV/bin/python" -m pytest -p no:cacheprovider "$REPO/tests" "$@"
