@@ -155,3 +155,14 @@ def test_master_survives_worker_crash_during_request(start_server):
         c.close()
     r = s.wait_ready(timeout=15, path="/pid")
     assert int(r.body) != w
+
+
+def test_pidfile_written_and_removed(start_server, tmp_path):
+    pidfile = tmp_path / "run" / "app.pid"
+    pidfile.parent.mkdir()
+    s = start_server("wsgiapp:app", "-w", "2", "-p", str(pidfile))
+    assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 5)
+    assert int(pidfile.read_text().strip()) == s.pid
+    s.signal(signal.SIGTERM)
+    assert s.wait_exit(15) == 0
+    assert wait_for(lambda: not pidfile.exists(), 5), "pidfile left behind after TERM"
