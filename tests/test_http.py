@@ -96,6 +96,29 @@ def test_pipelining_three_requests_in_one_send(start_server):
     assert (r3.status, r3.body) == (200, b"<unset>")
 
 
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_unread_request_body_is_skipped_before_next_request(start_server, framing):
+    """The app ignores a request body: the next request on the connection is still parsed
+    right (the body is drained, or the connection is closed — never read as a request)."""
+    s = start_server("wsgiapp:app", "--keep-alive", "5")
+    body = b"GET /osenv?k=SMUGGLED HTTP/1.1\r\nHost: x\r\n\r\n" + b"z" * 20000
+    if framing == "chunked":
+        first = build_request("POST", "/ignore_body", [("Transfer-Encoding", "chunked")]) + \
+            chunked([body[:1000], body[1000:]])
+    else:
+        first = build_request("POST", "/ignore_body", body=body)
+    with s.conn() as c:
+        c.send(first + build_request("GET", "/hello"))
+        r1 = c.read_response()
+        assert r1.status == 200 and r1.body == b"ignored"
+        try:
+            r2 = c.read_response(timeout=5)
+        except Exception:
+            assert c.eof, "neither a response nor a close after an unread body"
+            return
+    assert r2.status == 200 and r2.body == b"Hello, World!\n", r2
+
+
 def test_chunked_request_body_echoed(start_server):
     s = start_server()
     parts = [b"hello ", b"chunked", b" world\n", b"x" * 5000]

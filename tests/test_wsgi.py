@@ -301,6 +301,23 @@ def test_headers_only_sent_with_first_nonempty_chunk(start_server):
     assert r.status == 500, r
 
 
+def test_repeated_response_headers_kept_separate(start_server):
+    s = start_server()
+    r = s.get("/cookies")
+    assert r.status == 200
+    assert r.header_all("set-cookie") == ["a=1; Path=/", "b=2; Path=/"]
+
+
+def test_crlf_in_response_header_is_never_sent(start_server):
+    """An app header value with CR/LF is an app error (gunicorn: 500), never header injection."""
+    s = start_server()
+    with s.conn() as c:
+        c.send(build_request("GET", "/inject", close=True))
+        raw = c.read_to_eof(timeout=10)
+    assert b"\r\nX-Injected:" not in raw, raw[:500]
+    assert raw.startswith(b"HTTP/1.1 500"), raw[:200]
+
+
 # ------------------------------------------------------------------------------- close()
 
 def _close_log(tmp_path):

@@ -32,6 +32,8 @@ SCRIPT_NAME prefix):
     /closable_raise?id=   iterable that raises after one chunk; close() recorded
     /errors?msg=          writes msg to wsgi.errors
     /big?n=               n bytes of b"x" in one chunk, with Content-Length
+    /cookies              two Set-Cookie headers
+    /inject               a header value with CRLF in it (must never reach the wire as is)
 
 At import, the module appends a line to the file named by $IMPORT_LOG (when set).
 """
@@ -313,6 +315,14 @@ def app(environ, start_response):
     if path == "/big":
         n = int(qs.get("n", str(1 << 20)))
         return text(b"x" * n, ctype="application/octet-stream")
+    if path == "/cookies":
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2"),
+                                  ("Set-Cookie", "a=1; Path=/"), ("Set-Cookie", "b=2; Path=/")])
+        return [b"ok"]
+    if path == "/inject":
+        start_response("200 OK", [("Content-Type", "text/plain"),
+                                  ("X-Safe", "v\r\nX-Injected: 1")])
+        return [b"injected?"]
     return text(b"not found: " + path.encode("latin-1"), status="404 Not Found")
 
 
