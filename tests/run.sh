@@ -63,6 +63,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$req_sum" ]; then
 fi
 
 # --- build and unit tests ---------------------------------------------------------------
+if ! command -v cargo >/dev/null && [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]; then
+    PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+fi
 export PYO3_PYTHON="$SYS_PY"
 say "cargo build --release"
 cargo build --release --quiet
