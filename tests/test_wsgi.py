@@ -5,7 +5,11 @@ exceptions before/after the response started (the worker survives both)."""
 
 import hashlib
 import os
+import re
+import shutil
+import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -432,6 +436,47 @@ def test_file_wrapper_keepalive_then_next_request(start_server, tmp_path):
         r2 = c.read_response()
     assert r1.body == data
     assert r2.body == b"Hello, World!\n"
+
+
+def _tracer_pid(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("TracerPid:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_file_wrapper_sent_with_sendfile(start_server, tmp_path):
+    """A file_wrapper response over a real file goes out through sendfile(2) (strace shows
+    the worker's sendfile calls adding up to the file's size)."""
+    strace = shutil.which("strace")
+    assert strace, "strace is needed (tests/run.sh installs it)"
+    data = os.urandom(2 * 1024 * 1024 + 7)
+    f = tmp_path / "sf.bin"
+    f.write_bytes(data)
+    s = start_server("wsgiapp:app", "-w", "1")
+    (w,) = s.wait_workers(1)
+    out = tmp_path / "strace.txt"
+    tr = subprocess.Popen([strace, "-f", "-qq", "-e", "trace=sendfile,sendfile64", "-p", str(w),
+                           "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          start_new_session=True)
+    try:
+        threads = os.listdir("/proc/%d/task" % w)
+        assert wait_for(lambda: all(_tracer_pid(int(t)) != 0 for t in threads
+                                    if os.path.exists("/proc/%d/task/%s" % (w, t))), 10), \
+            "strace did not attach"
+        r = s.get("/file?path=%s" % f, timeout=30)
+        assert r.status == 200 and r.body == data
+    finally:
+        tr.send_signal(signal.SIGINT)
+        try:
+            tr.wait(10)
+        except subprocess.TimeoutExpired:
+            tr.kill()
+            tr.wait(5)
+    calls = re.findall(r"sendfile(?:64)?\(.*\)\s*=\s*(\d+)", out.read_text())
+    assert calls, "no sendfile call seen:\n%s" % out.read_text()[:2000]
+    assert sum(int(n) for n in calls) == len(data), calls
 
 
 # ---------------------------------------------------------------------------- exceptions
