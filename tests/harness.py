@@ -467,7 +467,10 @@ class Server:
 
     def wait_workers(self, n, timeout=15):
         """Wait until exactly n live workers; returns their pids (asserts)."""
-        got = wait_for(lambda: len(self.workers()) == n and self.workers(), timeout)
+        def exactly_n():
+            ws = self.workers()
+            return ws if len(ws) == n else None
+        got = wait_for(exactly_n, timeout)
         assert got and len(got) == n, "expected %d workers, have %r; stderr:\n%s" % (
             n, self.workers(), self.stderr()[-3000:])
         return got

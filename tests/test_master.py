@@ -27,9 +27,12 @@ def test_killed_worker_is_replaced(start_server):
     before = s.wait_workers(3)
     victim = before[1]
     os.kill(victim, signal.SIGKILL)
-    ok = wait_for(lambda: (len(s.workers()) == 3 and victim not in s.workers()), 10)
-    assert ok, "workers after killing %d: %r" % (victim, s.workers())
-    after = s.workers()
+    def replaced():
+        ws = s.workers()
+        return ws if len(ws) == 3 and victim not in ws else None
+
+    after = wait_for(replaced, 10)
+    assert after, "workers after killing %d: %r" % (victim, s.workers())
     assert set(after) - set(before), "no new worker pid"
     assert set(before) - {victim} <= set(after), "other workers were disturbed"
     assert not s.exited()
