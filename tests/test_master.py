@@ -72,7 +72,7 @@ def test_signal_stops_master_and_workers(start_server, sig):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGQUIT],
                          ids=["INT", "TERM", "QUIT"])
-def test_signal_stop_frees_port_and_unix_socket(start_server, tmp_path, sig):
+def test_signal_stop_removes_unix_socket_file(start_server, tmp_path, sig):
     path = tmp_path / "stop.sock"
     s = start_server("wsgiapp:app", "-w", "2", bind="unix:%s" % path)
     s.wait_workers(2)
