@@ -1,0 +1,552 @@
+"""Shared machinery of the integration tests: start the real server, talk raw HTTP, read /proc.
+
+Environment:
+    UNITCORN_BIN   the binary under test (default <repo>/target/release/unitcorn)
+    TEST_SERVER    "unitcorn" (default) or "gunicorn": run the HTTP-level tests against the
+                   venv's gunicorn (gthread worker, same flags) to validate the tests themselves
+    TEST_VENV      the venv the apps use (default <repo>/.venv-test)
+
+Every wait here is bounded in time; every process started is killed (its whole process
+group and every descendant seen) when its test ends.
+"""
+
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TESTS = REPO / "tests"
+APPS = TESTS / "apps"
+VENV = Path(os.environ.get("TEST_VENV", str(REPO / ".venv-test")))
+SERVER_KIND = os.environ.get("TEST_SERVER", "unitcorn")
+UNITCORN_BIN = Path(os.environ.get("UNITCORN_BIN", str(REPO / "target" / "release" / "unitcorn")))
+IS_GUNICORN = SERVER_KIND == "gunicorn"
+
+# Environment variables that would change what the server does, removed from every child.
+_SCRUB = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "WEB_CONCURRENCY", "UNITCORN_CMD_ARGS",
+          "GUNICORN_CMD_ARGS", "SCRIPT_NAME", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
+          "NOTIFY_SOCKET", "JOURNAL_STREAM", "PYTHONSTARTUP", "PORT",
+          "FORWARDED_ALLOW_IPS")
+
+
+# ----------------------------------------------------------------------------------------
+# small utilities
+
+def wait_for(predicate, timeout, interval=0.05):
+    """Call predicate until it returns a truthy value or timeout seconds pass.
+
+    Returns the last value (falsy on timeout). Bounded in time and in count."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    for _ in range(int(timeout / interval) + 2):
+        if value or time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+        value = predicate()
+    return value
+
+
+def free_port(host="127.0.0.1"):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def base_env(venv=True, **extra):
+    """The server's environment: ours, minus what would steer it, plus VIRTUAL_ENV."""
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    # Keep the venv's bin dir out of PATH: the server must find the venv through
+    # VIRTUAL_ENV / `virtualenv`, not through an activated shell.
+    venv_bin = str(VENV / "bin")
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                  if p and p != venv_bin)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    if venv:
+        env["VIRTUAL_ENV"] = str(VENV)
+    for k, v in extra.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = str(v)
+    return env
+
+
+def server_cmd():
+    """The argv prefix that starts the server under test."""
+    if IS_GUNICORN:
+        return [str(VENV / "bin" / "gunicorn"), "-k", "gthread"]
+    return [str(UNITCORN_BIN)]
+
+
+def run_cli(args, env=None, cwd=None, timeout=20, venv=True):
+    """Run the server binary to completion (e.g. --print-config, --version).
+
+    Started in its own session; if it is still running after timeout (e.g. it started
+    serving instead of printing), its whole process group and descendants are killed and
+    subprocess.TimeoutExpired is raised."""
+    proc = subprocess.Popen(server_cmd() + list(args), env=env or base_env(venv=venv),
+                            cwd=str(cwd or APPS), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        victims = set(descendants(proc.pid)) | set(pgrp_members(proc.pid))
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for p in victims:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        out, err = proc.communicate(timeout=10)
+        raise subprocess.TimeoutExpired(proc.args, timeout, out, err)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+# ----------------------------------------------------------------------------------------
+# /proc
+
+def proc_stat(pid):
+    """(state, ppid, pgrp) of pid, or None if it does not exist."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    rest = data[data.rfind(")") + 2:].split()
+    return rest[0], int(rest[1]), int(rest[2])
+
+
+def all_pids():
+    return [int(n) for n in os.listdir("/proc") if n.isdigit()]
+
+
+def alive(pid):
+    st = proc_stat(pid)
+    return st is not None and st[0] not in ("Z", "X")
+
+
+def children(pid):
+    """Live (non-zombie) child processes of pid."""
+    out = []
+    for p in all_pids():
+        st = proc_stat(p)
+        if st and st[1] == pid and st[0] not in ("Z", "X"):
+            out.append(p)
+    return sorted(out)
+
+
+def descendants(pid):
+    out = []
+    todo = [pid]
+    for _ in range(10000):
+        if not todo:
+            break
+        parent = todo.pop()
+        kids = [p for p in all_pids() if (proc_stat(p) or (None, None))[1] == parent]
+        out.extend(kids)
+        todo.extend(kids)
+    return out
+
+
+def pgrp_members(pgid):
+    return [p for p in all_pids() if (proc_stat(p) or (None, None, None))[2] == pgid]
+
+
+def rss_kib(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def socket_inodes(pid):
+    """Inodes of the sockets pid holds open."""
+    out = set()
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except (FileNotFoundError, PermissionError):
+        return out
+    for fd in fds:
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        m = re.match(r"socket:\[(\d+)\]", target)
+        if m:
+            out.add(int(m.group(1)))
+    return out
+
+
+def listening_inodes(port):
+    """Inodes of the TCP/TCP6 sockets in LISTEN state on port (any address)."""
+    out = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], int(fields[9])
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                    out.append(inode)
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# raw HTTP
+
+class Response:
+    def __init__(self, version, status, reason, headers):
+        self.version = version
+        self.status = status
+        self.reason = reason
+        self.headers = headers          # [(name, value)] as received
+        self.body = b""
+        self.complete = False           # body framing fully satisfied
+        self.interim = []               # 1xx responses received before this one
+        self.raw_head = b""
+
+    def header(self, name, default=None):
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return default
+
+    def header_all(self, name):
+        name = name.lower()
+        return [v for k, v in self.headers if k.lower() == name]
+
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def text(self):
+        return self.body.decode("latin-1")
+
+    def __repr__(self):
+        return "<Response %s %s %r complete=%s body=%r>" % (
+            self.status, self.reason, self.headers, self.complete, self.body[:200])
+
+
+class ConnClosed(Exception):
+    pass
+
+
+class Conn:
+    """One client connection with a receive buffer; every read has a deadline."""
+
+    def __init__(self, addr, timeout=10.0, family=None):
+        self.addr = addr
+        if family is None:
+            family = socket.AF_UNIX if isinstance(addr, str) else (
+                socket.AF_INET6 if ":" in addr[0] else socket.AF_INET)
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(addr)
+        self.buf = b""
+        self.eof = False
+        self.timeout = timeout
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self, deadline):
+        """Read more bytes into buf. Returns False at EOF; raises socket.timeout past deadline."""
+        if self.eof:
+            return False
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("deadline passed")
+        self.sock.settimeout(remaining)
+        try:
+            data = self.sock.recv(262144)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def read_until(self, delim, timeout=None):
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while delim not in self.buf:
+            if not self._fill(deadline):
+                raise ConnClosed("EOF before %r; got %r" % (delim, self.buf[:300]))
+        i = self.buf.index(delim) + len(delim)
+        out, self.buf = self.buf[:i], self.buf[i:]
+        return out
+
+    def read_exact(self, n, timeout=None):
+        """Up to n bytes: fewer only at EOF."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while len(self.buf) < n:
+            if not self._fill(deadline):
+                break
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_to_eof(self, timeout=None, limit=1 << 30):
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while len(self.buf) < limit and self._fill(deadline):
+            pass
+        out, self.buf = self.buf, b""
+        return out
+
+    def read_head(self, timeout=None):
+        head = self.read_until(b"\r\n\r\n", timeout)
+        lines = head[:-4].decode("latin-1").split("\r\n")
+        m = re.match(r"(HTTP/\d\.\d) (\d{3})(?: (.*))?$", lines[0])
+        if not m:
+            raise AssertionError("bad status line %r" % lines[0])
+        headers = []
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers.append((k.strip(), v.strip()))
+        r = Response(m.group(1), int(m.group(2)), m.group(3) or "", headers)
+        r.raw_head = head
+        return r
+
+    def read_response(self, method="GET", timeout=None):
+        """One final response (1xx interim ones are collected in .interim).
+
+        .complete is False when the connection ended before the framing said the body ended."""
+        timeout = timeout or self.timeout
+        deadline = time.monotonic() + timeout
+        interim = []
+        for _ in range(20):
+            r = self.read_head(max(0.01, deadline - time.monotonic()))
+            if 100 <= r.status < 200 and r.status != 101:
+                interim.append(r)
+                continue
+            break
+        r.interim = interim
+        if method == "HEAD" or r.status in (204, 304) or 100 <= r.status < 200:
+            r.complete = True
+            return r
+        te = (r.header("transfer-encoding") or "").lower()
+        cl = r.header("content-length")
+        if "chunked" in te:
+            body = b""
+            try:
+                for _ in range(10_000_000):
+                    size_line = self.read_until(b"\r\n", max(0.01, deadline - time.monotonic()))
+                    size = int(size_line.split(b";")[0].strip(), 16)
+                    if size == 0:
+                        # trailers until the empty line
+                        for _ in range(1000):
+                            if self.read_until(b"\r\n", max(0.01, deadline - time.monotonic())) == b"\r\n":
+                                break
+                        r.complete = True
+                        break
+                    chunk = self.read_exact(size + 2, max(0.01, deadline - time.monotonic()))
+                    body += chunk[:size]
+                    if len(chunk) < size + 2:
+                        break
+            except ConnClosed:
+                pass
+            r.body = body
+        elif cl is not None:
+            n = int(cl)
+            r.body = self.read_exact(n, max(0.01, deadline - time.monotonic()))
+            r.complete = len(r.body) == n
+        else:
+            r.body = self.read_to_eof(max(0.01, deadline - time.monotonic()))
+            r.complete = True
+        return r
+
+    def closed_by_peer(self, timeout=5.0):
+        """True if the server closes the connection within timeout (pending data is dropped)."""
+        deadline = time.monotonic() + timeout
+        try:
+            for _ in range(100000):
+                if not self._fill(deadline):
+                    return True
+                self.buf = b""
+        except socket.timeout:
+            return False
+        except OSError:
+            return True
+        return False
+
+    def nothing_within(self, seconds):
+        """True if no byte arrives (and no EOF) within seconds."""
+        deadline = time.monotonic() + seconds
+        if self.buf:
+            return False
+        try:
+            self._fill(deadline)
+        except socket.timeout:
+            return True
+        return False
+
+
+def build_request(method, path, headers=(), body=None, version="HTTP/1.1", host="127.0.0.1",
+                  close=False):
+    lines = ["%s %s %s" % (method, path, version)]
+    names = {k.lower() for k, _ in headers}
+    if host is not None and "host" not in names:
+        lines.append("Host: %s" % host)
+    lines.extend("%s: %s" % (k, v) for k, v in headers)
+    if body is not None and "content-length" not in names and "transfer-encoding" not in names:
+        lines.append("Content-Length: %d" % len(body))
+    if close:
+        lines.append("Connection: close")
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    if body is not None:
+        data += body
+    return data
+
+
+def chunked(parts):
+    out = b""
+    for p in parts:
+        if p:
+            out += b"%x\r\n%s\r\n" % (len(p), p)
+    return out + b"0\r\n\r\n"
+
+
+# ----------------------------------------------------------------------------------------
+# the server under test
+
+class Server:
+    """A running server process (master) started in its own session / process group."""
+
+    def __init__(self, args, env, cwd, logdir, addr=None, pass_fds=(), name="server"):
+        self.args = list(args)
+        self.addr = addr                       # (host, port) or unix path
+        self.stdout_path = Path(logdir) / ("%s.stdout" % name)
+        self.stderr_path = Path(logdir) / ("%s.stderr" % name)
+        self._out = open(self.stdout_path, "wb")
+        self._err = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(self.args, env=env, cwd=str(cwd), stdout=self._out,
+                                     stderr=self._err, stdin=subprocess.DEVNULL,
+                                     start_new_session=True, pass_fds=tuple(pass_fds))
+        self.pid = self.proc.pid
+        self._seen = set()
+
+    # --- output
+    def stdout(self):
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self):
+        return self.stderr_path.read_text(errors="replace")
+
+    # --- processes
+    def workers(self):
+        kids = children(self.pid)
+        self._seen.update(kids)
+        return kids
+
+    def wait_workers(self, n, timeout=15):
+        """Wait until exactly n live workers; returns their pids (asserts)."""
+        def exactly_n():
+            ws = self.workers()
+            return ws if len(ws) == n else None
+        got = wait_for(exactly_n, timeout)
+        assert got and len(got) == n, "expected %d workers, have %r; stderr:\n%s" % (
+            n, self.workers(), self.stderr()[-3000:])
+        return got
+
+    def rss_kib(self):
+        return sum(rss_kib(p) for p in [self.pid] + descendants(self.pid))
+
+    def exited(self):
+        return self.proc.poll() is not None
+
+    # --- HTTP
+    def conn(self, timeout=10.0):
+        return Conn(self.addr, timeout=timeout)
+
+    def request(self, method="GET", path="/", headers=(), body=None, timeout=10.0,
+                version="HTTP/1.1"):
+        """One request on a fresh connection (Connection: close)."""
+        with self.conn(timeout) as c:
+            c.send(build_request(method, path, headers, body, version=version, close=True))
+            return c.read_response(method, timeout)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def wait_ready(self, timeout=30, path="/"):
+        """Wait until the server answers an HTTP request (any status)."""
+        deadline = time.monotonic() + timeout
+        last = None
+        for _ in range(int(timeout / 0.1) + 1):
+            if self.exited():
+                raise AssertionError("server exited with %s before serving; stderr:\n%s" % (
+                    self.proc.returncode, self.stderr()[-5000:]))
+            try:
+                r = self.request("GET", path, timeout=max(0.5, deadline - time.monotonic()))
+                return r
+            except (OSError, ConnClosed, AssertionError) as e:
+                last = e
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        raise AssertionError("server not ready after %ss (%r); stderr:\n%s" % (
+            timeout, last, self.stderr()[-5000:]))
+
+    # --- stop
+    def signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def wait_exit(self, timeout=10):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill_all(self):
+        """SIGKILL the process group and every descendant we know of; reap the master."""
+        targets = set(self._seen)
+        if alive(self.pid):
+            targets.update(descendants(self.pid))
+        targets.update(pgrp_members(self.pid))
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for p in targets:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        wait_for(lambda: not any(alive(p) for p in targets | set(pgrp_members(self.pid))), 10)
+        self._out.close()
+        self._err.close()
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
