@@ -140,7 +140,8 @@ def find_unitcorn():
                 return None, f"cargo build --release failed: {e}"
     if not os.access(path, os.X_OK):
         return None, f"no unitcorn binary at {path}"
-    return path, path
+    built = datetime.datetime.fromtimestamp(os.path.getmtime(path)).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    return path, f"{path} (modified {built})"
 
 
 def server_list(unitcorn, available):
