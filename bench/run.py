@@ -346,15 +346,12 @@ def parse_wrk(out):
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
     if not (rps and p50 and p99):
         return {"error": "unparsable wrk output: " + " ".join(out.split())[-200:]}
-    errors = 0
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if sock:
-        errors += sum(int(g) for g in sock.groups())
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        errors += int(non2xx.group(1))
+    kinds = dict(zip(("connect", "read", "write", "timeout"), map(int, sock.groups()))) if sock else {}
+    kinds["non2xx"] = int(non2xx.group(1)) if non2xx else 0
     return {"rps": float(rps.group(1)), "p50": parse_latency_ms(p50.group(1)),
-            "p99": parse_latency_ms(p99.group(1)), "errors": errors}
+            "p99": parse_latency_ms(p99.group(1)), "errors": sum(kinds.values()), "error_kinds": kinds}
 
 
 # ---------------------------------------------------------------- the run
@@ -408,7 +405,16 @@ def summarize(runs):
         return {"error": runs[0]["error"] if runs else "not run"}
     return {"rps": statistics.median(r["rps"] for r in ok), "p50": statistics.median(r["p50"] for r in ok),
             "p99": statistics.median(r["p99"] for r in ok), "errors": sum(r["errors"] for r in ok),
-            "rss": statistics.median(r["rss"] for r in ok), "rounds": len(ok), "failed": len(runs) - len(ok)}
+            "rss": statistics.median(r["rss"] for r in ok), "rounds": len(ok), "failed": len(runs) - len(ok),
+            "error_kinds": sum_kinds(r["error_kinds"] for r in ok)}
+
+
+def sum_kinds(dicts):
+    total = {}
+    for d in dicts:
+        for kind, n in d.items():
+            total[kind] = total.get(kind, 0) + n
+    return total
 
 
 def machine_info():
@@ -442,8 +448,10 @@ def render_row(conns, name, s, base):
         return f"| {conns} | {name} | failed: {s['error'][:120].replace('|', '/')} | | | | | |"
     ratio = f"{s['rps'] / base['rps']:.2f}" if "rps" in base and base["rps"] > 0 else "n/a"
     note = f" ({s['failed']} round(s) failed)" if s["failed"] else ""
+    kinds = ", ".join(f"{k} {n}" for k, n in s["error_kinds"].items() if n)
+    errors = f"{s['errors']} ({kinds})" if kinds else "0"
     return (f"| {conns} | {name} | {s['rps']:.0f}{note} | {ratio} | {s['p50']:.2f} | {s['p99']:.2f} | "
-            f"{s['errors']} | {s['rss']:.1f} |")
+            f"{errors} | {s['rss']:.1f} |")
 
 
 def header(args, servers, skipped, unitcorn_note, conns):
