@@ -3,8 +3,12 @@
 //!
 //! Workers that share one listener can end up unbalanced: whichever wakes first drains a
 //! burst of connects and keeps them (keep-alive) while its peers idle. So a worker that
-//! already holds more connections than the least loaded peer lets a pending connection
-//! wait a moment for that peer, and takes it itself only if nobody did.
+//! already holds clearly more connections than the least loaded peer leaves pending
+//! connections a moment to that peer, then takes what is still queued itself.
+//!
+//! Under load the accept task is one task among many busy connections, so each turn it
+//! gets drains the queue (up to a batch) instead of taking one connection: a burst of
+//! new clients must not wait behind the requests of the old ones.
 
 use std::io;
 use std::rc::Rc;
@@ -27,12 +31,11 @@ use super::wsgi::environ::{EnvironBuilder, Peer};
 use crate::listeners::{Kind, Listener};
 use crate::scoreboard::Scoreboard;
 
-/// How long a busier worker leaves a pending connection to a less loaded peer.
+/// How long a busier worker leaves pending connections to a less loaded peer before it
+/// takes them itself (the peer may be busy in the app).
 const DEFER_FOR: Duration = Duration::from_millis(1);
-/// How many times it does so before it accepts anyway (a peer may be busy in the app).
-const MAX_DEFERRALS: u32 = 2;
-/// Connections a worker may hold beyond its least loaded peer before it defers.
-const BALANCE_SLACK: u32 = 0;
+/// Connections accepted in one turn of the accept task at most.
+const ACCEPT_BATCH: usize = 64;
 /// Pause after a failing accept (EMFILE…), instead of spinning on it.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -49,6 +52,7 @@ pub(super) struct AcceptCtx {
 }
 
 impl AcceptCtx {
+    /// More connections than the least loaded peer.
     fn busier_than_peers(&self) -> bool {
         let mine = self
             .scoreboard
@@ -57,7 +61,7 @@ impl AcceptCtx {
             .load(Ordering::Relaxed);
         self.scoreboard
             .fewest_connections_except(self.slot)
-            .is_some_and(|fewest| mine > fewest + BALANCE_SLACK)
+            .is_some_and(|fewest| mine > fewest)
     }
 }
 
@@ -81,40 +85,48 @@ async fn accept_until_error(listener: Listener, ctx: &AcceptCtx) -> Result<(), S
         unsafe { AsyncFd::register_with_interest(Socket::from(listener.fd), Interest::READABLE) }
             .map_err(|e| format!("cannot watch {label}: {e}"))?;
     loop {
-        let Ok(permit) = Arc::clone(&ctx.connections).acquire_owned().await else {
-            return Ok(());
-        };
-        let mut deferrals = 0;
-        let accepted = loop {
-            let mut ready = socket
+        let mut ready = socket
+            .readable()
+            .await
+            .map_err(|e| format!("cannot wait on {label}: {e}"))?;
+        let deferred = ctx.busier_than_peers();
+        if deferred {
+            drop(ready);
+            tokio::time::sleep(DEFER_FOR).await;
+            ready = socket
                 .readable()
                 .await
                 .map_err(|e| format!("cannot wait on {label}: {e}"))?;
-            if deferrals < MAX_DEFERRALS && ctx.busier_than_peers() {
-                deferrals += 1;
-                drop(ready);
-                tokio::time::sleep(DEFER_FOR).await;
-                continue;
+        }
+        for taken in 0..ACCEPT_BATCH {
+            // Once ahead of a peer, leave the rest of the queue to it; after a deferral,
+            // whatever the peers left in the queue is ours.
+            if taken > 0 && !deferred && ctx.busier_than_peers() {
+                break;
             }
+            // At `worker_connections` the worker stops accepting, which leaves new
+            // connections to the other workers.
+            let Ok(permit) = Arc::clone(&ctx.connections).acquire_owned().await else {
+                return Ok(());
+            };
             match ready.try_io(|s| s.get_ref().accept()) {
-                Ok(result) => break result,
-                Err(_would_block) => continue,
-            }
-        };
-        match accepted {
-            Ok((stream, addr)) => {
-                if let Err(e) = start_connection(ctx, stream, addr, is_tcp, permit) {
-                    tracing::warn!("cannot set up a connection on {label}: {e}");
+                Ok(Ok((stream, addr))) => {
+                    if let Err(e) = start_connection(ctx, stream, addr, is_tcp, permit) {
+                        tracing::warn!("cannot set up a connection on {label}: {e}");
+                    }
                 }
-                // Let the new connection read its request (and a one-thread worker run
-                // the app) before this worker competes for the next connection.
-                tokio::task::yield_now().await;
-            }
-            Err(e) => {
-                tracing::warn!("accept failed on {label}: {e}");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                Ok(Err(e)) => {
+                    tracing::warn!("accept failed on {label}: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    break;
+                }
+                // The queue is empty (readiness cleared): wait for the next connection.
+                Err(_would_block) => break,
             }
         }
+        // Let the new connections read their requests (and a one-thread worker run the
+        // app) before this worker competes for more.
+        tokio::task::yield_now().await;
     }
 }
 
