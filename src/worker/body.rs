@@ -165,14 +165,7 @@ impl Body for ResponseBody {
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 }
-                Source::Inline(iter) => match Python::attach(|py| {
-                    iter.next_chunk(py).map_err(|e| {
-                        tracing::error!(
-                            "Error while streaming the response; closing the connection\n{}",
-                            crate::python::format_exception(py, &e).trim_end()
-                        )
-                    })
-                }) {
+                Source::Inline(iter) => match Python::attach(|py| iter.next_or_log(py)) {
                     Ok(chunk) => chunk,
                     Err(()) => {
                         this.finish();

@@ -316,14 +316,7 @@ fn run_on_pool(
         }
     };
     loop {
-        let next = Python::attach(|py| {
-            rest.next_chunk(py).map_err(|e| {
-                tracing::error!(
-                    "Error while streaming the response; closing the connection\n{}",
-                    crate::python::format_exception(py, &e).trim_end()
-                )
-            })
-        });
+        let next = Python::attach(|py| rest.next_or_log(py));
         let sent = match next {
             Ok(Some(chunk)) => chunk_tx.blocking_send(Ok(chunk)).is_ok(),
             Ok(None) => false,

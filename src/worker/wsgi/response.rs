@@ -122,6 +122,18 @@ pub fn start(
         }
     }
     let declared = take_declared(py, &sr)?;
+    let have: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+    if declared.content_length.is_some_and(|len| have >= len) {
+        // Everything the app declared is here (Flask's one-chunk responses): nothing more
+        // may be sent, so close the iterable now, in this same call into Python.
+        rest.close(py);
+        return Ok(Started {
+            declared,
+            chunks,
+            rest: None,
+            closer: None,
+        });
+    }
     Ok(Started {
         declared,
         chunks,
@@ -255,6 +267,17 @@ impl AppIter {
                 return Ok(Some(Bytes::copy_from_slice(bytes)));
             }
         }
+    }
+
+    /// `next_chunk` for a response already started: an exception can only be logged (the
+    /// connection is then closed, since the status line is gone already).
+    pub fn next_or_log(&mut self, py: Python<'_>) -> Result<Option<Bytes>, ()> {
+        self.next_chunk(py).map_err(|e| {
+            tracing::error!(
+                "Error while streaming the response; closing the connection\n{}",
+                crate::python::format_exception(py, &e).trim_end()
+            )
+        })
     }
 
     pub fn close(&mut self, py: Python<'_>) {
