@@ -20,21 +20,52 @@ pub const MAX_WORKERS: usize = 512;
 pub struct Slot {
     /// The worker's pid; 0 = free.
     pub pid: AtomicI32,
+    /// The configuration generation the worker was started with (HUP makes a new one).
+    pub generation: AtomicU32,
+    /// 1 once the worker has imported the app and accepts connections.
+    pub ready: AtomicU32,
+    /// 1 when the worker asks to be replaced (it reached `max_requests`).
+    pub retire: AtomicU32,
     /// Open client connections.
     pub connections: AtomicU32,
-    /// Requests being handled now.
+    /// App calls in progress now.
     pub in_flight: AtomicU32,
     /// Requests served since the worker started.
     pub requests: AtomicU64,
+    /// The last time (`now_ms`) the worker's I/O loop ran.
+    pub heartbeat_ms: AtomicU64,
+    /// When (`now_ms`) the oldest app call in progress started; 0 when none.
+    pub oldest_ms: AtomicU64,
 }
 
 impl Slot {
-    fn reset(&self, pid: i32) {
+    fn reset(&self, pid: i32, generation: u32) {
+        self.generation.store(generation, Ordering::Relaxed);
+        self.ready.store(0, Ordering::Relaxed);
+        self.retire.store(0, Ordering::Relaxed);
         self.connections.store(0, Ordering::Relaxed);
         self.in_flight.store(0, Ordering::Relaxed);
         self.requests.store(0, Ordering::Relaxed);
+        self.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
+        self.oldest_ms.store(0, Ordering::Relaxed);
         self.pid.store(pid, Ordering::Release);
     }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) == 1
+    }
+
+    pub fn wants_retirement(&self) -> bool {
+        self.retire.load(Ordering::Acquire) == 1
+    }
+}
+
+/// Milliseconds on CLOCK_MONOTONIC: one clock for every process of the machine, so the
+/// master can compare a worker's timestamps with its own.
+pub fn now_ms() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
+        .unwrap_or(0)
 }
 
 /// The shared mapping; it stays mapped (and shared) in every forked worker.
@@ -80,14 +111,14 @@ impl Scoreboard {
         &self.slots()[index]
     }
 
-    /// Claim a free slot for a worker about to be forked.
-    pub fn claim(&self) -> Option<usize> {
+    /// Claim a free slot for a worker of `generation` about to be forked.
+    pub fn claim(&self, generation: u32) -> Option<usize> {
         let index = self
             .slots()
             .iter()
             .position(|s| s.pid.load(Ordering::Acquire) == 0)?;
         // Reserved until the fork gives us the real pid.
-        self.slots()[index].reset(-1);
+        self.slots()[index].reset(-1, generation);
         Some(index)
     }
 
@@ -96,7 +127,7 @@ impl Scoreboard {
     }
 
     pub fn release(&self, index: usize) {
-        self.slot(index).reset(0);
+        self.slot(index).reset(0, 0);
     }
 
     /// The fewest connections any other live worker holds.

@@ -27,6 +27,16 @@ use error::{ArgsSource, Origin};
 use table::{DefaultValue, Kind, Setting};
 use value::Value;
 
+impl Command {
+    /// The settings of a command that has them (all but help and version).
+    pub fn into_settings(self) -> Option<Settings> {
+        match self {
+            Command::Serve(s) | Command::CheckConfig(s) | Command::PrintConfig(s) => Some(s),
+            Command::Help(_) | Command::Version(_) => None,
+        }
+    }
+}
+
 /// What the command line asks unitcorn to do.
 #[derive(Debug)]
 pub enum Command {

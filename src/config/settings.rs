@@ -179,6 +179,34 @@ than this, is sent SIGABRT (its Python traceback goes to the error log), then SI
         long_doc: "On QUIT, HUP, WINCH or TTOU, workers stop accepting and finish their \
 requests; those still busy after this many seconds are killed.",
     }
+    boot_timeout: u64 {
+        section: WorkerProcesses,
+        cli: Cli::opt(None, "boot-timeout", "INT"),
+        kind: Kind::Int { min: 0, max: u64::MAX },
+        default: DefaultValue::Const(Const::Int(120)),
+        doc: "Seconds a worker may take to load the app (0: no limit)",
+        long_doc: "A worker that has not imported the app and started accepting within this \
+many seconds is killed and replaced (with back-off). Separate from timeout, which bounds \
+requests.",
+    }
+    max_worker_lifetime: u64 {
+        section: WorkerProcesses,
+        cli: Cli::opt(None, "max-worker-lifetime", "INT"),
+        kind: Kind::Int { min: 0, max: u64::MAX },
+        default: DefaultValue::Const(Const::Int(0)),
+        doc: "Seconds before a worker is replaced (0: never)",
+        long_doc: "A worker older than this is replaced: its replacement starts first, then \
+it finishes its requests and exits. unitcorn's own setting.",
+    }
+    max_worker_memory: u64 {
+        section: WorkerProcesses,
+        cli: Cli::opt(None, "max-worker-memory", "MIB"),
+        kind: Kind::Int { min: 0, max: u64::MAX },
+        default: DefaultValue::Const(Const::Int(0)),
+        doc: "RSS in MiB above which a worker is replaced (0: never)",
+        long_doc: "A worker whose resident memory grows past this many MiB is replaced: its \
+replacement starts first, then it finishes its requests and exits. unitcorn's own setting.",
+    }
     keepalive: u64 {
         section: WorkerProcesses,
         cli: Cli::opt(None, "keep-alive", "INT"),

@@ -73,6 +73,11 @@ impl ErrorLogHandle {
         self.sink.reopen()
     }
 
+    /// The error log's file descriptor; stable across `reopen`.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.sink.raw_fd()
+    }
+
     /// The error log file, `None` when it is stderr.
     #[cfg(test)]
     pub fn path(&self) -> Option<&Path> {

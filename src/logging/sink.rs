@@ -76,6 +76,16 @@ impl Sink {
 
     /// Writes `buf` with one `write(2)` (more only if the kernel takes part of it, e.g. a full
     /// pipe, or a signal interrupts it), so that concurrent writers never split a line.
+    /// The descriptor lines go to; it keeps its number across `reopen` (dup3), so code
+    /// outside Rust (Python's faulthandler) may hold on to it.
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        match &self.target {
+            Target::Stdout => io::stdout().as_raw_fd(),
+            Target::Stderr => io::stderr().as_raw_fd(),
+            Target::File { file, .. } => file.as_raw_fd(),
+        }
+    }
+
     pub(crate) fn write_all(&self, buf: &[u8]) -> io::Result<()> {
         match &self.target {
             Target::Stdout => self.write_fd(io::stdout(), buf),

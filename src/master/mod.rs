@@ -1,52 +1,52 @@
-//! The master (arbiter): binds the listeners, forks the workers, replaces those that die,
-//! and stops them all on INT, TERM or QUIT. One thread, no async runtime, ever: it forks.
+//! The master (arbiter): binds the listeners, forks the workers and keeps the right number
+//! of them alive, acting on the signals of DESIGN.md's table. One thread, no async
+//! runtime, ever: it forks.
 //!
 //! It never serves a request and never imports the worker's HTTP or WSGI code; it starts
-//! a worker through the `WorkerMain` it is given.
+//! a worker through the `WorkerMain` it is given and watches it through the scoreboard.
 
 mod fork;
 mod setup;
 mod signals;
+mod workers;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
-use crate::boot::{APP_LOAD_ERROR, WORKER_BOOT_ERROR, WorkerBoot, WorkerMain};
+use crate::boot::WorkerMain;
 use crate::config::Settings;
-use crate::listeners::Listener;
 use crate::logging::ErrorLogHandle;
 use crate::scoreboard::{MAX_WORKERS, Scoreboard};
 use signals::SignalQueue;
+use workers::Workers;
 
-/// How often the loop wakes without a signal, to re-check the workers.
+/// How often the loop wakes when nothing is pending, to check deadlines and heartbeats.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
-/// How long INT/TERM wait for killed workers to be reaped before the master exits.
-const KILL_WAIT: Duration = Duration::from_secs(2);
-/// How often a graceful stop checks for workers that finished.
-const GRACEFUL_POLL: Duration = Duration::from_millis(100);
+/// How often it wakes while something is pending (a worker booting or stopping, a reload).
+const BUSY_WAKE: Duration = Duration::from_millis(50);
 
 /// Why the master stopped, as the process exit status.
 pub type ExitStatus = u8;
 
-struct Worker {
-    number: usize,
-    slot: usize,
+/// A reload (HUP) waiting for its new generation to be ready.
+struct Reload {
+    /// What to go back to if the new generation cannot boot.
+    previous: Arc<Settings>,
+    started: Instant,
 }
 
 struct Arbiter {
     settings: Arc<Settings>,
-    listeners: Vec<Listener>,
-    worker_main: WorkerMain,
-    workers: BTreeMap<Pid, Worker>,
+    /// Bumped by every reload; each worker carries the generation it was started with.
+    generation: u32,
+    /// How many workers of the current generation should run (TTIN/TTOU/WINCH move it).
+    target: usize,
+    reload: Option<Reload>,
+    workers: Workers,
     signals: SignalQueue,
-    scoreboard: Arc<Scoreboard>,
     error_log: ErrorLogHandle,
-    next_number: usize,
 }
 
 /// Serve until told to stop; the result is the process exit status.
@@ -77,165 +77,125 @@ pub fn run(
     };
     let signals =
         SignalQueue::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let mut arbiter = Arbiter {
-        settings: Arc::new(settings),
-        listeners,
-        worker_main,
-        workers: BTreeMap::new(),
-        signals,
-        scoreboard: Arc::new(
-            Scoreboard::create(MAX_WORKERS)
-                .map_err(|e| format!("cannot map the scoreboard: {e}"))?,
-        ),
-        error_log,
-        next_number: 1,
-    };
+    let scoreboard =
+        Scoreboard::create(MAX_WORKERS).map_err(|e| format!("cannot map the scoreboard: {e}"))?;
     tracing::info!("Starting unitcorn {}", env!("CARGO_PKG_VERSION"));
-    for l in &arbiter.listeners {
+    for l in &listeners {
         tracing::info!("Listening at: {l} ({})", std::process::id());
     }
-    arbiter.manage()?;
-    loop {
-        for signal in arbiter.signals.wait(IDLE_WAKE) {
-            let done = match signal {
-                Signal::SIGCHLD => None,
-                Signal::SIGQUIT => Some(arbiter.handle_quit()),
-                Signal::SIGINT | Signal::SIGTERM => Some(arbiter.handle_int_term(signal)),
-                Signal::SIGUSR1 => {
-                    arbiter.handle_usr1();
-                    None
-                }
-                other => {
-                    tracing::debug!("ignoring {other} (not handled yet)");
-                    None
-                }
-            };
-            if let Some(status) = done {
-                tracing::info!("Shutting down: Master");
-                return Ok(status);
-            }
-        }
-        if let Some(status) = arbiter.reap() {
-            arbiter.kill_all();
-            return Ok(status);
-        }
-        arbiter.manage()?;
-    }
-}
-
-fn signal_name(signal: Signal) -> String {
-    signal.as_str().trim_start_matches("SIG").to_lowercase()
+    let mut arbiter = Arbiter {
+        target: settings.workers.max(1) as usize,
+        settings: Arc::new(settings),
+        generation: 1,
+        reload: None,
+        workers: Workers::new(
+            listeners,
+            Arc::new(scoreboard),
+            error_log.clone(),
+            worker_main,
+        ),
+        signals,
+        error_log,
+    };
+    let status = arbiter.serve();
+    tracing::info!("Shutting down: Master");
+    status
 }
 
 impl Arbiter {
-    /// Start workers until there are `workers` of them.
-    fn manage(&mut self) -> Result<(), String> {
-        while self.workers.len() < self.settings.workers.max(1) as usize {
-            self.spawn()?;
-        }
-        Ok(())
-    }
-
-    fn spawn(&mut self) -> Result<(), String> {
-        let listeners = self
-            .listeners
-            .iter()
-            .map(Listener::try_clone)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("cannot duplicate a listener for a worker: {e}"))?;
-        let number = self.next_number;
-        self.next_number += 1;
-        let slot = self
-            .scoreboard
-            .claim()
-            .ok_or_else(|| format!("cannot run more than {MAX_WORKERS} workers"))?;
-        let boot = WorkerBoot {
-            settings: Arc::clone(&self.settings),
-            listeners,
-            error_log: self.error_log.clone(),
-            scoreboard: Arc::clone(&self.scoreboard),
-            slot,
-        };
-        let pid = match fork::spawn(boot, self.worker_main) {
-            Ok(pid) => pid,
-            Err(e) => {
-                self.scoreboard.release(slot);
-                return Err(format!("fork failed: {e}"));
-            }
-        };
-        self.scoreboard.assign(slot, pid.as_raw());
-        tracing::info!("Booting worker with pid: {pid}");
-        self.workers.insert(pid, Worker { number, slot });
-        Ok(())
-    }
-
-    /// Collect dead workers; `Some(status)` when one died in a way that must stop us.
-    fn reap(&mut self) -> Option<ExitStatus> {
+    /// The master loop: wait for a signal or the next check, handle the signals in order,
+    /// then reap, murder and manage.
+    fn serve(&mut self) -> Result<ExitStatus, String> {
+        self.manage()?;
         loop {
-            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(_) => return None,
-                Ok(status) => status,
+            let wake = if self.workers.anything_pending() || self.reload.is_some() {
+                BUSY_WAKE
+            } else {
+                IDLE_WAKE
             };
-            let pid = status.pid()?;
-            let Some(worker) = self.workers.remove(&pid) else {
-                continue;
-            };
-            self.scoreboard.release(worker.slot);
-            match status {
-                WaitStatus::Exited(_, code) if code == APP_LOAD_ERROR => {
-                    tracing::error!(
-                        "Worker (pid:{pid}) failed to load the app; stopping: fix the app and start again"
-                    );
-                    return Some(APP_LOAD_ERROR as ExitStatus);
+            for signal in self.signals.wait(wake) {
+                if let Some(status) = self.handle(signal) {
+                    return Ok(status);
                 }
-                WaitStatus::Exited(_, code) if code == WORKER_BOOT_ERROR => {
-                    tracing::error!("Worker (pid:{pid}) failed to boot; stopping");
-                    return Some(WORKER_BOOT_ERROR as ExitStatus);
-                }
-                WaitStatus::Exited(_, 0) => {
-                    tracing::info!("Worker {} (pid:{pid}) exited", worker.number);
-                }
-                WaitStatus::Exited(_, code) => {
-                    tracing::warn!(
-                        "Worker {} (pid:{pid}) exited with code {code}",
-                        worker.number
-                    );
-                }
-                WaitStatus::Signaled(_, signal, _) => {
-                    let hint = if signal == Signal::SIGKILL {
-                        " Perhaps out of memory?"
-                    } else {
-                        ""
-                    };
-                    tracing::error!(
-                        "Worker {} (pid:{pid}) was sent {signal}!{hint}",
-                        worker.number
-                    );
-                }
-                _ => {}
             }
+            if let Some(status) = self.reap() {
+                self.workers.kill_all();
+                return Ok(status);
+            }
+            self.workers.murder(&self.settings);
+            self.manage()?;
         }
     }
 
-    /// USR1: reopen every log file, here and in every worker (logrotate moved them).
-    fn handle_usr1(&mut self) {
-        tracing::info!("Handling signal: usr1");
-        if let Err(e) = self.error_log.reopen() {
-            tracing::error!("cannot reopen the error log: {e}");
+    /// One signal; `Some(status)` when the master must exit.
+    fn handle(&mut self, signal: Signal) -> Option<ExitStatus> {
+        if signal != Signal::SIGCHLD {
+            tracing::info!("Handling signal: {}", signal_name(signal));
         }
-        for pid in self.workers.keys() {
-            let _ = kill(*pid, Signal::SIGUSR1);
+        match signal {
+            Signal::SIGHUP => self.handle_hup(),
+            Signal::SIGQUIT => return Some(self.handle_quit()),
+            Signal::SIGINT | Signal::SIGTERM => return Some(self.handle_int_term()),
+            Signal::SIGTTIN => self.handle_ttin(),
+            Signal::SIGTTOU => self.handle_ttou(),
+            Signal::SIGUSR1 => self.handle_usr1(),
+            Signal::SIGWINCH => self.handle_winch(),
+            Signal::SIGUSR2 => {
+                tracing::warn!("USR2 (binary upgrade) is not supported yet; ignoring it")
+            }
+            // CHLD only wakes the loop; reap() does the work.
+            _ => {}
         }
+        None
+    }
+
+    /// HUP: reload. Re-read the configuration and start a new generation of workers with
+    /// it (the app imported afresh); the old generation stops gracefully only once every
+    /// new worker has imported the app and accepts. If the new generation cannot boot, the
+    /// old one keeps serving.
+    fn handle_hup(&mut self) {
+        let settings = match crate::config::load() {
+            Ok(command) => match command.into_settings() {
+                Some(settings) => settings,
+                None => return,
+            },
+            Err(e) => {
+                tracing::error!("reload aborted, still serving the old configuration: {e}");
+                return;
+            }
+        };
+        if settings.preload_app {
+            match crate::python::reload_app(&settings) {
+                Ok(app) => crate::python::set_preloaded(app),
+                Err(e) => {
+                    tracing::error!(
+                        "reload aborted, the app did not load (preload_app); still serving \
+                         the old generation\n{e}"
+                    );
+                    return;
+                }
+            }
+        }
+        let previous = std::mem::replace(&mut self.settings, Arc::new(settings));
+        // A reload that supersedes one still booting goes back to the last good settings.
+        let previous = match self.reload.take() {
+            Some(pending) => pending.previous,
+            None => previous,
+        };
+        self.generation += 1;
+        self.target = self.settings.workers.max(1) as usize;
+        self.reload = Some(Reload {
+            previous,
+            started: Instant::now(),
+        });
+        tracing::info!("reload: starting generation {}", self.generation);
     }
 
     /// QUIT: graceful stop. Workers stop accepting, finish what they are serving (up to
     /// `graceful_timeout`), and exit; then the master exits 0. INT or TERM meanwhile
     /// makes it immediate.
     fn handle_quit(&mut self) -> ExitStatus {
-        tracing::info!("Handling signal: quit");
-        for pid in self.workers.keys() {
-            let _ = kill(*pid, Signal::SIGQUIT);
-        }
+        self.workers.stop_all_gracefully();
         let deadline = Instant::now() + Duration::from_secs(self.settings.graceful_timeout);
         while !self.workers.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -247,39 +207,110 @@ impl Arbiter {
                 );
                 break;
             }
-            let signals = self.signals.wait(left.min(GRACEFUL_POLL));
+            let signals = self.signals.wait(left.min(BUSY_WAKE));
             if signals.contains(&Signal::SIGINT) || signals.contains(&Signal::SIGTERM) {
                 tracing::info!("immediate stop requested during the graceful stop");
                 break;
             }
             let _ = self.reap();
         }
-        self.kill_all();
+        self.workers.kill_all();
         0
     }
 
     /// INT, TERM: immediate stop. Workers are killed at once.
-    fn handle_int_term(&mut self, signal: Signal) -> ExitStatus {
-        tracing::info!("Handling signal: {}", signal_name(signal));
-        self.kill_all();
+    fn handle_int_term(&mut self) -> ExitStatus {
+        self.workers.kill_all();
         0
     }
 
-    /// Kill every worker and wait (bounded) for them to be gone.
-    fn kill_all(&mut self) {
-        for pid in self.workers.keys() {
-            let _ = kill(*pid, Signal::SIGKILL);
+    /// TTIN: one worker more.
+    fn handle_ttin(&mut self) {
+        self.target = (self.target + 1).min(MAX_WORKERS);
+        tracing::info!("workers: {}", self.target);
+    }
+
+    /// TTOU: one worker fewer (the oldest leaves gracefully); never below one.
+    fn handle_ttou(&mut self) {
+        self.target = self.target.saturating_sub(1).max(1);
+        tracing::info!("workers: {}", self.target);
+    }
+
+    /// USR1: reopen every log file, here and in every worker (logrotate moved them).
+    fn handle_usr1(&mut self) {
+        if let Err(e) = self.error_log.reopen() {
+            tracing::error!("cannot reopen the error log: {e}");
         }
-        let deadline = Instant::now() + KILL_WAIT;
-        while !self.workers.is_empty() && Instant::now() < deadline {
-            match waitpid(Pid::from_raw(-1), None) {
-                Ok(status) => {
-                    if let Some(pid) = status.pid() {
-                        self.workers.remove(&pid);
-                    }
-                }
-                Err(_) => break,
+        self.workers.signal_all(Signal::SIGUSR1);
+    }
+
+    /// WINCH: stop every worker gracefully; the master stays up with its sockets. HUP or
+    /// TTIN brings workers back.
+    fn handle_winch(&mut self) {
+        self.target = 0;
+        tracing::info!("stopping all workers gracefully (WINCH); HUP or TTIN starts them again");
+    }
+
+    /// Collect dead workers; `Some(status)` when one died in a way that must stop us.
+    fn reap(&mut self) -> Option<ExitStatus> {
+        for death in self.workers.reap() {
+            let Some(status) = death.fatal else { continue };
+            if self.reload.is_some() && death.generation == self.generation {
+                self.abort_reload();
+                continue;
+            }
+            if !death.stopping {
+                tracing::error!(
+                    "Worker (pid:{}) could not start; stopping: fix the error above and start \
+                     again",
+                    death.pid
+                );
+                return Some(status);
             }
         }
+        None
     }
+
+    /// The new generation cannot boot: go back to the old one, which kept serving.
+    fn abort_reload(&mut self) {
+        let Some(reload) = self.reload.take() else {
+            return;
+        };
+        tracing::error!(
+            "reload failed: generation {} could not load the app; generation {} keeps serving",
+            self.generation,
+            self.generation - 1
+        );
+        self.workers.stop_generation(self.generation);
+        self.settings = reload.previous;
+        self.generation -= 1;
+        self.target = self.settings.workers.max(1) as usize;
+    }
+
+    /// Bring the worker table to where it should be: spawn, finish a reload, recycle.
+    fn manage(&mut self) -> Result<(), String> {
+        self.workers.observe(&self.settings);
+        self.workers
+            .top_up(&self.settings, self.generation, self.target)?;
+        if let Some(reload) = &self.reload
+            && self.workers.ready_count(self.generation) >= self.target
+        {
+            let old = self.workers.stop_older_than(self.generation);
+            tracing::info!(
+                "reload: generation {} ready in {} ms; stopping {old} old worker(s)",
+                self.generation,
+                reload.started.elapsed().as_millis()
+            );
+            self.reload = None;
+        }
+        if self.reload.is_none() {
+            self.workers.trim(self.generation, self.target);
+        }
+        self.workers.retire_replaced(self.generation, self.target);
+        Ok(())
+    }
+}
+
+fn signal_name(signal: Signal) -> String {
+    signal.as_str().trim_start_matches("SIG").to_lowercase()
 }

@@ -96,6 +96,16 @@ def import_app(spec):
     return app
 
 
+def forget_modules_under(roots):
+    """Drop from sys.modules what was loaded from the app's own directories."""
+    roots = [os.path.join(os.path.abspath(r), "") for r in roots]
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if path and "site-packages" not in path and any(
+                os.path.abspath(path).startswith(r) for r in roots):
+            del sys.modules[name]
+
+
 def format_exception(exc, tb=None):
     """The traceback as the error log shows it."""
     import traceback

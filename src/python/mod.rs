@@ -103,6 +103,45 @@ pub fn load_app(settings: &Settings) -> Result<Py<PyAny>, String> {
     import_app(spec).map_err(|e| e.to_string())
 }
 
+/// Import the app again in this process (HUP with `preload_app`): the modules loaded from
+/// the app's own directories (`chdir`, `pythonpath`) are forgotten first, so that their
+/// new code is read; installed packages stay loaded.
+pub fn reload_app(settings: &Settings) -> Result<Py<PyAny>, String> {
+    let mut roots = vec![settings.chdir.to_string_lossy().into_owned()];
+    roots.extend(
+        settings
+            .pythonpath
+            .iter()
+            .flat_map(|p| p.split(','))
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty()),
+    );
+    Python::attach(|py| {
+        loader(py)
+            .and_then(|l| l.getattr("forget_modules_under")?.call1((roots,)).map(drop))
+            .map_err(|e| format_exception(py, &e))
+    })?;
+    load_app(settings)
+}
+
+/// Write the Python traceback of every thread to `fd` when the process gets `signal`
+/// (the master's SIGABRT for a request past its deadline). faulthandler does it from the
+/// signal handler itself, so it works while the app holds the GIL or is stuck in C.
+pub fn dump_tracebacks_on(signal: i32, fd: i32) -> Result<(), String> {
+    Python::attach(|py| {
+        let faulthandler = py.import("faulthandler")?;
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("file", fd)?;
+        kwargs.set_item("all_threads", true)?;
+        kwargs.set_item("chain", false)?;
+        faulthandler
+            .getattr("register")?
+            .call((signal,), Some(&kwargs))
+            .map(drop)
+    })
+    .map_err(|e: PyErr| e.to_string())
+}
+
 /// The app imported by the master before forking (`preload_app`), shared by the workers
 /// copy-on-write.
 static PRELOADED: std::sync::OnceLock<Py<PyAny>> = std::sync::OnceLock::new();

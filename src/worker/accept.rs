@@ -138,6 +138,7 @@ fn start_connection(
     permit: OwnedSemaphorePermit,
 ) -> io::Result<()> {
     stream.set_nonblocking(true)?;
+    let socket = Arc::new(std::os::fd::OwnedFd::from(stream.try_clone()?));
     if is_tcp {
         stream.set_tcp_nodelay(true)?;
         let stream = SendfileIo::new(TcpStream::from_std(stream.into())?);
@@ -147,11 +148,12 @@ fn start_connection(
             Peer {
                 addr: addr.as_socket(),
             },
+            socket,
             permit,
         );
     } else {
         let stream = SendfileIo::new(UnixStream::from_std(stream.into())?);
-        spawn_connection(ctx, stream, Peer { addr: None }, permit);
+        spawn_connection(ctx, stream, Peer { addr: None }, socket, permit);
     }
     Ok(())
 }
@@ -184,14 +186,20 @@ impl Drop for Counted {
     }
 }
 
-fn spawn_connection<S>(ctx: &AcceptCtx, stream: S, peer: Peer, permit: OwnedSemaphorePermit)
-where
+fn spawn_connection<S>(
+    ctx: &AcceptCtx,
+    stream: S,
+    peer: Peer,
+    socket: Arc<std::os::fd::OwnedFd>,
+    permit: OwnedSemaphorePermit,
+) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let counted = Counted::new(&ctx.scoreboard, ctx.slot);
     let conn = Rc::new(Conn {
         worker: Rc::clone(&ctx.worker),
         environ: Arc::clone(&ctx.environ),
+        socket,
         peer,
     });
     let http = Rc::clone(&ctx.http);

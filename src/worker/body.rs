@@ -11,7 +11,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use pyo3::Python;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
+
+use super::deadlines::AppSlot;
 
 use super::wsgi::response::AppIter;
 
@@ -44,7 +46,7 @@ pub struct ResponseBody {
     /// Bytes the app's Content-Length still allows.
     remaining: Option<u64>,
     /// The app slot this response holds until its body is done.
-    permit: Option<OwnedSemaphorePermit>,
+    slot: Option<AppSlot>,
     /// An iterable to close once the body is out (its content is in `queued`).
     closer: Option<AppIter>,
     /// Called once with the number of body bytes sent, when the body ends or is dropped.
@@ -69,7 +71,7 @@ impl ResponseBody {
             queued: chunks.into(),
             source,
             remaining: declared_len,
-            permit: None,
+            slot: None,
             closer: None,
             on_done: None,
             sent: 0,
@@ -94,8 +96,8 @@ impl ResponseBody {
         self
     }
 
-    pub fn hold(mut self, permit: Option<OwnedSemaphorePermit>) -> Self {
-        self.permit = permit;
+    pub fn hold(mut self, slot: AppSlot) -> Self {
+        self.slot = Some(slot);
         self
     }
 
@@ -113,7 +115,7 @@ impl ResponseBody {
         if let Some(mut iter) = walking.or_else(|| self.closer.take()) {
             Python::attach(|py| iter.close(py));
         }
-        self.permit = None;
+        self.slot = None;
         if let Some(done) = self.on_done.take() {
             done(self.sent);
         }

@@ -6,6 +6,7 @@
 
 mod accept;
 mod body;
+mod deadlines;
 mod pool;
 pub(crate) mod sendfile;
 mod service;
@@ -23,6 +24,7 @@ use tokio::sync::Semaphore;
 use crate::boot::{APP_LOAD_ERROR, WORKER_BOOT_ERROR, WorkerBoot};
 use crate::config::Settings;
 use accept::AcceptCtx;
+use deadlines::Deadlines;
 use service::{Limits, Worker};
 use wsgi::environ::EnvironBuilder;
 
@@ -58,16 +60,28 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
     let threads = settings.threads.max(1) as usize;
     let pool = AppPool::start(if threads == 1 { 1 } else { threads })
         .map_err(|e| format!("cannot start app threads: {e}"))?;
+    let deadlines = Deadlines::new(threads, Arc::clone(&boot.scoreboard), boot.slot);
+    deadlines
+        .watch(Duration::from_secs(settings.timeout))
+        .map_err(|e| format!("cannot start the deadline watcher: {e}"))?;
+    if let Err(e) = crate::python::dump_tracebacks_on(libc::SIGABRT, boot.error_log.raw_fd()) {
+        tracing::warn!("cannot arm the traceback dump for timeouts: {e}");
+    }
     let worker = Rc::new(Worker {
         app: Arc::new(app),
-        slots: Arc::new(Semaphore::new(threads)),
+        deadlines: Arc::clone(&deadlines),
+        retire_after: retire_after(settings),
         inline: threads == 1,
         pool,
         limits: Limits {
             request_line: settings.limit_request_line as usize,
             field_size: settings.limit_request_field_size as usize,
         },
-        body_timeout: Duration::from_secs(settings.timeout.max(1)),
+        body_timeout: if settings.timeout == 0 {
+            NO_BODY_TIMEOUT
+        } else {
+            Duration::from_secs(settings.timeout)
+        },
         runtime: runtime.handle().clone(),
         access_log: open_access_log(settings)?.map(Rc::new),
         scoreboard: Arc::clone(&boot.scoreboard),
@@ -85,8 +99,14 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
     let error_log = boot.error_log.clone();
     let access_log = worker.access_log.clone();
     let max_connections = settings.worker_connections.max(1);
+    let heartbeat_every = heartbeat_interval(settings.timeout);
     local.block_on(&runtime, async move {
         tokio::task::spawn_local(reopen_logs_on_usr1(error_log, access_log));
+        tokio::task::spawn_local(beat(
+            Arc::clone(&boot.scoreboard),
+            boot.slot,
+            heartbeat_every,
+        ));
         let (stop_tx, stopping) = tokio::sync::watch::channel(false);
         tokio::task::spawn_local(stop_gracefully_on_quit(stop_tx));
         let mut tasks = Vec::new();
@@ -107,6 +127,12 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
             };
             tasks.push(tokio::task::spawn_local(accept::accept_loop(listener, ctx)));
         }
+        // The app is imported and the listeners are watched: the master may now count on
+        // this worker (and retire the one it replaces).
+        boot.scoreboard
+            .slot(boot.slot)
+            .ready
+            .store(1, std::sync::atomic::Ordering::Release);
         for task in tasks {
             match task.await {
                 Ok(Ok(())) => {}
@@ -119,6 +145,48 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
         let _ = connections.acquire_many(max_connections).await;
         Ok(())
     })
+}
+
+/// With `timeout = 0` a client may take as long as it likes to send a body.
+const NO_BODY_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Often enough that a worker whose I/O loop is alive never looks stuck to the master.
+fn heartbeat_interval(timeout: u64) -> Duration {
+    const MAX_BEAT: Duration = Duration::from_secs(1);
+    if timeout == 0 {
+        return MAX_BEAT;
+    }
+    (Duration::from_secs(timeout) / 4).clamp(Duration::from_millis(50), MAX_BEAT)
+}
+
+/// The heartbeat: the I/O loop is alive (it stalls while the app runs inline, which the
+/// master tolerates up to `timeout`, as it does a long request).
+async fn beat(scoreboard: Arc<crate::scoreboard::Scoreboard>, slot: usize, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        ticks.tick().await;
+        scoreboard.slot(slot).heartbeat_ms.store(
+            crate::scoreboard::now_ms(),
+            std::sync::atomic::Ordering::Release,
+        );
+    }
+}
+
+/// `max_requests` plus this worker's share of `max_requests_jitter`; `None`: never.
+fn retire_after(settings: &Settings) -> Option<u64> {
+    if settings.max_requests == 0 {
+        return None;
+    }
+    let jitter = if settings.max_requests_jitter == 0 {
+        0
+    } else {
+        use std::hash::{BuildHasher, Hasher};
+        // A fresh RandomState is seeded per process: enough to spread the workers.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        hasher.finish() % (settings.max_requests_jitter + 1)
+    };
+    Some(settings.max_requests + jitter)
 }
 
 /// QUIT (sent by the master): stop accepting, finish the requests in progress, close

@@ -13,9 +13,10 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use pyo3::prelude::*;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::body::{Chunk, ResponseBody};
+use super::deadlines::{AppSlot, Deadlines};
 use super::pool::AppPool;
 use super::wsgi::environ::{EnvironBuilder, Peer, RequestHead};
 use super::wsgi::input::Input;
@@ -43,8 +44,11 @@ pub struct Limits {
 /// What every request of a worker shares.
 pub struct Worker {
     pub app: Arc<Py<PyAny>>,
-    /// Free app slots: `--threads`; a response holds one until its body is done.
-    pub slots: Arc<Semaphore>,
+    /// The app slots (`--threads`) and their deadlines; a response holds a slot until its
+    /// body is done.
+    pub deadlines: Arc<Deadlines>,
+    /// After this many requests the worker asks the master for a replacement.
+    pub retire_after: Option<u64>,
     /// Call the app on the I/O thread (one app thread per worker).
     pub inline: bool,
     pub pool: AppPool,
@@ -61,6 +65,8 @@ pub struct Worker {
 /// What a connection adds: the listener's environ template, the peer.
 pub struct Conn {
     pub worker: Rc<Worker>,
+    /// The client socket (a duplicate), for a deadline's 504.
+    pub socket: Arc<std::os::fd::OwnedFd>,
     pub environ: Arc<EnvironBuilder>,
     pub peer: Peer,
 }
@@ -70,11 +76,11 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let received = (SystemTime::now(), Instant::now());
-    conn.worker
-        .scoreboard
-        .slot(conn.worker.slot)
-        .requests
-        .fetch_add(1, Ordering::Relaxed);
+    let board = conn.worker.scoreboard.slot(conn.worker.slot);
+    let served = board.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    if conn.worker.retire_after == Some(served) {
+        board.retire.store(1, Ordering::Release);
+    }
     if let Some(refusal) = check_limits(&conn.worker.limits, &req) {
         return Ok(refusal);
     }
@@ -189,7 +195,7 @@ async fn call_inline(
             }
         }
     };
-    let Ok(permit) = Arc::clone(&conn.worker.slots).acquire_owned().await else {
+    let Some(slot) = conn.worker.deadlines.acquire(&conn.socket).await else {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "worker stopping");
     };
     let outcome = Python::attach(|py| {
@@ -213,14 +219,29 @@ async fn call_inline(
                 Some(rest) => ResponseBody::inline(chunks, rest, len),
                 None => ResponseBody::full(chunks, len),
             };
-            finish(head, declared, body.close_after(closer).hold(Some(permit)))
+            answered(slot, |slot| {
+                finish(head, declared, body.close_after(closer).hold(slot))
+            })
         }
-        Err(failure) => internal_error(&failure),
+        Err(failure) => answered(slot, |_| internal_error(&failure)),
+    }
+}
+
+/// The response, unless the deadline answered 504 for this call already (the connection
+/// is closed then, and the worker about to be replaced).
+fn answered(
+    slot: AppSlot,
+    response: impl FnOnce(AppSlot) -> Response<ResponseBody>,
+) -> Response<ResponseBody> {
+    if slot.answer() {
+        response(slot)
+    } else {
+        error_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout")
     }
 }
 
 async fn call_on_pool(conn: &Conn, head: &RequestHead, body: Incoming) -> Response<ResponseBody> {
-    let Ok(permit) = Arc::clone(&conn.worker.slots).acquire_owned().await else {
+    let Some(slot) = conn.worker.deadlines.acquire(&conn.socket).await else {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "worker stopping");
     };
     let (started_tx, started_rx) = oneshot::channel();
@@ -253,9 +274,11 @@ async fn call_on_pool(conn: &Conn, head: &RequestHead, body: Incoming) -> Respon
             } else {
                 ResponseBody::full(chunks, len)
             };
-            finish(head, declared, body.close_after(closer).hold(Some(permit)))
+            answered(slot, |slot| {
+                finish(head, declared, body.close_after(closer).hold(slot))
+            })
         }
-        Ok(Err(failure)) => internal_error(&failure),
+        Ok(Err(failure)) => answered(slot, |_| internal_error(&failure)),
         Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, "app thread lost"),
     }
 }

@@ -1,0 +1,491 @@
+//! The worker table: spawning, reaping, readiness, deadlines (murder) and recycling.
+//!
+//! Policy (how many workers, which generation) is the arbiter's; this file knows how to
+//! start, watch and stop workers, one operation a method.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::ExitStatus;
+use super::fork;
+use crate::boot::{APP_LOAD_ERROR, WORKER_BOOT_ERROR, WorkerBoot, WorkerMain};
+use crate::config::Settings;
+use crate::listeners::Listener;
+use crate::logging::ErrorLogHandle;
+use crate::scoreboard::{MAX_WORKERS, Scoreboard, now_ms};
+
+/// How long INT/TERM wait for killed workers to be reaped before the master exits.
+const KILL_WAIT: Duration = Duration::from_secs(2);
+/// Between SIGABRT (the worker writes its Python tracebacks) and SIGKILL.
+const ABORT_GRACE: Duration = Duration::from_secs(1);
+/// A request is given this much past `timeout` before its worker is aborted, so that the
+/// worker's own 504 reaches the client first.
+const ABORT_MARGIN_MS: u64 = 500;
+/// Back-off after a worker died while booting: doubling from the first, up to the last.
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// One worker process, as the master sees it.
+#[derive(Debug)]
+struct Worker {
+    number: usize,
+    slot: usize,
+    generation: u32,
+    spawned: Instant,
+    /// It has imported the app and accepts (read from the scoreboard).
+    ready: bool,
+    /// To be replaced (max_requests, lifetime, memory): no longer counts toward the
+    /// target, and is stopped once a replacement is ready.
+    replace: bool,
+    /// When it was told to stop gracefully (QUIT).
+    stopping: Option<Instant>,
+    /// When it was sent SIGABRT for a deadline.
+    aborted: Option<Instant>,
+    killed: bool,
+}
+
+/// A worker that was reaped.
+#[derive(Debug)]
+pub struct Death {
+    pub pid: Pid,
+    pub generation: u32,
+    /// It had been told to stop (or killed by us).
+    pub stopping: bool,
+    /// It could not start at all (app import or boot error): the exit status the master
+    /// stops with, unless the arbiter decides otherwise (a failed reload).
+    pub fatal: Option<ExitStatus>,
+}
+
+/// Exponential back-off for workers that die while booting.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+    not_before: Option<Instant>,
+}
+
+impl Backoff {
+    fn failed(&mut self) {
+        self.failures += 1;
+        let delay = BACKOFF_FIRST
+            .saturating_mul(1 << self.failures.min(16).saturating_sub(1))
+            .min(BACKOFF_MAX);
+        tracing::warn!(
+            "a worker died while booting ({} in a row); next start in {} ms",
+            self.failures,
+            delay.as_millis()
+        );
+        self.not_before = Some(Instant::now() + delay);
+    }
+
+    fn reset(&mut self) {
+        *self = Backoff::default();
+    }
+
+    fn allows(&self) -> bool {
+        self.not_before.is_none_or(|t| Instant::now() >= t)
+    }
+}
+
+pub struct Workers {
+    table: BTreeMap<Pid, Worker>,
+    listeners: Vec<Listener>,
+    scoreboard: Arc<Scoreboard>,
+    error_log: ErrorLogHandle,
+    worker_main: WorkerMain,
+    next_number: usize,
+    backoff: Backoff,
+}
+
+impl Workers {
+    pub fn new(
+        listeners: Vec<Listener>,
+        scoreboard: Arc<Scoreboard>,
+        error_log: ErrorLogHandle,
+        worker_main: WorkerMain,
+    ) -> Self {
+        Workers {
+            table: BTreeMap::new(),
+            listeners,
+            scoreboard,
+            error_log,
+            worker_main,
+            next_number: 1,
+            backoff: Backoff::default(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Something the loop should look at again soon: a worker booting, stopping, aborted.
+    pub fn anything_pending(&self) -> bool {
+        self.backoff.not_before.is_some()
+            || self
+                .table
+                .values()
+                .any(|w| !w.ready || w.stopping.is_some() || w.aborted.is_some() || w.replace)
+    }
+
+    fn spawn(&mut self, settings: &Arc<Settings>, generation: u32) -> Result<(), String> {
+        let listeners = self
+            .listeners
+            .iter()
+            .map(Listener::try_clone)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("cannot duplicate a listener for a worker: {e}"))?;
+        let slot = self
+            .scoreboard
+            .claim(generation)
+            .ok_or_else(|| format!("cannot run more than {MAX_WORKERS} workers"))?;
+        let boot = WorkerBoot {
+            settings: Arc::clone(settings),
+            listeners,
+            error_log: self.error_log.clone(),
+            scoreboard: Arc::clone(&self.scoreboard),
+            slot,
+        };
+        let pid = match fork::spawn(boot, self.worker_main) {
+            Ok(pid) => pid,
+            Err(e) => {
+                self.scoreboard.release(slot);
+                return Err(format!("fork failed: {e}"));
+            }
+        };
+        self.scoreboard.assign(slot, pid.as_raw());
+        let number = self.next_number;
+        self.next_number += 1;
+        tracing::info!("Booting worker with pid: {pid}");
+        self.table.insert(
+            pid,
+            Worker {
+                number,
+                slot,
+                generation,
+                spawned: Instant::now(),
+                ready: false,
+                replace: false,
+                stopping: None,
+                aborted: None,
+                killed: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Workers of `generation` that count toward the target: not leaving, not replaced.
+    fn active(&self, generation: u32) -> impl Iterator<Item = (&Pid, &Worker)> {
+        self.table.iter().filter(move |(_, w)| {
+            w.generation == generation && w.stopping.is_none() && !w.replace && !w.killed
+        })
+    }
+
+    /// Active workers of `generation` that have imported the app and accept.
+    pub fn ready_count(&self, generation: u32) -> usize {
+        self.active(generation).filter(|(_, w)| w.ready).count()
+    }
+
+    /// Start workers of `generation` until `target` of them are active (back-off allowing).
+    pub fn top_up(
+        &mut self,
+        settings: &Arc<Settings>,
+        generation: u32,
+        target: usize,
+    ) -> Result<(), String> {
+        while self.active(generation).count() < target && self.backoff.allows() {
+            self.spawn(settings, generation)?;
+        }
+        Ok(())
+    }
+
+    /// Read readiness from the scoreboard, and mark for replacement the workers that
+    /// reached `max_requests`, `max_worker_lifetime` or `max_worker_memory`.
+    pub fn observe(&mut self, settings: &Settings) {
+        for (pid, w) in &mut self.table {
+            let slot = self.scoreboard.slot(w.slot);
+            if !w.ready && slot.is_ready() {
+                w.ready = true;
+                self.backoff.reset();
+                tracing::debug!("Worker {} (pid:{pid}) ready", w.number);
+            }
+            if !w.ready || w.replace || w.stopping.is_some() {
+                continue;
+            }
+            let why = if slot.wants_retirement() {
+                Some("served max_requests".to_owned())
+            } else if settings.max_worker_lifetime > 0
+                && w.spawned.elapsed() > Duration::from_secs(settings.max_worker_lifetime)
+            {
+                Some(format!(
+                    "is older than max_worker_lifetime ({}s)",
+                    settings.max_worker_lifetime
+                ))
+            } else if settings.max_worker_memory > 0 {
+                resident_mib(*pid)
+                    .filter(|&mib| mib > settings.max_worker_memory)
+                    .map(|mib| {
+                        format!(
+                            "uses {mib} MiB, more than max_worker_memory ({} MiB)",
+                            settings.max_worker_memory
+                        )
+                    })
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                tracing::info!("Worker {} (pid:{pid}) {why}: replacing it", w.number);
+                w.replace = true;
+            }
+        }
+    }
+
+    /// Stop, gracefully, the workers marked for replacement once enough replacements of
+    /// `generation` are ready.
+    pub fn retire_replaced(&mut self, generation: u32, target: usize) {
+        if self.ready_count(generation) < target {
+            return;
+        }
+        let replaced: Vec<Pid> = self
+            .table
+            .iter()
+            .filter(|(_, w)| w.replace && w.stopping.is_none())
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in replaced {
+            self.stop(pid);
+        }
+    }
+
+    /// Stop the oldest active workers of `generation` beyond `target` (TTOU, WINCH).
+    pub fn trim(&mut self, generation: u32, target: usize) {
+        let active: Vec<Pid> = self.active(generation).map(|(pid, _)| *pid).collect();
+        let mut by_age: Vec<(usize, Pid)> = active
+            .into_iter()
+            .map(|pid| (self.table[&pid].number, pid))
+            .collect();
+        by_age.sort();
+        let extra = by_age.len().saturating_sub(target);
+        for (_, pid) in by_age.into_iter().take(extra) {
+            self.stop(pid);
+        }
+    }
+
+    /// Stop gracefully every worker of a generation before `generation`; how many.
+    pub fn stop_older_than(&mut self, generation: u32) -> usize {
+        let old: Vec<Pid> = self
+            .table
+            .iter()
+            .filter(|(_, w)| w.generation < generation && w.stopping.is_none())
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in &old {
+            self.stop(*pid);
+        }
+        old.len()
+    }
+
+    /// Stop every worker of `generation` (a reload that failed).
+    pub fn stop_generation(&mut self, generation: u32) {
+        let pids: Vec<Pid> = self
+            .table
+            .iter()
+            .filter(|(_, w)| w.generation == generation)
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in pids {
+            self.stop(pid);
+        }
+    }
+
+    pub fn stop_all_gracefully(&mut self) {
+        let pids: Vec<Pid> = self.table.keys().copied().collect();
+        for pid in pids {
+            self.stop(pid);
+        }
+    }
+
+    /// QUIT one worker: it finishes its requests and exits.
+    fn stop(&mut self, pid: Pid) {
+        let Some(w) = self.table.get_mut(&pid) else {
+            return;
+        };
+        if w.stopping.is_none() {
+            w.stopping = Some(Instant::now());
+            let _ = kill(pid, Signal::SIGQUIT);
+        }
+    }
+
+    pub fn signal_all(&self, signal: Signal) {
+        for pid in self.table.keys() {
+            let _ = kill(*pid, signal);
+        }
+    }
+
+    /// Kill every worker and wait (bounded) for them to be gone.
+    pub fn kill_all(&mut self) {
+        self.signal_all(Signal::SIGKILL);
+        let deadline = Instant::now() + KILL_WAIT;
+        while !self.table.is_empty() && Instant::now() < deadline {
+            match waitpid(Pid::from_raw(-1), None) {
+                Ok(status) => {
+                    if let Some(w) = status.pid().and_then(|pid| self.table.remove(&pid)) {
+                        self.scoreboard.release(w.slot);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Deadlines: a request past `timeout` or a missed heartbeat gets the worker SIGABRT
+    /// (it writes its Python tracebacks), then SIGKILL after a short grace; a worker that
+    /// outlives `graceful_timeout` while stopping, or `boot_timeout` while booting, is
+    /// killed.
+    pub fn murder(&mut self, settings: &Settings) {
+        let now_ms = now_ms();
+        for (pid, w) in &mut self.table {
+            if w.killed {
+                continue;
+            }
+            let kill_now = |w: &mut Worker| {
+                let _ = kill(*pid, Signal::SIGKILL);
+                w.killed = true;
+            };
+            if let Some(at) = w.aborted {
+                if at.elapsed() >= ABORT_GRACE {
+                    kill_now(w);
+                }
+                continue;
+            }
+            if let Some(at) = w.stopping {
+                if at.elapsed() > Duration::from_secs(settings.graceful_timeout) {
+                    tracing::warn!(
+                        "Worker {} (pid:{pid}) still busy after graceful_timeout ({}s): killing it",
+                        w.number,
+                        settings.graceful_timeout
+                    );
+                    kill_now(w);
+                }
+                continue;
+            }
+            if !w.ready {
+                if settings.boot_timeout > 0
+                    && w.spawned.elapsed() > Duration::from_secs(settings.boot_timeout)
+                {
+                    tracing::error!(
+                        "Worker {} (pid:{pid}) did not load the app within boot_timeout ({}s): \
+                         killing it",
+                        w.number,
+                        settings.boot_timeout
+                    );
+                    kill_now(w);
+                }
+                continue;
+            }
+            if settings.timeout == 0 {
+                continue;
+            }
+            let limit = settings.timeout * 1000 + ABORT_MARGIN_MS;
+            let slot = self.scoreboard.slot(w.slot);
+            let oldest = slot.oldest_ms.load(std::sync::atomic::Ordering::Acquire);
+            let heartbeat = slot.heartbeat_ms.load(std::sync::atomic::Ordering::Acquire);
+            let why = if oldest != 0 && now_ms.saturating_sub(oldest) > limit {
+                format!(
+                    "a request has run for {:.1}s (timeout={}s)",
+                    now_ms.saturating_sub(oldest) as f64 / 1000.0,
+                    settings.timeout
+                )
+            } else if now_ms.saturating_sub(heartbeat) > limit {
+                format!(
+                    "no heartbeat for {:.1}s (timeout={}s)",
+                    now_ms.saturating_sub(heartbeat) as f64 / 1000.0,
+                    settings.timeout
+                )
+            } else {
+                continue;
+            };
+            tracing::error!(critical = true, "WORKER TIMEOUT (pid:{pid}): {why}");
+            let _ = kill(*pid, Signal::SIGABRT);
+            w.aborted = Some(Instant::now());
+        }
+    }
+
+    /// Collect the workers that exited, log how, and say which ones matter.
+    pub fn reap(&mut self) -> Vec<Death> {
+        let mut deaths = Vec::new();
+        loop {
+            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return deaths,
+                Ok(status) => status,
+            };
+            let Some(pid) = status.pid() else {
+                return deaths;
+            };
+            let Some(w) = self.table.remove(&pid) else {
+                continue;
+            };
+            self.scoreboard.release(w.slot);
+            let stopping = w.stopping.is_some() || w.killed;
+            let mut fatal = None;
+            match status {
+                WaitStatus::Exited(_, 0) => {
+                    tracing::info!("Worker {} (pid:{pid}) exited", w.number);
+                }
+                WaitStatus::Exited(_, code) if code == APP_LOAD_ERROR && !w.ready => {
+                    tracing::error!("Worker (pid:{pid}) failed to load the app");
+                    fatal = Some(APP_LOAD_ERROR as ExitStatus);
+                }
+                WaitStatus::Exited(_, code) if code == WORKER_BOOT_ERROR && !w.ready => {
+                    tracing::error!("Worker (pid:{pid}) failed to boot");
+                    fatal = Some(WORKER_BOOT_ERROR as ExitStatus);
+                }
+                WaitStatus::Exited(_, code) => {
+                    tracing::warn!("Worker {} (pid:{pid}) exited with code {code}", w.number);
+                }
+                WaitStatus::Signaled(_, signal, _) => {
+                    let hint = if signal == Signal::SIGKILL && !w.killed {
+                        " Perhaps out of memory?"
+                    } else {
+                        ""
+                    };
+                    if stopping && signal == Signal::SIGKILL {
+                        tracing::info!("Worker {} (pid:{pid}) killed", w.number);
+                    } else {
+                        tracing::error!("Worker {} (pid:{pid}) was sent {signal}!{hint}", w.number);
+                    }
+                }
+                _ => {}
+            }
+            if !w.ready && !stopping && fatal.is_none() {
+                self.backoff.failed();
+            }
+            deaths.push(Death {
+                pid,
+                generation: w.generation,
+                stopping,
+                fatal,
+            });
+        }
+    }
+}
+
+/// A process's resident memory in MiB, from /proc (None when it is gone).
+fn resident_mib(pid: Pid) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|p| u64::try_from(p).ok())
+        .unwrap_or(4096);
+    Some(pages * page / (1024 * 1024))
+}

@@ -1,0 +1,169 @@
+//! Request deadlines inside a worker: every app call in progress, where it answers, and
+//! since when; a watcher thread that answers 504 for a call past `timeout`.
+//!
+//! The watcher is a plain thread, not a task: with one app thread the app runs on the I/O
+//! thread, and a hung app call would hold any task back. The master, which sees the same
+//! start times in the scoreboard, then sends SIGABRT (tracebacks) and SIGKILL.
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::scoreboard::{Scoreboard, now_ms};
+
+/// How often the watcher looks for calls past their deadline.
+const WATCH_EVERY: Duration = Duration::from_millis(100);
+
+const GATEWAY_TIMEOUT: &[u8] = b"HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/plain\r\n\
+Content-Length: 20\r\nConnection: close\r\n\r\n504 Gateway Timeout\n";
+
+/// One app call in progress.
+struct Call {
+    /// The client connection (a duplicate, so it stays valid while we may write to it).
+    socket: Arc<OwnedFd>,
+    started_ms: u64,
+    /// Its response has started: too late for a 504.
+    answered: bool,
+    timed_out: bool,
+}
+
+/// The app calls of one worker, one entry per app slot (`--threads`).
+pub struct Deadlines {
+    calls: Box<[Mutex<Option<Call>>]>,
+    slots: Arc<Semaphore>,
+    scoreboard: Arc<Scoreboard>,
+    slot: usize,
+}
+
+/// An app slot held by one request, from before the app is called until its response
+/// is done; it frees the slot (and forgets the call) when dropped.
+pub struct AppSlot {
+    deadlines: Arc<Deadlines>,
+    index: usize,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Deadlines {
+    pub fn new(threads: usize, scoreboard: Arc<Scoreboard>, slot: usize) -> Arc<Self> {
+        Arc::new(Deadlines {
+            calls: (0..threads.max(1)).map(|_| Mutex::new(None)).collect(),
+            slots: Arc::new(Semaphore::new(threads.max(1))),
+            scoreboard,
+            slot,
+        })
+    }
+
+    fn call(&self, index: usize) -> MutexGuard<'_, Option<Call>> {
+        self.calls[index].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wait for a free app slot and record the call; `None` when the worker is stopping.
+    pub async fn acquire(self: &Arc<Self>, socket: &Arc<OwnedFd>) -> Option<AppSlot> {
+        let permit = Arc::clone(&self.slots).acquire_owned().await.ok()?;
+        // A permit guarantees a free entry: there are as many entries as permits.
+        let index = (0..self.calls.len()).find(|&i| self.call(i).is_none())?;
+        *self.call(index) = Some(Call {
+            socket: Arc::clone(socket),
+            started_ms: now_ms(),
+            answered: false,
+            timed_out: false,
+        });
+        let board = self.scoreboard.slot(self.slot);
+        board.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.publish_oldest();
+        Some(AppSlot {
+            deadlines: Arc::clone(self),
+            index,
+            _permit: permit,
+        })
+    }
+
+    /// The oldest call's start, for the master's deadline check.
+    fn publish_oldest(&self) {
+        let oldest = (0..self.calls.len())
+            .filter_map(|i| self.call(i).as_ref().map(|c| c.started_ms))
+            .min()
+            .unwrap_or(0);
+        self.scoreboard
+            .slot(self.slot)
+            .oldest_ms
+            .store(oldest, Ordering::Release);
+    }
+
+    /// Start the watcher thread (not when `timeout` is 0: no deadline).
+    pub fn watch(self: &Arc<Self>, timeout: Duration) -> std::io::Result<()> {
+        if timeout.is_zero() {
+            return Ok(());
+        }
+        let deadlines = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("deadlines".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(WATCH_EVERY);
+                    deadlines.expire(timeout);
+                }
+            })
+            .map(drop)
+    }
+
+    /// Answer 504 to every call past `timeout` whose response has not started; close the
+    /// connection of one whose response has (the client must not wait for the rest).
+    fn expire(&self, timeout: Duration) {
+        let now = now_ms();
+        let limit = timeout.as_millis() as u64;
+        for index in 0..self.calls.len() {
+            let mut call = self.call(index);
+            let Some(call) = call.as_mut() else { continue };
+            if call.timed_out || now.saturating_sub(call.started_ms) < limit {
+                continue;
+            }
+            call.timed_out = true;
+            if !call.answered {
+                let _ = nix::unistd::write(&*call.socket, GATEWAY_TIMEOUT);
+            }
+            let _ = nix::sys::socket::shutdown(
+                std::os::fd::AsRawFd::as_raw_fd(&*call.socket),
+                nix::sys::socket::Shutdown::Both,
+            );
+            tracing::error!(
+                "request timed out after {}s (timeout); {}",
+                timeout.as_secs(),
+                if call.answered {
+                    "its response had started: connection closed"
+                } else {
+                    "answered 504"
+                }
+            );
+        }
+    }
+}
+
+impl AppSlot {
+    /// The app has produced its response head: a deadline can no longer answer 504.
+    /// False when the deadline already answered for it (the response must be dropped).
+    pub fn answer(&self) -> bool {
+        match self.deadlines.call(self.index).as_mut() {
+            Some(call) if !call.timed_out => {
+                call.answered = true;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Drop for AppSlot {
+    fn drop(&mut self) {
+        *self.deadlines.call(self.index) = None;
+        self.deadlines
+            .scoreboard
+            .slot(self.deadlines.slot)
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed);
+        self.deadlines.publish_oldest();
+    }
+}
