@@ -8,6 +8,7 @@ mod config;
 mod listeners;
 mod logging;
 mod master;
+mod proctitle;
 mod python;
 mod scoreboard;
 mod worker;

@@ -22,7 +22,8 @@ pub struct Slot {
     pub pid: AtomicI32,
     /// The configuration generation the worker was started with (HUP makes a new one).
     pub generation: AtomicU32,
-    /// 1 once the worker has imported the app and accepts connections.
+    /// 1 once the worker has imported the app and accepts connections; 0 again once it
+    /// stops accepting (told to stop).
     pub ready: AtomicU32,
     /// 1 when the worker asks to be replaced (it reached `max_requests`).
     pub retire: AtomicU32,
@@ -130,12 +131,12 @@ impl Scoreboard {
         self.slot(index).reset(0, 0);
     }
 
-    /// The fewest connections any other live worker holds.
+    /// The fewest connections any other worker that accepts holds.
     pub fn fewest_connections_except(&self, me: usize) -> Option<u32> {
         self.slots()
             .iter()
             .enumerate()
-            .filter(|(i, s)| *i != me && s.pid.load(Ordering::Relaxed) > 0)
+            .filter(|(i, s)| *i != me && s.pid.load(Ordering::Relaxed) > 0 && s.is_ready())
             .map(|(_, s)| s.connections.load(Ordering::Relaxed))
             .min()
     }

@@ -61,10 +61,13 @@ const ENV_ARGS_VARS: [&str; 2] = ["UNITCORN_CMD_ARGS", "GUNICORN_CMD_ARGS"];
 ///
 /// Never exits the process: `--help` and `--version` come back as `Command::Help` and
 /// `Command::Version` for the caller to print.
+///
+/// The command line is read once and kept: a reload (HUP) reads the same arguments,
+/// even after the process title has been written over the argv memory.
 pub fn load() -> Result<Command, ConfigError> {
-    load_from(std::env::args_os().collect(), &|name| {
-        std::env::var(name).ok()
-    })
+    static ARGS: std::sync::OnceLock<Vec<OsString>> = std::sync::OnceLock::new();
+    let args = ARGS.get_or_init(|| std::env::args_os().collect()).clone();
+    load_from(args, &|name| std::env::var(name).ok())
 }
 
 /// Loads the configuration from `args` (`args[0]` is the program name) and the

@@ -184,7 +184,7 @@ requests; those still busy after this many seconds are killed.",
         cli: Cli::opt(None, "boot-timeout", "INT"),
         kind: Kind::Int { min: 0, max: u64::MAX },
         default: DefaultValue::Const(Const::Int(120)),
-        doc: "Seconds a worker may take to load the app (0: no limit)",
+        doc: "Seconds a worker may take to boot (0: none)",
         long_doc: "A worker that has not imported the app and started accepting within this \
 many seconds is killed and replaced (with back-off). Separate from timeout, which bounds \
 requests.",
@@ -194,7 +194,7 @@ requests.",
         cli: Cli::opt(None, "max-worker-lifetime", "INT"),
         kind: Kind::Int { min: 0, max: u64::MAX },
         default: DefaultValue::Const(Const::Int(0)),
-        doc: "Seconds before a worker is replaced (0: never)",
+        doc: "Replace a worker this old (0: never)",
         long_doc: "A worker older than this is replaced: its replacement starts first, then \
 it finishes its requests and exits. unitcorn's own setting.",
     }
@@ -203,7 +203,7 @@ it finishes its requests and exits. unitcorn's own setting.",
         cli: Cli::opt(None, "max-worker-memory", "MIB"),
         kind: Kind::Int { min: 0, max: u64::MAX },
         default: DefaultValue::Const(Const::Int(0)),
-        doc: "RSS in MiB above which a worker is replaced (0: never)",
+        doc: "Replace a worker above this RSS (0: never)",
         long_doc: "A worker whose resident memory grows past this many MiB is replaced: its \
 replacement starts first, then it finishes its requests and exits. unitcorn's own setting.",
     }

@@ -55,6 +55,9 @@ pub fn run(
     error_log: ErrorLogHandle,
     worker_main: WorkerMain,
 ) -> Result<ExitStatus, String> {
+    if settings.daemon {
+        setup::daemonize()?;
+    }
     setup::prepare_process(&settings)?;
     if settings.preload_app {
         // Imported once, before any fork: the workers share it copy-on-write.
@@ -79,6 +82,11 @@ pub fn run(
         SignalQueue::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let scoreboard =
         Scoreboard::create(MAX_WORKERS).map_err(|e| format!("cannot map the scoreboard: {e}"))?;
+    crate::proctitle::set(
+        settings.proc_name.as_deref(),
+        "master",
+        settings.wsgi_app.as_deref(),
+    );
     tracing::info!("Starting unitcorn {}", env!("CARGO_PKG_VERSION"));
     for l in &listeners {
         tracing::info!("Listening at: {l} ({})", std::process::id());

@@ -54,17 +54,51 @@ pub struct PidFile {
 }
 
 impl PidFile {
+    /// Write our pid to `path` atomically (a temporary file renamed over it), refusing to
+    /// replace the pid file of a process that is still running.
     pub fn write(path: &Path) -> Result<PidFile, String> {
-        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| {
-            format!(
-                "cannot write the pid file {} (pidfile): {e}",
+        if let Some(pid) = running_pid(path) {
+            return Err(format!(
+                "the pid file {} (pidfile) names process {pid}, which is running: is \
+                 unitcorn already running? Stop it, or remove the file if it is not unitcorn",
                 path.display()
-            )
-        })?;
+            ));
+        }
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{}.tmp", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        std::fs::write(&tmp, format!("{}\n", std::process::id()))
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                format!(
+                    "cannot write the pid file {} (pidfile): {e}",
+                    path.display()
+                )
+            })?;
         Ok(PidFile {
             path: path.to_path_buf(),
         })
     }
+}
+
+/// The pid in an existing pid file, if that process is alive (and is not us).
+fn running_pid(path: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    if pid <= 0 || pid as u32 == std::process::id() {
+        return None;
+    }
+    // Signal 0 only checks that the process exists (EPERM: it exists, not ours).
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => Some(pid),
+        Err(_) => None,
+    }
+}
+
+/// `-D/--daemon`: detach from the terminal (fork, setsid, stdio to /dev/null), before
+/// anything else is set up, as gunicorn does.
+pub fn daemonize() -> Result<(), String> {
+    nix::unistd::daemon(true, false).map_err(|e| format!("cannot daemonize (daemon): {e}"))
 }
 
 impl Drop for PidFile {

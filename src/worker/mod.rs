@@ -31,6 +31,11 @@ use wsgi::environ::EnvironBuilder;
 /// The worker's entry point after `fork()`; exits the process.
 pub fn run(boot: WorkerBoot) -> ! {
     let settings = Arc::clone(&boot.settings);
+    crate::proctitle::set(
+        settings.proc_name.as_deref(),
+        "worker",
+        settings.wsgi_app.as_deref(),
+    );
     let loaded = match crate::python::preloaded_app() {
         Some(app) => Ok(app),
         None => crate::python::load_app(&settings),
@@ -108,7 +113,11 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
             heartbeat_every,
         ));
         let (stop_tx, stopping) = tokio::sync::watch::channel(false);
-        tokio::task::spawn_local(stop_gracefully_on_quit(stop_tx));
+        tokio::task::spawn_local(stop_gracefully_on_quit(
+            stop_tx,
+            Arc::clone(&boot.scoreboard),
+            boot.slot,
+        ));
         let mut tasks = Vec::new();
         for listener in boot.listeners {
             let (name, port) = listener.server_name_port();
@@ -191,11 +200,20 @@ fn retire_after(settings: &Settings) -> Option<u64> {
 
 /// QUIT (sent by the master): stop accepting, finish the requests in progress, close
 /// keep-alive connections after their current response, then exit.
-async fn stop_gracefully_on_quit(stop: tokio::sync::watch::Sender<bool>) {
+async fn stop_gracefully_on_quit(
+    stop: tokio::sync::watch::Sender<bool>,
+    scoreboard: Arc<crate::scoreboard::Scoreboard>,
+    slot: usize,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::quit()) {
         Ok(mut quit) => {
             quit.recv().await;
+            // Peers balancing their accepts must not wait for a worker that left.
+            scoreboard
+                .slot(slot)
+                .ready
+                .store(0, std::sync::atomic::Ordering::Release);
             tracing::info!("Worker exiting (pid: {})", std::process::id());
             let _ = stop.send(true);
         }
