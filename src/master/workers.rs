@@ -404,7 +404,9 @@ impl Workers {
                     now_ms.saturating_sub(oldest) as f64 / 1000.0,
                     settings.timeout
                 )
-            } else if now_ms.saturating_sub(heartbeat) > limit {
+            } else if oldest == 0 && now_ms.saturating_sub(heartbeat) > limit {
+                // (While the app runs inline the I/O loop does not beat: the request's own
+                // deadline covers that case.)
                 format!(
                     "no heartbeat for {:.1}s (timeout={}s)",
                     now_ms.saturating_sub(heartbeat) as f64 / 1000.0,

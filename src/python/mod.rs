@@ -124,19 +124,19 @@ pub fn reload_app(settings: &Settings) -> Result<Py<PyAny>, String> {
     load_app(settings)
 }
 
-/// Write the Python traceback of every thread to `fd` when the process gets `signal`
-/// (the master's SIGABRT for a request past its deadline). faulthandler does it from the
-/// signal handler itself, so it works while the app holds the GIL or is stuck in C.
-pub fn dump_tracebacks_on(signal: i32, fd: i32) -> Result<(), String> {
+/// Write the Python traceback of every thread to `fd` when the process dies of a fatal
+/// signal: SIGABRT (the master's, for a request past its deadline), SIGSEGV, SIGBUS…
+/// faulthandler does it from the signal handler itself, so it works while the app holds
+/// the GIL or is stuck in C; the process then dies of the signal.
+pub fn dump_tracebacks_on_fatal_signals(fd: i32) -> Result<(), String> {
     Python::attach(|py| {
         let faulthandler = py.import("faulthandler")?;
         let kwargs = pyo3::types::PyDict::new(py);
         kwargs.set_item("file", fd)?;
         kwargs.set_item("all_threads", true)?;
-        kwargs.set_item("chain", false)?;
         faulthandler
-            .getattr("register")?
-            .call((signal,), Some(&kwargs))
+            .getattr("enable")?
+            .call((), Some(&kwargs))
             .map(drop)
     })
     .map_err(|e: PyErr| e.to_string())

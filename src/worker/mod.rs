@@ -69,7 +69,7 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
     deadlines
         .watch(Duration::from_secs(settings.timeout))
         .map_err(|e| format!("cannot start the deadline watcher: {e}"))?;
-    if let Err(e) = crate::python::dump_tracebacks_on(libc::SIGABRT, boot.error_log.raw_fd()) {
+    if let Err(e) = crate::python::dump_tracebacks_on_fatal_signals(boot.error_log.raw_fd()) {
         tracing::warn!("cannot arm the traceback dump for timeouts: {e}");
     }
     let worker = Rc::new(Worker {
