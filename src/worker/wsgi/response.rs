@@ -223,9 +223,15 @@ fn as_bytes<'a>(item: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
 
 /// Call the iterable's `close()`, logging (not raising) what it raises.
 fn close_result(py: Python<'_>, result: &Bound<'_, PyAny>) {
-    let outcome = match result.getattr(pyo3::intern!(py, "close")) {
-        Ok(close) => close.call0().map(drop),
-        Err(_) => Ok(()),
+    // Lists and tuples (most plain WSGI responses) have no close(); asking would raise
+    // and discard an AttributeError on every request.
+    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        return;
+    }
+    let outcome = match result.getattr_opt(pyo3::intern!(py, "close")) {
+        Ok(Some(close)) => close.call0().map(drop),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
     };
     if let Err(err) = outcome {
         tracing::error!(
