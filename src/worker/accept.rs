@@ -142,18 +142,10 @@ fn start_connection(
     if is_tcp {
         stream.set_tcp_nodelay(true)?;
         let stream = SendfileIo::new(TcpStream::from_std(stream.into())?);
-        spawn_connection(
-            ctx,
-            stream,
-            Peer {
-                addr: addr.as_socket(),
-            },
-            socket,
-            permit,
-        );
+        spawn_connection(ctx, stream, Peer::new(addr.as_socket()), socket, permit);
     } else {
         let stream = SendfileIo::new(UnixStream::from_std(stream.into())?);
-        spawn_connection(ctx, stream, Peer { addr: None }, socket, permit);
+        spawn_connection(ctx, stream, Peer::new(None), socket, permit);
     }
     Ok(())
 }

@@ -75,7 +75,12 @@ pub async fn handle(
     conn: Rc<Conn>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    let received = (SystemTime::now(), Instant::now());
+    // Only the access log needs the clock read here.
+    let received = conn
+        .worker
+        .access_log
+        .is_some()
+        .then(|| (SystemTime::now(), Instant::now()));
     let board = conn.worker.scoreboard.slot(conn.worker.slot);
     let served = board.requests.fetch_add(1, Ordering::Relaxed) + 1;
     if conn.worker.retire_after == Some(served) {
@@ -110,7 +115,7 @@ pub async fn handle(
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
-    if let Some(log) = &conn.worker.access_log {
+    if let (Some(log), Some(received)) = (&conn.worker.access_log, received) {
         log_when_done(log, &conn.peer, head, &mut response, received);
     }
     Ok(response)
@@ -131,14 +136,13 @@ fn log_when_done(
     } else {
         HeaderMap::new()
     };
-    let remote = peer.addr.map(|a| a.ip().to_string()).unwrap_or_default();
-    let remote_port = peer.addr.map(|a| a.port().to_string()).unwrap_or_default();
+    let peer = peer.clone();
     let log = Rc::clone(log);
     let body = std::mem::replace(response.body_mut(), ResponseBody::empty());
     *response.body_mut() = body.on_done(Box::new(move |sent| {
-        let environ = [("REMOTE_PORT", remote_port.as_str())];
+        let environ = [("REMOTE_PORT", peer.port.as_deref().unwrap_or(""))];
         let record = AccessRecord {
-            remote_addr: &remote,
+            remote_addr: &peer.ip,
             method: head.method.as_str(),
             path: head.uri.path(),
             query: head.uri.query().unwrap_or(""),

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderName, Method, Uri, Version};
@@ -14,11 +14,28 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use pyo3::{IntoPyObjectExt, intern};
 
-/// Where a request came from and on which listener, as the environ reports it.
+/// Where a request came from, as the environ reports it: formatted once per connection.
 #[derive(Debug, Clone)]
 pub struct Peer {
-    /// `None` for a unix-socket client.
-    pub addr: Option<SocketAddr>,
+    /// `REMOTE_ADDR`; empty for a unix-socket client.
+    pub ip: Arc<str>,
+    /// `REMOTE_PORT`; `None` for a unix-socket client.
+    pub port: Option<Arc<str>>,
+}
+
+impl Peer {
+    pub fn new(addr: Option<SocketAddr>) -> Self {
+        match addr {
+            Some(addr) => Peer {
+                ip: addr.ip().to_string().into(),
+                port: Some(addr.port().to_string().into()),
+            },
+            None => Peer {
+                ip: "".into(),
+                port: None,
+            },
+        }
+    }
 }
 
 /// The parts of a request the environ is built from.
@@ -95,12 +112,9 @@ impl EnvironBuilder {
             .unwrap_or(path);
         env.set_item(intern!(py, "RAW_URI"), raw_uri)?;
 
-        match head.peer.addr {
-            Some(addr) => {
-                env.set_item(intern!(py, "REMOTE_ADDR"), addr.ip().to_string())?;
-                env.set_item(intern!(py, "REMOTE_PORT"), addr.port().to_string())?;
-            }
-            None => env.set_item(intern!(py, "REMOTE_ADDR"), "")?,
+        env.set_item(intern!(py, "REMOTE_ADDR"), &*head.peer.ip)?;
+        if let Some(port) = &head.peer.port {
+            env.set_item(intern!(py, "REMOTE_PORT"), &**port)?;
         }
 
         if self.server_from_host {
