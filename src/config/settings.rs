@@ -249,8 +249,20 @@ $VIRTUAL_ENV is used if set. A unitcorn setting; gunicorn has none.",
         kind: Kind::Flag,
         default: DefaultValue::Const(Const::Bool(false)),
         doc: "Load the app before forking workers",
-        long_doc: "Workers then share the loaded app's memory copy-on-write and start faster, \
-but a reload (HUP) cannot pick up new code.",
+        long_doc: "Workers then share the loaded app's memory copy-on-write and start faster. \
+A reload (HUP) imports the app again in the master first (the modules under chdir and \
+pythonpath are re-read). The app must not start threads at import: they would run in the \
+master only.",
+    }
+    gc_freeze: bool {
+        section: ServerMechanics,
+        cli: Cli::opt(None, "gc-freeze", ""),
+        kind: Kind::Flag,
+        default: DefaultValue::Const(Const::Bool(false)),
+        doc: "gc.freeze() the preloaded app at fork",
+        long_doc: "Moves every object the preloaded app created into the garbage collector's \
+permanent generation, so that collections in the workers do not touch (and copy) the pages \
+they share with the master. A unitcorn setting.",
     }
     raw_env: Vec<String> {
         section: ServerMechanics,

@@ -118,6 +118,7 @@ fn defaults_are_gunicorns() {
         pythonpath: None,
         virtualenv: None,
         preload_app: false,
+        gc_freeze: false,
         raw_env: vec![],
         pidfile: None,
         proc_name: None,

@@ -63,7 +63,7 @@ pub fn run(
         // Imported once, before any fork: the workers share it copy-on-write.
         let app = crate::python::load_app(&settings)
             .map_err(|e| format!("the app did not load (preload_app)\n{e}"))?;
-        crate::python::set_preloaded(app);
+        crate::python::set_preloaded(app, settings.gc_freeze);
     }
     let binds = settings
         .bind
@@ -174,7 +174,7 @@ impl Arbiter {
         };
         if settings.preload_app {
             match crate::python::reload_app(&settings) {
-                Ok(app) => crate::python::set_preloaded(app),
+                Ok(app) => crate::python::set_preloaded(app, settings.gc_freeze),
                 Err(e) => {
                     tracing::error!(
                         "reload aborted, the app did not load (preload_app); still serving \

@@ -144,16 +144,39 @@ pub fn dump_tracebacks_on_fatal_signals(fd: i32) -> Result<(), String> {
 
 /// The app imported by the master before forking (`preload_app`), shared by the workers
 /// copy-on-write.
-static PRELOADED: std::sync::OnceLock<Py<PyAny>> = std::sync::OnceLock::new();
+static PRELOADED: std::sync::Mutex<Option<Py<PyAny>>> = std::sync::Mutex::new(None);
 
-/// Keep `app` as the one every worker forked from now on serves.
-pub fn set_preloaded(app: Py<PyAny>) {
-    let _ = PRELOADED.set(app);
+/// Keep `app` as the one every worker forked from now on serves; with `freeze`, move what
+/// exists now into the collector's permanent generation (`gc.freeze()`), so that the
+/// workers' collections leave the pages they share with the master alone.
+pub fn set_preloaded(app: Py<PyAny>, freeze: bool) {
+    let mut slot = PRELOADED.lock().unwrap_or_else(|e| e.into_inner());
+    *slot = Some(app);
+    Python::attach(|py| {
+        if freeze && let Err(e) = py.import("gc").and_then(|gc| gc.call_method0("freeze")) {
+            tracing::warn!("gc.freeze() failed: {e}");
+        }
+        // A thread started by the app at import runs here only: the workers are forked
+        // from this thread alone, and the master must stay single-threaded at a fork.
+        let threads = py
+            .import("threading")
+            .and_then(|t| t.call_method0("active_count"))
+            .and_then(|n| n.extract::<usize>())
+            .unwrap_or(1);
+        if threads > 1 {
+            tracing::warn!(
+                "the app started {} thread(s) at import; with preload_app they run in the \
+                 master only, not in the workers: start them in the workers instead",
+                threads - 1
+            );
+        }
+    });
 }
 
 /// The app the master preloaded, if it did.
 pub fn preloaded_app() -> Option<Py<PyAny>> {
-    let app = PRELOADED.get()?;
+    let slot = PRELOADED.lock().unwrap_or_else(|e| e.into_inner());
+    let app = slot.as_ref()?;
     Some(Python::attach(|py| app.clone_ref(py)))
 }
 
