@@ -3,6 +3,12 @@
 //! The interpreter must be told about a fork: its locks are taken before and reset in the
 //! child (`PyOS_BeforeFork` / `PyOS_AfterFork_Child`), else a lock held by nobody in the
 //! child deadlocks the first import there.
+//!
+//! What the interpreter in the master must not do: start threads (an app that does so at
+//! import is warned about: those threads would live in the master only, and a fork with a
+//! second thread alive can copy a lock it holds), or keep the GIL between loop turns (the
+//! master takes it only around an import and a fork). The master's own loop never runs
+//! Python code.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
