@@ -262,6 +262,7 @@ class Conn:
         self.sock.connect(addr)
         self.buf = b""
         self.eof = False
+        self.reset = False              # the peer reset the connection (RST)
         self.timeout = timeout
 
     def close(self):
@@ -290,6 +291,7 @@ class Conn:
         try:
             data = self.sock.recv(262144)
         except ConnectionResetError:
+            self.reset = True
             data = b""
         if not data:
             self.eof = True
@@ -635,6 +637,7 @@ class Load:
         self.timeout = timeout
         self.ok = 0
         self.retried = 0
+        self.retried_reset = 0          # of which the server reset (RST) the connection
         self.failures = []              # (seconds since start, kind, detail)
         self.pids = Counter()           # worker pid -> responses
         self.first_seen = {}            # worker pid -> seconds since start
@@ -716,11 +719,13 @@ class Load:
                     r = c.read_response(timeout=self.timeout)
                 except (ConnClosed, ConnectionError) as e:
                     nothing = not c.buf
+                    reset = c.reset or isinstance(e, ConnectionError)
                     c.close()
                     c = None
                     if reused and nothing:
                         with self._lock:
                             self.retried += 1
+                            self.retried_reset += reset
                     else:
                         self._fail("keep-alive %s" % ("reused" if reused else "new"), repr(e))
                     continue
@@ -740,18 +745,25 @@ class Load:
 
     def _fresh(self, path):
         while not self._stop.is_set():
+            c = None
             try:
-                with Conn(self.addr, timeout=self.timeout) as c:
-                    c.send(build_request("GET", path, close=True))
-                    r = c.read_response(timeout=self.timeout)
+                c = Conn(self.addr, timeout=self.timeout)
+                c.send(build_request("GET", path, close=True))
+                r = c.read_response(timeout=self.timeout)
             except (OSError, ConnClosed) as e:
-                self._fail("fresh connection", repr(e))
+                how = "reset" if c is not None and (c.reset or isinstance(e, ConnectionError)) \
+                    else "closed"
+                self._fail("fresh connection %s %s" % (path, how), repr(e))
                 time.sleep(0.01)
                 continue
+            finally:
+                if c is not None:
+                    c.close()
             self._check(r)
 
     def summary(self):
         with self._lock:
-            return "%d ok, %d failed, %d retried on a reused connection, pids %s%s" % (
-                self.ok, len(self.failures), self.retried, dict(self.pids),
+            return ("%d ok, %d failed, %d retried on a reused connection (%d of them reset), "
+                    "pids %s%s") % (
+                self.ok, len(self.failures), self.retried, self.retried_reset, dict(self.pids),
                 ("; failures: %r" % self.failures[:10]) if self.failures else "")
