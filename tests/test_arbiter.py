@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from harness import (Load, alive, build_request, listening_inodes, rss_kib, socket_inodes,
-                     wait_for)
+from harness import (ConnClosed, Load, alive, build_request, listening_inodes, rss_kib,
+                     socket_inodes, wait_for)
 
 pytestmark = pytest.mark.unitcorn_only(
     "unitcorn's signal contract and log lines (gunicorn's TERM is graceful, it has no "
@@ -346,6 +346,29 @@ def test_quit_serves_queued_requests_and_closes_keepalive(start_server):
         c1.close()
         c2.close()
     assert s.wait_exit(10) == 0
+
+
+@pytest.mark.parametrize("sig", ["QUIT", "HUP"])
+def test_graceful_stop_serves_a_connection_already_accepted(start_server, sig):
+    """A worker told to stop still answers the first request of a connection it had already
+    accepted when the request arrives just after (a client sends right after connect(); under
+    load a stopping worker closed such connections without a word: a failed request)."""
+    s = start_server("wsgiapp:app", "-w", "1", "--graceful-timeout", "10", "--keep-alive", "10")
+    (w,) = s.wait_workers(1)
+    with s.conn() as c:
+        time.sleep(0.2)                 # accepted by the idle worker by now
+        s.signal(getattr(signal, "SIG" + sig))
+        if sig == "HUP":                # the old worker is stopped once the new one is ready
+            s.wait_log(r"stopping 1 old worker", timeout=10)
+        time.sleep(0.05)
+        c.send(build_request("GET", "/pid"))
+        try:
+            r = c.read_response(timeout=5)
+        except ConnClosed as e:
+            raise AssertionError("connection accepted before the %s closed without an answer "
+                                 "(%r); log:\n%s" % (sig, e, s.stderr()[-2000:])) from None
+    assert r.status == 200 and int(r.body) == w, r
+    assert (r.header("connection") or "").lower() == "close", r
 
 
 # ----------------------------------------------------------------------------------------
