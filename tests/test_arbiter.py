@@ -150,18 +150,28 @@ def test_hups_in_quick_succession_under_load(start_server):
     assert {int(s.get("/pid").body) for _ in range(6)} <= set(last)
 
 
-def test_hup_rereads_the_config_file(start_server, tmp_path):
+def test_hup_rereads_the_config_file_workers(start_server, tmp_path):
     cfg = tmp_path / "unitcorn.toml"
-    cfg.write_text('workers = 2\nraw_env = ["CFG_VALUE=one"]\n')
+    cfg.write_text("workers = 2\n")
     s = start_server("wsgiapp:app", "-c", str(cfg))
     old = s.wait_workers(2)
-    assert {s.get("/osenv?k=CFG_VALUE").body for _ in range(4)} == {b"one"}
-    cfg.write_text('workers = 3\nraw_env = ["CFG_VALUE=two"]\n')
+    cfg.write_text("workers = 3\n")
     took, new = hup(s, old, 3)
     s.wait_log(r"reload: generation 2 ready in \d+ ms; stopping 2 old worker")
-    assert {s.get("/osenv?k=CFG_VALUE").body for _ in range(9)} == {b"two"}
     time.sleep(0.5)
     assert s.workers() == new
+    assert {int(s.get("/pid").body) for _ in range(6)} <= set(new)
+
+
+def test_hup_rereads_the_config_file_raw_env(start_server, tmp_path):
+    cfg = tmp_path / "unitcorn.toml"
+    cfg.write_text('raw_env = ["CFG_VALUE=one"]\n')
+    s = start_server("wsgiapp:app", "-w", "2", "-c", str(cfg))
+    old = s.wait_workers(2)
+    assert {s.get("/osenv?k=CFG_VALUE").body for _ in range(4)} == {b"one"}
+    cfg.write_text('raw_env = ["CFG_VALUE=two"]\n')
+    hup(s, old, 2)
+    assert {s.get("/osenv?k=CFG_VALUE").body for _ in range(6)} == {b"two"}
 
 
 @pytest.mark.parametrize("relative", ["config", "chdir"])
