@@ -17,7 +17,9 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -260,6 +262,7 @@ class Conn:
         self.sock.connect(addr)
         self.buf = b""
         self.eof = False
+        self.reset = False              # the peer reset the connection (RST)
         self.timeout = timeout
 
     def close(self):
@@ -288,6 +291,7 @@ class Conn:
         try:
             data = self.sock.recv(262144)
         except ConnectionResetError:
+            self.reset = True
             data = b""
         if not data:
             self.eof = True
@@ -475,6 +479,20 @@ class Server:
             n, self.workers(), self.stderr()[-3000:])
         return got
 
+    def watch_workers(self, seconds, interval=0.02):
+        """Poll the worker processes for `seconds`: {pid: [first seen, last seen]}, in seconds
+        from the call (a pid present at the first poll was there before)."""
+        seen = {}
+        t0 = time.monotonic()
+        for _ in range(int(seconds / interval) + 2):
+            now = time.monotonic() - t0
+            for p in self.workers():
+                seen.setdefault(p, [now, now])[1] = now
+            if now >= seconds:
+                break
+            time.sleep(interval)
+        return seen
+
     def rss_kib(self):
         return sum(rss_kib(p) for p in [self.pid] + descendants(self.pid))
 
@@ -514,6 +532,44 @@ class Server:
         raise AssertionError("server not ready after %ss (%r); stderr:\n%s" % (
             timeout, last, self.stderr()[-5000:]))
 
+    # --- the error log (stderr unless --error-logfile says otherwise)
+    def log_findall(self, pattern, path=None):
+        """re.findall of pattern over the error log (stderr, or the file at path)."""
+        text = Path(path).read_text(errors="replace") if path else self.stderr()
+        return re.findall(pattern, text)
+
+    def wait_log(self, pattern, timeout=10, count=1, path=None):
+        """Wait until pattern matches at least count times in the error log; returns the
+        matches (asserts, showing the log's tail)."""
+        def enough():
+            try:
+                found = self.log_findall(pattern, path)
+            except FileNotFoundError:
+                return None
+            return found if len(found) >= count else None
+        got = wait_for(enough, timeout, interval=0.02)
+        assert got, "%r not logged %d time(s) within %ss; log:\n%s" % (
+            pattern, count, timeout,
+            (Path(path).read_text(errors="replace") if path and Path(path).exists()
+             else self.stderr())[-4000:])
+        return got
+
+    def log_times(self, pattern, seconds, interval=0.02):
+        """Watch the error log for `seconds`; returns [(monotonic time first seen, match)]
+        for each line matching pattern, in order (the log's own stamps are whole seconds)."""
+        seen = []
+        deadline = time.monotonic() + seconds
+        for _ in range(int(seconds / interval) + 2):
+            found = self.log_findall(pattern)
+            now = time.monotonic()
+            for m in found[len(seen):]:
+                seen.append((now, m))
+            self.workers()          # remember every worker pid, for the leak check
+            if now >= deadline:
+                break
+            time.sleep(interval)
+        return seen
+
     # --- stop
     def signal(self, sig):
         os.kill(self.pid, sig)
@@ -550,3 +606,164 @@ class Server:
 
 def sha256(data):
     return hashlib.sha256(data).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------
+# continuous client load
+
+class Load:
+    """Client threads sending GETs to a server until stopped, to check that reloads and
+    recycling never fail a request.
+
+    `keepalive` threads each reuse one connection (a new one when the server says
+    `Connection: close` or closes it); `fresh` threads open a connection per request
+    (`Connection: close`). The paths must answer the worker's pid as the body (wsgiapp's
+    /pid and /sleep?s= do); `slow` threads (fresh connections) ask for `slow_path`, so that
+    requests are in flight when a worker is told to stop.
+
+    A request fails when it gets an error, a timeout, an incomplete response, a status other
+    than 200 or a body that is not a pid -- with one exception, the case an HTTP client
+    retries on its own (RFC 9112 section 9.3.1): the server closed a *reused* keep-alive
+    connection before sending any byte of the answer (it closed an idle connection while the
+    request was on its way). Those are counted in `retried` and sent again on a new
+    connection. Every wait is bounded by `timeout`.
+    """
+
+    def __init__(self, addr, keepalive=2, fresh=2, slow=0, path="/pid",
+                 slow_path="/sleep?s=0.3", timeout=10.0):
+        self.addr = addr
+        self.path = path
+        self.slow_path = slow_path
+        self.timeout = timeout
+        self.ok = 0
+        self.retried = 0
+        self.retried_reset = 0          # of which the server reset (RST) the connection
+        self.failures = []              # (seconds since start, kind, detail)
+        self.pids = Counter()           # worker pid -> responses
+        self.first_seen = {}            # worker pid -> seconds since start
+        self.last_seen = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._t0 = None
+        self._threads = (
+            [threading.Thread(target=self._keepalive, daemon=True) for _ in range(keepalive)]
+            + [threading.Thread(target=self._fresh, args=(path,), daemon=True)
+               for _ in range(fresh)]
+            + [threading.Thread(target=self._fresh, args=(slow_path,), daemon=True)
+               for _ in range(slow)])
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self):
+        self._t0 = time.monotonic()
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(self.timeout + 5)
+        stuck = [t for t in self._threads if t.is_alive()]
+        assert not stuck, "%d load thread(s) still running" % len(stuck)
+        return self
+
+    def wait_requests(self, n, timeout=10):
+        """Wait until n more requests have succeeded (asserts)."""
+        start = self.ok
+        got = wait_for(lambda: self.ok - start >= n, timeout)
+        assert got, "only %d requests succeeded in %ss (%s)" % (self.ok - start, timeout,
+                                                                  self.summary())
+
+    def _now(self):
+        return time.monotonic() - self._t0
+
+    def _fail(self, kind, detail):
+        with self._lock:
+            self.failures.append((round(self._now(), 3), kind, detail))
+
+    def _check(self, r):
+        """True if r is a complete 200 carrying a pid (recorded), else records a failure."""
+        body = r.body.strip()
+        if r.status != 200 or not r.complete or not body.isdigit():
+            self._fail("bad response", repr(r))
+            return False
+        pid = int(body)
+        now = self._now()
+        with self._lock:
+            self.ok += 1
+            self.pids[pid] += 1
+            self.first_seen.setdefault(pid, now)
+            self.last_seen[pid] = now
+        return True
+
+    def _keepalive(self):
+        c = None
+        reused = False
+        try:
+            while not self._stop.is_set():
+                if c is None:
+                    try:
+                        c = Conn(self.addr, timeout=self.timeout)
+                    except OSError as e:
+                        self._fail("connect", repr(e))
+                        time.sleep(0.05)
+                        continue
+                    reused = False
+                try:
+                    c.send(build_request("GET", self.path))
+                    r = c.read_response(timeout=self.timeout)
+                except (ConnClosed, ConnectionError) as e:
+                    nothing = not c.buf
+                    reset = c.reset or isinstance(e, ConnectionError)
+                    c.close()
+                    c = None
+                    if reused and nothing:
+                        with self._lock:
+                            self.retried += 1
+                            self.retried_reset += reset
+                    else:
+                        self._fail("keep-alive %s" % ("reused" if reused else "new"), repr(e))
+                    continue
+                except OSError as e:       # socket.timeout and the rest
+                    c.close()
+                    c = None
+                    self._fail("keep-alive error", repr(e))
+                    continue
+                self._check(r)
+                reused = True
+                if (r.header("connection") or "").lower() == "close":
+                    c.close()
+                    c = None
+        finally:
+            if c is not None:
+                c.close()
+
+    def _fresh(self, path):
+        while not self._stop.is_set():
+            c = None
+            try:
+                c = Conn(self.addr, timeout=self.timeout)
+                c.send(build_request("GET", path, close=True))
+                r = c.read_response(timeout=self.timeout)
+            except (OSError, ConnClosed) as e:
+                how = "reset" if c is not None and (c.reset or isinstance(e, ConnectionError)) \
+                    else "closed"
+                self._fail("fresh connection %s %s" % (path, how), repr(e))
+                time.sleep(0.01)
+                continue
+            finally:
+                if c is not None:
+                    c.close()
+            self._check(r)
+
+    def summary(self):
+        with self._lock:
+            return ("%d ok, %d failed, %d retried on a reused connection (%d of them reset), "
+                    "pids %s%s") % (
+                self.ok, len(self.failures), self.retried, self.retried_reset, dict(self.pids),
+                ("; failures: %r" % self.failures[:10]) if self.failures else "")
