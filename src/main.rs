@@ -58,6 +58,7 @@ fn check(settings: &Settings) -> ExitCode {
     if settings.print_config {
         print!("{}", config::to_toml(settings));
     }
+    let mut settings = settings.clone();
     if let Err(e) = std::env::set_current_dir(&settings.chdir) {
         eprintln!(
             "unitcorn: cannot chdir to {}: {e}",
@@ -65,7 +66,11 @@ fn check(settings: &Settings) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    match python::load_app(settings) {
+    // Python resolves the app's directory after this chdir: give it the absolute path.
+    if let Ok(absolute) = std::env::current_dir() {
+        settings.chdir = absolute;
+    }
+    match python::load_app(&settings) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("unitcorn: the app did not load\n{e}");

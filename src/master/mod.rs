@@ -38,6 +38,9 @@ struct Reload {
 }
 
 struct Arbiter {
+    /// Where unitcorn was started: relative paths of the command line (`-c`, `--chdir`)
+    /// are read from there, also at a reload.
+    start_dir: std::path::PathBuf,
     settings: Arc<Settings>,
     /// Bumped by every reload; each worker carries the generation it was started with.
     generation: u32,
@@ -51,14 +54,16 @@ struct Arbiter {
 
 /// Serve until told to stop; the result is the process exit status.
 pub fn run(
-    settings: Settings,
+    mut settings: Settings,
     error_log: ErrorLogHandle,
     worker_main: WorkerMain,
 ) -> Result<ExitStatus, String> {
     if settings.daemon {
         setup::daemonize()?;
     }
-    setup::prepare_process(&settings)?;
+    let start_dir =
+        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    setup::prepare_process(&mut settings, &start_dir)?;
     if settings.preload_app {
         // Imported once, before any fork: the workers share it copy-on-write.
         let app = crate::python::load_app(&settings)
@@ -92,6 +97,7 @@ pub fn run(
         tracing::info!("Listening at: {l} ({})", std::process::id());
     }
     let mut arbiter = Arbiter {
+        start_dir,
         target: settings.workers.max(1) as usize,
         settings: Arc::new(settings),
         generation: 1,
@@ -162,13 +168,23 @@ impl Arbiter {
     /// new worker has imported the app and accepts. If the new generation cannot boot, the
     /// old one keeps serving.
     fn handle_hup(&mut self) {
-        let settings = match crate::config::load() {
-            Ok(command) => match command.into_settings() {
-                Some(settings) => settings,
-                None => return,
-            },
+        // The command line's relative paths are relative to where unitcorn started.
+        let loaded = std::env::set_current_dir(&self.start_dir)
+            .map_err(|e| format!("cannot chdir to {}: {e}", self.start_dir.display()))
+            .and_then(|()| crate::config::load().map_err(|e| e.to_string()));
+        let prepared = loaded.and_then(|command| {
+            let mut settings = command
+                .into_settings()
+                .ok_or_else(|| "the command line asks for no server".to_owned())?;
+            setup::prepare_process(&mut settings, &self.start_dir)?;
+            Ok(settings)
+        });
+        let settings = match prepared {
+            Ok(settings) => settings,
             Err(e) => {
                 tracing::error!("reload aborted, still serving the old configuration: {e}");
+                // Back where the running generation expects the master to be.
+                let _ = std::env::set_current_dir(&self.settings.chdir);
                 return;
             }
         };
@@ -263,7 +279,12 @@ impl Arbiter {
     fn reap(&mut self) -> Option<ExitStatus> {
         for death in self.workers.reap() {
             let Some(status) = death.fatal else { continue };
-            if self.reload.is_some() && death.generation == self.generation {
+            // Only the current generation's boot failures matter: an older generation is
+            // leaving anyway, and a newer one was abandoned (a failed reload).
+            if death.generation != self.generation {
+                continue;
+            }
+            if self.reload.is_some() {
                 self.abort_reload();
                 continue;
             }

@@ -7,15 +7,22 @@ use crate::config::Settings;
 use crate::config::bind::BindAddr;
 
 /// `chdir` and `raw_env` (`-e KEY=VALUE`), so every worker inherits them.
-pub fn prepare_process(settings: &Settings) -> Result<(), String> {
-    std::env::set_current_dir(&settings.chdir)
-        .map_err(|e| format!("cannot chdir to {} (chdir): {e}", settings.chdir.display()))?;
+///
+/// A relative `chdir` is taken from the directory unitcorn was started in (`start_dir`),
+/// also at a reload; `settings.chdir` is made absolute, so that the workers (and Python's
+/// `sys.path`) see the same directory.
+pub fn prepare_process(settings: &mut Settings, start_dir: &Path) -> Result<(), String> {
+    let chdir = start_dir.join(&settings.chdir);
+    std::env::set_current_dir(&chdir)
+        .map_err(|e| format!("cannot chdir to {} (chdir): {e}", chdir.display()))?;
+    settings.chdir = std::env::current_dir().unwrap_or(chdir);
     for pair in &settings.raw_env {
         let Some((key, value)) = pair.split_once('=') else {
             return Err(format!("raw_env: {pair:?} is not KEY=VALUE"));
         };
-        // SAFETY: the master is single-threaded (no runtime, no helper thread) and no
-        // worker exists yet, so nothing can read the environment concurrently.
+        // SAFETY: the master is single-threaded (no runtime, no helper thread), and the
+        // workers are separate processes with their own copy of the environment, so
+        // nothing reads it concurrently (at start, and again at a reload).
         unsafe { std::env::set_var(key, value) };
     }
     Ok(())

@@ -352,6 +352,7 @@ impl Workers {
     /// killed.
     pub fn murder(&mut self, settings: &Settings) {
         let now_ms = now_ms();
+        let mut boot_failures = 0;
         for (pid, w) in &mut self.table {
             if w.killed {
                 continue;
@@ -388,6 +389,7 @@ impl Workers {
                         settings.boot_timeout
                     );
                     kill_now(w);
+                    boot_failures += 1;
                 }
                 continue;
             }
@@ -418,6 +420,11 @@ impl Workers {
             tracing::error!(critical = true, "WORKER TIMEOUT (pid:{pid}): {why}");
             let _ = kill(*pid, Signal::SIGABRT);
             w.aborted = Some(Instant::now());
+        }
+        // Before the replacement is started (this same pass): a boot that times out is a
+        // boot failure, backed off like a crash.
+        for _ in 0..boot_failures {
+            self.backoff.failed();
         }
     }
 
@@ -467,6 +474,7 @@ impl Workers {
                 }
                 _ => {}
             }
+            // Died while booting (a boot_timeout kill was counted when it was killed).
             if !w.ready && !stopping && fatal.is_none() {
                 self.backoff.failed();
             }

@@ -193,7 +193,10 @@ fn spawn_connection<S>(
         environ: Arc::clone(&ctx.environ),
         socket,
         peer,
+        requests: std::cell::Cell::new(0),
+        first_request: tokio::sync::Notify::new(),
     });
+    let this_conn = Rc::clone(&conn);
     let http = Rc::clone(&ctx.http);
     let mut stopping = ctx.stopping.clone();
     tokio::task::spawn_local(async move {
@@ -205,8 +208,20 @@ fn spawn_connection<S>(
         tokio::select! {
             _ = serving.as_mut() => {}
             _ = stopping.wait_for(|stop| *stop) => {
-                // Finish the response in progress (hyper says `Connection: close`), close
-                // an idle keep-alive connection at once.
+                // A client that connected before the stop gets an answer to its first
+                // request (hyper would take the connection for idle and close it unread);
+                // hyper's header timeout bounds the wait for that request.
+                if this_conn.requests.get() == 0 {
+                    tokio::select! {
+                        _ = serving.as_mut() => {
+                            drop((permit, counted));
+                            return;
+                        }
+                        _ = this_conn.first_request.notified() => {}
+                    }
+                }
+                // Finish the response in progress (it says `Connection: close`), close an
+                // idle keep-alive connection at once.
                 serving.as_mut().graceful_shutdown();
                 let _ = serving.await;
             }

@@ -10,6 +10,7 @@ mod deadlines;
 mod pool;
 pub(crate) mod sendfile;
 mod service;
+mod signals;
 mod wsgi;
 
 use std::rc::Rc;
@@ -72,6 +73,8 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
     if let Err(e) = crate::python::dump_tracebacks_on_fatal_signals(boot.error_log.raw_fd()) {
         tracing::warn!("cannot arm the traceback dump for timeouts: {e}");
     }
+    let (stop_tx, stopping) = tokio::sync::watch::channel(false);
+    signals::arm_quit_flag();
     let worker = Rc::new(Worker {
         app: Arc::new(app),
         deadlines: Arc::clone(&deadlines),
@@ -106,14 +109,13 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
     let max_connections = settings.worker_connections.max(1);
     let heartbeat_every = heartbeat_interval(settings.timeout);
     local.block_on(&runtime, async move {
-        tokio::task::spawn_local(reopen_logs_on_usr1(error_log, access_log));
+        tokio::task::spawn_local(signals::reopen_logs_on_usr1(error_log, access_log));
         tokio::task::spawn_local(beat(
             Arc::clone(&boot.scoreboard),
             boot.slot,
             heartbeat_every,
         ));
-        let (stop_tx, stopping) = tokio::sync::watch::channel(false);
-        tokio::task::spawn_local(stop_gracefully_on_quit(
+        tokio::task::spawn_local(signals::stop_gracefully_on_quit(
             stop_tx,
             Arc::clone(&boot.scoreboard),
             boot.slot,
@@ -198,52 +200,7 @@ fn retire_after(settings: &Settings) -> Option<u64> {
     Some(settings.max_requests + jitter)
 }
 
-/// QUIT (sent by the master): stop accepting, finish the requests in progress, close
-/// keep-alive connections after their current response, then exit.
-async fn stop_gracefully_on_quit(
-    stop: tokio::sync::watch::Sender<bool>,
-    scoreboard: Arc<crate::scoreboard::Scoreboard>,
-    slot: usize,
-) {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::quit()) {
-        Ok(mut quit) => {
-            quit.recv().await;
-            // Peers balancing their accepts must not wait for a worker that left.
-            scoreboard
-                .slot(slot)
-                .ready
-                .store(0, std::sync::atomic::Ordering::Release);
-            tracing::info!("Worker exiting (pid: {})", std::process::id());
-            let _ = stop.send(true);
-        }
-        Err(e) => tracing::warn!("cannot watch SIGQUIT ({e}): QUIT will not be graceful"),
-    }
-}
-
 use pool::AppPool;
-
-/// USR1 (sent by the master): reopen the log files logrotate moved away.
-async fn reopen_logs_on_usr1(
-    error_log: crate::logging::ErrorLogHandle,
-    access_log: Option<Rc<crate::logging::AccessLog>>,
-) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
-        tracing::warn!("cannot watch SIGUSR1: log files will not be reopened");
-        return;
-    };
-    while usr1.recv().await.is_some() {
-        if let Err(e) = error_log.reopen() {
-            tracing::error!("cannot reopen the error log: {e}");
-        }
-        if let Some(log) = &access_log
-            && let Err(e) = log.reopen()
-        {
-            tracing::error!("cannot reopen the access log: {e}");
-        }
-    }
-}
 
 fn open_access_log(settings: &Settings) -> Result<Option<crate::logging::AccessLog>, String> {
     let Some(target) = settings.accesslog.as_deref() else {

@@ -69,6 +69,10 @@ pub struct Conn {
     pub socket: Arc<std::os::fd::OwnedFd>,
     pub environ: Arc<EnvironBuilder>,
     pub peer: Peer,
+    /// Requests received on this connection so far.
+    pub requests: std::cell::Cell<u64>,
+    /// Signalled when the first request arrives (a stopping worker waits for it).
+    pub first_request: tokio::sync::Notify,
 }
 
 pub async fn handle(
@@ -81,6 +85,10 @@ pub async fn handle(
         .access_log
         .is_some()
         .then(|| (SystemTime::now(), Instant::now()));
+    conn.requests.set(conn.requests.get() + 1);
+    if conn.requests.get() == 1 {
+        conn.first_request.notify_one();
+    }
     let board = conn.worker.scoreboard.slot(conn.worker.slot);
     let served = board.requests.fetch_add(1, Ordering::Relaxed) + 1;
     if conn.worker.retire_after == Some(served) {
@@ -110,7 +118,8 @@ pub async fn handle(
     } else {
         call_on_pool(&conn, &head, body).await
     };
-    if !keeps_alive_by_default(&head) {
+    // A stopping worker closes each connection after its response, and says so.
+    if !keeps_alive_by_default(&head) || super::signals::quit_received() {
         response
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));

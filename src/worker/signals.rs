@@ -1,0 +1,74 @@
+//! The worker's signals: QUIT (graceful stop) and USR1 (reopen logs), both sent by the
+//! master. Tasks on the I/O loop do the work; QUIT also sets a flag from the signal handler
+//! itself, because with one app thread the app may be running on the I/O thread when QUIT
+//! arrives, and the response it is about to send must already say `Connection: close`.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static QUIT_RECEIVED: AtomicBool = AtomicBool::new(false);
+
+/// Set the QUIT flag from the signal handler (alongside tokio's own QUIT handler).
+pub fn arm_quit_flag() {
+    // SAFETY: the action only stores to an atomic, which is async-signal-safe; the
+    // registry chains it with tokio's handler for the same signal.
+    let armed = unsafe {
+        signal_hook_registry::register(libc::SIGQUIT, || {
+            QUIT_RECEIVED.store(true, Ordering::Relaxed)
+        })
+    };
+    if let Err(e) = armed {
+        tracing::warn!("cannot watch SIGQUIT ({e}): QUIT responses may miss Connection: close");
+    }
+}
+
+/// QUIT has arrived (the I/O loop may not have seen it yet).
+pub fn quit_received() -> bool {
+    QUIT_RECEIVED.load(Ordering::Relaxed)
+}
+
+/// QUIT (sent by the master): stop accepting, finish the requests in progress, close
+/// keep-alive connections after their current response, then exit.
+pub async fn stop_gracefully_on_quit(
+    stop: tokio::sync::watch::Sender<bool>,
+    scoreboard: Arc<crate::scoreboard::Scoreboard>,
+    slot: usize,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::quit()) {
+        Ok(mut quit) => {
+            quit.recv().await;
+            // Peers balancing their accepts must not wait for a worker that left.
+            scoreboard
+                .slot(slot)
+                .ready
+                .store(0, std::sync::atomic::Ordering::Release);
+            tracing::info!("Worker exiting (pid: {})", std::process::id());
+            let _ = stop.send(true);
+        }
+        Err(e) => tracing::warn!("cannot watch SIGQUIT ({e}): QUIT will not be graceful"),
+    }
+}
+
+/// USR1 (sent by the master): reopen the log files logrotate moved away.
+pub async fn reopen_logs_on_usr1(
+    error_log: crate::logging::ErrorLogHandle,
+    access_log: Option<Rc<crate::logging::AccessLog>>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        tracing::warn!("cannot watch SIGUSR1: log files will not be reopened");
+        return;
+    };
+    while usr1.recv().await.is_some() {
+        if let Err(e) = error_log.reopen() {
+            tracing::error!("cannot reopen the error log: {e}");
+        }
+        if let Some(log) = &access_log
+            && let Err(e) = log.reopen()
+        {
+            tracing::error!("cannot reopen the access log: {e}");
+        }
+    }
+}
