@@ -43,6 +43,8 @@ pub(super) struct AcceptCtx {
     pub worker: Rc<Worker>,
     pub environ: Arc<EnvironBuilder>,
     pub http: Rc<http1::Builder>,
+    /// How long a stopping worker keeps an idle connection open for its next request.
+    pub stop_linger: Duration,
     /// `worker_connections`: at the cap the worker stops accepting.
     pub connections: Arc<Semaphore>,
     pub scoreboard: Arc<Scoreboard>,
@@ -193,10 +195,8 @@ fn spawn_connection<S>(
         environ: Arc::clone(&ctx.environ),
         socket,
         peer,
-        requests: std::cell::Cell::new(0),
-        first_request: tokio::sync::Notify::new(),
     });
-    let this_conn = Rc::clone(&conn);
+    let linger = ctx.stop_linger;
     let http = Rc::clone(&ctx.http);
     let mut stopping = ctx.stopping.clone();
     tokio::task::spawn_local(async move {
@@ -208,22 +208,18 @@ fn spawn_connection<S>(
         tokio::select! {
             _ = serving.as_mut() => {}
             _ = stopping.wait_for(|stop| *stop) => {
-                // A client that connected before the stop gets an answer to its first
-                // request (hyper would take the connection for idle and close it unread);
-                // hyper's header timeout bounds the wait for that request.
-                if this_conn.requests.get() == 0 {
-                    tokio::select! {
-                        _ = serving.as_mut() => {
-                            drop((permit, counted));
-                            return;
-                        }
-                        _ = this_conn.first_request.notified() => {}
+                // From now on every response says `Connection: close` and hyper closes
+                // after it. Closing an idle connection now would race a request the
+                // client may be sending on it (it would see a close, no answer): give
+                // it a moment to come and be answered; then close what is still idle
+                // (and finish what is in progress).
+                tokio::select! {
+                    _ = serving.as_mut() => {}
+                    _ = tokio::time::sleep(linger) => {
+                        serving.as_mut().graceful_shutdown();
+                        let _ = serving.await;
                     }
                 }
-                // Finish the response in progress (it says `Connection: close`), close an
-                // idle keep-alive connection at once.
-                serving.as_mut().graceful_shutdown();
-                let _ = serving.await;
             }
         }
         drop((permit, counted));

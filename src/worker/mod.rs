@@ -131,6 +131,7 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
                 worker: Rc::clone(&worker),
                 environ: Arc::new(environ),
                 http: Rc::clone(&http),
+                stop_linger: stop_linger(settings.keepalive),
                 connections: Arc::clone(&connections),
                 scoreboard: Arc::clone(&boot.scoreboard),
                 slot: boot.slot,
@@ -156,6 +157,14 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
         let _ = connections.acquire_many(max_connections).await;
         Ok(())
     })
+}
+
+/// How long a stopping worker waits for the next request of an idle keep-alive
+/// connection (answered with `Connection: close`) before closing it: the keep-alive
+/// timeout, within bounds that keep reloads quick.
+fn stop_linger(keepalive: u64) -> Duration {
+    const MAX_LINGER: Duration = Duration::from_secs(5);
+    Duration::from_secs(keepalive).min(MAX_LINGER)
 }
 
 /// With `timeout = 0` a client may take as long as it likes to send a body.

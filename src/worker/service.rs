@@ -69,10 +69,6 @@ pub struct Conn {
     pub socket: Arc<std::os::fd::OwnedFd>,
     pub environ: Arc<EnvironBuilder>,
     pub peer: Peer,
-    /// Requests received on this connection so far.
-    pub requests: std::cell::Cell<u64>,
-    /// Signalled when the first request arrives (a stopping worker waits for it).
-    pub first_request: tokio::sync::Notify,
 }
 
 pub async fn handle(
@@ -85,10 +81,6 @@ pub async fn handle(
         .access_log
         .is_some()
         .then(|| (SystemTime::now(), Instant::now()));
-    conn.requests.set(conn.requests.get() + 1);
-    if conn.requests.get() == 1 {
-        conn.first_request.notify_one();
-    }
     let board = conn.worker.scoreboard.slot(conn.worker.slot);
     let served = board.requests.fetch_add(1, Ordering::Relaxed) + 1;
     if conn.worker.retire_after == Some(served) {
