@@ -22,9 +22,10 @@ use crate::scoreboard::{MAX_WORKERS, Scoreboard};
 use signals::SignalQueue;
 use workers::Workers;
 
-/// How often the loop wakes when nothing is pending, to check deadlines and heartbeats.
+/// The longest the loop sleeps, whatever the deadlines (recycling by lifetime and memory
+/// is checked at this pace).
 const IDLE_WAKE: Duration = Duration::from_secs(1);
-/// How often it wakes while something is pending (a worker booting or stopping, a reload).
+/// How often it polls the scoreboard while a worker boots (readiness sends no signal).
 const BUSY_WAKE: Duration = Duration::from_millis(50);
 
 /// Why the master stopped, as the process exit status.
@@ -122,11 +123,15 @@ impl Arbiter {
     fn serve(&mut self) -> Result<ExitStatus, String> {
         self.manage()?;
         loop {
-            let wake = if self.workers.anything_pending() || self.reload.is_some() {
+            let poll = if self.workers.booting() {
                 BUSY_WAKE
             } else {
                 IDLE_WAKE
             };
+            let wake = self
+                .workers
+                .until_next_deadline(&self.settings)
+                .map_or(poll, |d| d.min(poll));
             for signal in self.signals.wait(wake) {
                 if let Some(status) = self.handle(signal) {
                     return Ok(status);

@@ -127,13 +127,46 @@ impl Workers {
         self.table.len()
     }
 
-    /// Something the loop should look at again soon: a worker booting, stopping, aborted.
-    pub fn anything_pending(&self) -> bool {
-        self.backoff.not_before.is_some()
-            || self
-                .table
-                .values()
-                .any(|w| !w.ready || w.stopping.is_some() || w.aborted.is_some() || w.replace)
+    /// A worker is booting: its readiness shows only in the scoreboard, which the master
+    /// polls (everything else wakes it: a signal, SIGCHLD, or a deadline).
+    pub fn booting(&self) -> bool {
+        self.table.values().any(|w| !w.ready && !w.killed)
+    }
+
+    /// How long until the nearest deadline: a request's or heartbeat's `timeout`, the
+    /// grace after SIGABRT, `graceful_timeout`, `boot_timeout`, the end of a back-off.
+    pub fn until_next_deadline(&self, settings: &Settings) -> Option<Duration> {
+        let now = Instant::now();
+        let now_ms = now_ms();
+        let after = |at: Instant, d: Duration| (at + d).saturating_duration_since(now);
+        let mut nearest = self
+            .backoff
+            .not_before
+            .filter(|t| *t > now)
+            .map(|t| t - now);
+        let mut consider = |d: Duration| nearest = Some(nearest.map_or(d, |n| n.min(d)));
+        for w in self.table.values().filter(|w| !w.killed) {
+            if let Some(at) = w.aborted {
+                consider(after(at, ABORT_GRACE));
+            } else if let Some(at) = w.stopping {
+                consider(after(at, Duration::from_secs(settings.graceful_timeout)));
+            } else if !w.ready {
+                if settings.boot_timeout > 0 {
+                    consider(after(w.spawned, Duration::from_secs(settings.boot_timeout)));
+                }
+            } else if settings.timeout > 0 {
+                let slot = self.scoreboard.slot(w.slot);
+                let oldest = slot.oldest_ms.load(std::sync::atomic::Ordering::Acquire);
+                let since = if oldest != 0 {
+                    oldest
+                } else {
+                    slot.heartbeat_ms.load(std::sync::atomic::Ordering::Acquire)
+                };
+                let due = since + settings.timeout * 1000 + ABORT_MARGIN_MS + 1;
+                consider(Duration::from_millis(due.saturating_sub(now_ms)));
+            }
+        }
+        nearest
     }
 
     fn spawn(&mut self, settings: &Arc<Settings>, generation: u32) -> Result<(), String> {

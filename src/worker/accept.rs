@@ -67,18 +67,8 @@ impl AcceptCtx {
     }
 }
 
-/// Accept until the worker stops.
+/// Accept until the worker stops; then take what is already queued, and return.
 pub(super) async fn accept_loop(listener: Listener, ctx: AcceptCtx) -> Result<(), String> {
-    let mut stopping = ctx.stopping.clone();
-    tokio::select! {
-        result = accept_until_error(listener, &ctx) => result,
-        // Dropping the accept future closes this worker's copy of the listener; the
-        // master and the other workers keep theirs.
-        _ = stopping.wait_for(|stop| *stop) => Ok(()),
-    }
-}
-
-async fn accept_until_error(listener: Listener, ctx: &AcceptCtx) -> Result<(), String> {
     let label = listener.to_string();
     let is_tcp = matches!(listener.kind, Kind::Tcp(_));
     // SAFETY: the AsyncFd owns the socket, so the fd stays open for as long as it is
@@ -86,6 +76,33 @@ async fn accept_until_error(listener: Listener, ctx: &AcceptCtx) -> Result<(), S
     let socket =
         unsafe { AsyncFd::register_with_interest(Socket::from(listener.fd), Interest::READABLE) }
             .map_err(|e| format!("cannot watch {label}: {e}"))?;
+    let mut stopping = ctx.stopping.clone();
+    tokio::select! {
+        result = accept_until_error(&socket, &label, is_tcp, &ctx) => return result,
+        _ = stopping.wait_for(|stop| *stop) => {}
+    }
+    // Connections already in the listen backlog come from clients that wait for an
+    // answer: take them now (the master keeps the listener open until the workers are
+    // gone). Returning then closes this worker's copy of the listener.
+    while let Ok(permit) = Arc::clone(&ctx.connections).try_acquire_owned() {
+        match socket.get_ref().accept() {
+            Ok((stream, addr)) => {
+                if let Err(e) = start_connection(&ctx, stream, addr, is_tcp, permit) {
+                    tracing::warn!("cannot set up a connection on {label}: {e}");
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    Ok(())
+}
+
+async fn accept_until_error(
+    socket: &AsyncFd<Socket>,
+    label: &str,
+    is_tcp: bool,
+    ctx: &AcceptCtx,
+) -> Result<(), String> {
     loop {
         let mut ready = socket
             .readable()
