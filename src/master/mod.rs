@@ -6,6 +6,7 @@
 //! a worker through the `WorkerMain` it is given and watches it through the scoreboard.
 
 mod fork;
+mod notify;
 mod setup;
 mod signals;
 mod workers;
@@ -48,6 +49,7 @@ struct Arbiter {
     /// How many workers of the current generation should run (TTIN/TTOU/WINCH move it).
     target: usize,
     reload: Option<Reload>,
+    notifier: notify::Notifier,
     workers: Workers,
     signals: SignalQueue,
     error_log: ErrorLogHandle,
@@ -103,6 +105,7 @@ pub fn run(
         settings: Arc::new(settings),
         generation: 1,
         reload: None,
+        notifier: notify::Notifier::from_env(),
         workers: Workers::new(
             listeners,
             Arc::new(scoreboard),
@@ -128,10 +131,13 @@ impl Arbiter {
             } else {
                 IDLE_WAKE
             };
-            let wake = self
-                .workers
-                .until_next_deadline(&self.settings)
-                .map_or(poll, |d| d.min(poll));
+            let wake = [
+                self.workers.until_next_deadline(&self.settings),
+                self.notifier.until_next_ping(),
+            ]
+            .into_iter()
+            .flatten()
+            .fold(poll, Duration::min);
             for signal in self.signals.wait(wake) {
                 if let Some(status) = self.handle(signal) {
                     return Ok(status);
@@ -143,13 +149,35 @@ impl Arbiter {
             }
             self.workers.murder(&self.settings);
             self.manage()?;
+            self.tell_systemd();
         }
+    }
+
+    /// READY=1 once the first generation serves, STATUS=, watchdog pings, more start time
+    /// while the app loads.
+    fn tell_systemd(&mut self) {
+        let status = self.workers.status_line(self.generation);
+        if !self.notifier.is_ready() {
+            if self.workers.ready_count(self.generation) >= self.target.max(1) {
+                self.notifier.ready(status);
+            } else {
+                self.notifier.extend_while_loading();
+            }
+        } else {
+            self.notifier.status(status);
+        }
+        // Until the first generation is up, a live loop is all there is to vouch for.
+        let healthy = !self.notifier.is_ready() || self.workers.any_healthy(&self.settings);
+        self.notifier.watchdog(healthy);
     }
 
     /// One signal; `Some(status)` when the master must exit.
     fn handle(&mut self, signal: Signal) -> Option<ExitStatus> {
         if signal != Signal::SIGCHLD {
             tracing::info!("Handling signal: {}", signal_name(signal));
+        }
+        if matches!(signal, Signal::SIGQUIT | Signal::SIGINT | Signal::SIGTERM) {
+            self.notifier.stopping();
         }
         match signal {
             Signal::SIGHUP => self.handle_hup(),
@@ -217,6 +245,7 @@ impl Arbiter {
             previous,
             started: Instant::now(),
         });
+        self.notifier.reloading();
         tracing::info!("reload: starting generation {}", self.generation);
     }
 
@@ -319,6 +348,11 @@ impl Arbiter {
         self.settings = reload.previous;
         self.generation -= 1;
         self.target = self.settings.workers.max(1) as usize;
+        // Out of the reloading state: the old generation still serves.
+        self.notifier.ready(format!(
+            "reload failed; {}",
+            self.workers.status_line(self.generation)
+        ));
     }
 
     /// Bring the worker table to where it should be: spawn, finish a reload, recycle.
@@ -336,6 +370,8 @@ impl Arbiter {
                 reload.started.elapsed().as_millis()
             );
             self.reload = None;
+            self.notifier
+                .ready(self.workers.status_line(self.generation));
         }
         if self.reload.is_none() {
             self.workers.trim(self.generation, self.target);

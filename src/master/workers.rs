@@ -222,6 +222,44 @@ impl Workers {
         })
     }
 
+    /// A worker serves: ready, not being killed, its I/O loop alive or its request within
+    /// `timeout` (what the systemd watchdog vouches for).
+    pub fn any_healthy(&self, settings: &Settings) -> bool {
+        let now = now_ms();
+        let limit = settings.timeout * 1000;
+        self.table.values().any(|w| {
+            if !w.ready || w.aborted.is_some() || w.killed {
+                return false;
+            }
+            if limit == 0 {
+                return true;
+            }
+            let slot = self.scoreboard.slot(w.slot);
+            let oldest = slot.oldest_ms.load(std::sync::atomic::Ordering::Acquire);
+            let heartbeat = slot.heartbeat_ms.load(std::sync::atomic::Ordering::Acquire);
+            if oldest != 0 {
+                now.saturating_sub(oldest) <= limit
+            } else {
+                now.saturating_sub(heartbeat) <= limit
+            }
+        })
+    }
+
+    /// `STATUS=` for systemd: workers, generation, requests served, in flight.
+    pub fn status_line(&self, generation: u32) -> String {
+        let (mut requests, mut in_flight) = (0, 0);
+        for w in self.table.values() {
+            let slot = self.scoreboard.slot(w.slot);
+            requests += slot.requests.load(std::sync::atomic::Ordering::Relaxed);
+            in_flight += slot.in_flight.load(std::sync::atomic::Ordering::Relaxed);
+        }
+        format!(
+            "{} workers (generation {generation}), {requests} requests served by them, \
+             {in_flight} in flight",
+            self.ready_count(generation)
+        )
+    }
+
     /// Active workers of `generation` that have imported the app and accept.
     pub fn ready_count(&self, generation: u32) -> usize {
         self.active(generation).filter(|(_, w)| w.ready).count()

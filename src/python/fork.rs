@@ -22,10 +22,14 @@ pub(super) fn mark_started() {
     STARTED.store(true, Ordering::Release);
 }
 
+pub(super) fn started() -> bool {
+    STARTED.load(Ordering::Acquire)
+}
+
 /// Run `fork` (which returns whether we are the child) under CPython's fork protocol
 /// when this process has an interpreter; as it is otherwise.
 pub fn around_fork<T>(fork: impl FnOnce() -> T, is_child: impl FnOnce(&T) -> bool) -> T {
-    if !STARTED.load(Ordering::Acquire) {
+    if !started() {
         return fork();
     }
     Python::attach(|_py| {

@@ -142,6 +142,21 @@ pub fn dump_tracebacks_on_fatal_signals(fd: i32) -> Result<(), String> {
     .map_err(|e: PyErr| e.to_string())
 }
 
+/// Remove `names` from `os.environ` of an interpreter started already (preload_app);
+/// nothing to do otherwise (a new interpreter reads the process environment).
+pub fn forget_env(names: &[&str]) {
+    if !fork::started() {
+        return;
+    }
+    Python::attach(|py| {
+        if let Ok(environ) = py.import("os").and_then(|os| os.getattr("environ")) {
+            for name in names {
+                let _ = environ.call_method1("pop", (*name, py.None()));
+            }
+        }
+    });
+}
+
 /// The app imported by the master before forking (`preload_app`), shared by the workers
 /// copy-on-write.
 static PRELOADED: std::sync::Mutex<Option<Py<PyAny>>> = std::sync::Mutex::new(None);

@@ -8,6 +8,7 @@ mod accept;
 mod body;
 mod deadlines;
 mod pool;
+mod scrub_env;
 pub(crate) mod sendfile;
 mod service;
 mod signals;
@@ -31,6 +32,7 @@ use wsgi::environ::EnvironBuilder;
 
 /// The worker's entry point after `fork()`; exits the process.
 pub fn run(boot: WorkerBoot) -> ! {
+    scrub_env::remove_master_only_vars();
     let settings = Arc::clone(&boot.settings);
     crate::proctitle::set(
         settings.proc_name.as_deref(),
