@@ -250,6 +250,10 @@ def test_hup_with_broken_app_many_workers_repeatedly(start_server, tmp_path):
     write_app(d / "hupapp.py", "v1")
     s = start_server("hupapp:app", "-w", "4", "--chdir", str(d))
     old = s.wait_workers(4)
+    # Every old worker has imported v1 before the file breaks (else a worker still
+    # booting would import the broken file: a different test).
+    assert wait_for(lambda: all(v["ready"] for v in read_scoreboard(s.pid).values())
+                    and len(read_scoreboard(s.pid)) == 4, 10)
     write_app(d / "hupapp.py", "v2", broken=True)
     for i in range(1, 6):
         s.signal(signal.SIGHUP)

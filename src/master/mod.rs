@@ -322,6 +322,16 @@ impl Arbiter {
                 self.abort_reload();
                 continue;
             }
+            // Workers of this generation that serve prove the app can be loaded (the file
+            // changed under a booting worker): keep serving, replace it with back-off.
+            if self.workers.ready_count(self.generation) > 0 {
+                tracing::error!(
+                    "Worker (pid:{}) could not start while others serve; retrying with back-off",
+                    death.pid
+                );
+                self.workers.boot_failed();
+                continue;
+            }
             if !death.stopping {
                 tracing::error!(
                     "Worker (pid:{}) could not start; stopping: fix the error above and start \

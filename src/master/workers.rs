@@ -127,6 +127,11 @@ impl Workers {
         self.table.len()
     }
 
+    /// A worker died while booting in a way the arbiter chose to retry: back off.
+    pub fn boot_failed(&mut self) {
+        self.backoff.failed();
+    }
+
     /// A worker is booting: its readiness shows only in the scoreboard, which the master
     /// polls (everything else wakes it: a signal, SIGCHLD, or a deadline).
     pub fn booting(&self) -> bool {
