@@ -246,6 +246,12 @@ impl Arbiter {
             started: Instant::now(),
         });
         self.notifier.reloading();
+        // A new proc_name applies to the master too.
+        crate::proctitle::set(
+            self.settings.proc_name.as_deref(),
+            "master",
+            self.settings.wsgi_app.as_deref(),
+        );
         tracing::info!("reload: starting generation {}", self.generation);
     }
 

@@ -110,6 +110,11 @@ pub fn daemonize() -> Result<(), String> {
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // Only our own: another instance may have taken the file over meanwhile.
+        let ours = std::fs::read_to_string(&self.path)
+            .is_ok_and(|text| text.trim() == std::process::id().to_string());
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }

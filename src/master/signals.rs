@@ -66,7 +66,8 @@ impl SignalQueue {
 
     /// Wait up to `timeout` for signals; return those that arrived, in order.
     pub fn wait(&self, timeout: Duration) -> Vec<Signal> {
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // Rounded up: waking a hair before a deadline would find it not yet due.
+        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         let mut fds = [PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
         let _ = poll(
             &mut fds,

@@ -147,8 +147,7 @@ impl Workers {
         let mut nearest = self
             .backoff
             .not_before
-            .filter(|t| *t > now)
-            .map(|t| t - now);
+            .map(|t| t.saturating_duration_since(now));
         let mut consider = |d: Duration| nearest = Some(nearest.map_or(d, |n| n.min(d)));
         for w in self.table.values().filter(|w| !w.killed) {
             if let Some(at) = w.aborted {
@@ -279,6 +278,8 @@ impl Workers {
     ) -> Result<(), String> {
         while self.active(generation).count() < target && self.backoff.allows() {
             self.spawn(settings, generation)?;
+            // The wait is over; the count of failures stays until a worker is ready.
+            self.backoff.not_before = None;
         }
         Ok(())
     }

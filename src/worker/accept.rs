@@ -84,7 +84,9 @@ pub(super) async fn accept_loop(listener: Listener, ctx: AcceptCtx) -> Result<()
     // Connections already in the listen backlog come from clients that wait for an
     // answer: take them now (the master keeps the listener open until the workers are
     // gone). Returning then closes this worker's copy of the listener.
-    while let Ok(permit) = Arc::clone(&ctx.connections).try_acquire_owned() {
+    // Past `worker_connections` too: a queued client is better answered late than reset.
+    loop {
+        let permit = Arc::clone(&ctx.connections).try_acquire_owned().ok();
         match socket.get_ref().accept() {
             Ok((stream, addr)) => {
                 if let Err(e) = start_connection(&ctx, stream, addr, is_tcp, permit) {
@@ -130,7 +132,7 @@ async fn accept_until_error(
             };
             match ready.try_io(|s| s.get_ref().accept()) {
                 Ok(Ok((stream, addr))) => {
-                    if let Err(e) = start_connection(ctx, stream, addr, is_tcp, permit) {
+                    if let Err(e) = start_connection(ctx, stream, addr, is_tcp, Some(permit)) {
                         tracing::warn!("cannot set up a connection on {label}: {e}");
                     }
                 }
@@ -154,7 +156,7 @@ fn start_connection(
     stream: Socket,
     addr: socket2::SockAddr,
     is_tcp: bool,
-    permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
 ) -> io::Result<()> {
     stream.set_nonblocking(true)?;
     let socket = Arc::new(std::os::fd::OwnedFd::from(stream.try_clone()?));
@@ -202,7 +204,7 @@ fn spawn_connection<S>(
     stream: S,
     peer: Peer,
     socket: Arc<std::os::fd::OwnedFd>,
-    permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {

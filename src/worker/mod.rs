@@ -108,7 +108,6 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
     let local = tokio::task::LocalSet::new();
     let error_log = boot.error_log.clone();
     let access_log = worker.access_log.clone();
-    let max_connections = settings.worker_connections.max(1);
     let heartbeat_every = heartbeat_interval(settings.timeout);
     local.block_on(&runtime, async move {
         tokio::task::spawn_local(signals::reopen_logs_on_usr1(error_log, access_log));
@@ -154,9 +153,12 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
                 Err(e) => return Err(format!("accept loop failed: {e}")),
             }
         }
-        // Stopping: the accept loops are done; every connection gives its permit back once
-        // its last response is out (the master's graceful_timeout bounds the wait).
-        let _ = connections.acquire_many(max_connections).await;
+        // Stopping: the accept loops are done; wait for every connection to finish its
+        // last response (the master's graceful_timeout bounds the wait).
+        let open = &boot.scoreboard.slot(boot.slot).connections;
+        while open.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            tokio::time::sleep(CONNECTIONS_POLL).await;
+        }
         Ok(())
     })
 }
@@ -168,6 +170,9 @@ fn stop_linger(keepalive: u64) -> Duration {
     const MAX_LINGER: Duration = Duration::from_secs(5);
     Duration::from_secs(keepalive).min(MAX_LINGER)
 }
+
+/// How often a stopping worker checks whether its last connection closed.
+const CONNECTIONS_POLL: Duration = Duration::from_millis(10);
 
 /// With `timeout = 0` a client may take as long as it likes to send a body.
 const NO_BODY_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
