@@ -55,14 +55,114 @@ impl std::fmt::Display for Listener {
     }
 }
 
-/// Bind (or take) every configured address; the error names the address.
-pub fn open_all(binds: &[BindAddr], backlog: u32) -> Result<Vec<Listener>, String> {
-    let mut out = Vec::new();
-    for bind in binds {
-        let listener = open(bind, backlog).map_err(|e| format!("cannot listen on {bind}: {e}"))?;
-        out.push(listener);
+/// A socket systemd passed (socket activation), with its `FileDescriptorName=`.
+#[derive(Debug)]
+pub struct Passed {
+    pub listener: Listener,
+    pub name: String,
+}
+
+/// The sockets systemd passed to this process (`LISTEN_FDS` from fd 3 on, for us when
+/// `LISTEN_PID` is our pid), with their names (`LISTEN_FDNAMES`). The variables are then
+/// removed, so that nothing started later takes the sockets for its own.
+pub fn passed_by_systemd() -> Result<Vec<Passed>, String> {
+    const SD_LISTEN_FDS_START: i32 = 3;
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|p| p == std::process::id());
+    let count = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<i32>().ok())
+        .unwrap_or(0);
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+    for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        // SAFETY: the master is single-threaded and has not forked yet: nothing else
+        // reads the environment now.
+        unsafe { std::env::remove_var(name) };
     }
-    Ok(out)
+    if !ours {
+        return Ok(Vec::new());
+    }
+    let mut names = names.split(':');
+    (0..count)
+        .map(|i| {
+            let fd = SD_LISTEN_FDS_START + i;
+            let listener = inherit(fd).map_err(|e| {
+                format!("socket {fd} passed by systemd (LISTEN_FDS) is not usable: {e}")
+            })?;
+            let name = names
+                .next()
+                .filter(|n| !n.is_empty())
+                .unwrap_or("unknown")
+                .to_owned();
+            Ok(Passed { listener, name })
+        })
+        .collect()
+}
+
+impl Passed {
+    /// This is the socket `bind` names: by name or fd number (`fd://`), or by address.
+    fn serves(&self, bind: &BindAddr) -> bool {
+        match (bind, &self.listener.kind) {
+            (BindAddr::Fd(FdRef::Name(name)), _) => *name == self.name,
+            (BindAddr::Fd(FdRef::Num(fd)), _) => *fd == self.listener.fd.as_raw_fd(),
+            (BindAddr::Tcp(host, port), Kind::Tcp(addr)) => {
+                addr.port() == *port
+                    && (host.as_str(), *port)
+                        .to_socket_addrs()
+                        .is_ok_and(|mut all| all.any(|a| a.ip() == addr.ip()))
+            }
+            (BindAddr::Unix(path), Kind::Unix(own)) => path == own,
+            _ => false,
+        }
+    }
+}
+
+/// What `open_all` opened.
+#[derive(Debug)]
+pub struct Opened {
+    pub listeners: Vec<Listener>,
+    /// The unix socket files bound here (to remove at exit; a passed one is never
+    /// removed: it belongs to whoever passed it).
+    pub created: Vec<PathBuf>,
+}
+
+/// The listeners for `binds`: a socket systemd passed is used as it is (no second bind
+/// or listen) when a bind names it; other binds are bound; passed sockets no bind names
+/// are served too. The error names the address.
+pub fn open_all(binds: &[BindAddr], backlog: u32, passed: Vec<Passed>) -> Result<Opened, String> {
+    let mut passed: Vec<Option<Passed>> = passed.into_iter().map(Some).collect();
+    let mut out = Vec::new();
+    let mut created = Vec::new();
+    for bind in binds {
+        let found = passed
+            .iter_mut()
+            .find(|p| p.as_ref().is_some_and(|p| p.serves(bind)))
+            .and_then(Option::take);
+        match (found, bind) {
+            (Some(p), _) => out.push(p.listener),
+            (None, BindAddr::Fd(FdRef::Name(name))) => {
+                return Err(format!(
+                    "cannot listen on fd://{name}: systemd passed no socket named {name:?} \
+                     (FileDescriptorName= in the .socket unit)"
+                ));
+            }
+            (None, bind) => {
+                let listener =
+                    open(bind, backlog).map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+                if let BindAddr::Unix(path) = bind {
+                    created.push(path.clone());
+                }
+                out.push(listener);
+            }
+        }
+    }
+    out.extend(passed.into_iter().flatten().map(|p| p.listener));
+    Ok(Opened {
+        listeners: out,
+        created,
+    })
 }
 
 fn open(bind: &BindAddr, backlog: u32) -> io::Result<Listener> {

@@ -29,6 +29,9 @@ const IDLE_WAKE: Duration = Duration::from_secs(1);
 /// How often it polls the scoreboard while a worker boots (readiness sends no signal).
 const BUSY_WAKE: Duration = Duration::from_millis(50);
 
+/// gunicorn's default `bind`, which socket activation replaces.
+const DEFAULT_BIND: &str = "127.0.0.1:8000";
+
 /// Why the master stopped, as the process exit status.
 pub type ExitStatus = u8;
 
@@ -80,8 +83,16 @@ pub fn run(
         .collect::<Result<Vec<_>, _>>()?;
     // The pid file goes after binding, so a second start fails at bind instead of
     // clobbering the running master's pid file (unicorn's order).
-    let listeners = crate::listeners::open_all(&binds, settings.backlog)?;
-    let _socket_files = setup::SocketFiles::bound(&binds);
+    let passed = crate::listeners::passed_by_systemd()?;
+    // Socket activation with gunicorn's default bind: serve what systemd passed, only.
+    let binds = if !passed.is_empty() && settings.bind == [DEFAULT_BIND] {
+        Vec::new()
+    } else {
+        binds
+    };
+    let opened = crate::listeners::open_all(&binds, settings.backlog, passed)?;
+    let listeners = opened.listeners;
+    let _socket_files = setup::SocketFiles(opened.created);
     let _pidfile = match &settings.pidfile {
         Some(path) => Some(setup::PidFile::write(path)?),
         None => None,

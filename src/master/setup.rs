@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::Settings;
-use crate::config::bind::BindAddr;
 
 /// `chdir` and `raw_env` (`-e KEY=VALUE`), so every worker inherits them.
 ///
@@ -30,26 +29,11 @@ pub fn prepare_process(settings: &mut Settings, start_dir: &Path) -> Result<(), 
 
 /// The unix sockets the master bound itself, removed when it exits (as gunicorn does).
 /// Inherited sockets (`fd://`) are never removed: they belong to whoever passed them.
-pub struct SocketFiles {
-    paths: Vec<PathBuf>,
-}
-
-impl SocketFiles {
-    pub fn bound(binds: &[BindAddr]) -> SocketFiles {
-        let paths = binds
-            .iter()
-            .filter_map(|b| match b {
-                BindAddr::Unix(path) => Some(path.clone()),
-                _ => None,
-            })
-            .collect();
-        SocketFiles { paths }
-    }
-}
+pub struct SocketFiles(pub Vec<PathBuf>);
 
 impl Drop for SocketFiles {
     fn drop(&mut self) {
-        for path in &self.paths {
+        for path in &self.0 {
             let _ = std::fs::remove_file(path);
         }
     }
