@@ -1,8 +1,8 @@
 //! A worker process: it imports the app, then serves the inherited listeners with hyper on
 //! a single-threaded tokio runtime, calling the app inline or on its app threads.
 //!
-//! It never touches the worker table; the master learns about it only through its exit
-//! status (and, later, the scoreboard).
+//! It never touches the worker table: it writes only its own scoreboard slot (ready,
+//! heartbeat, requests, calls in progress), and the master reads it and its exit status.
 
 mod accept;
 mod body;
@@ -27,6 +27,7 @@ use crate::boot::{APP_LOAD_ERROR, WORKER_BOOT_ERROR, WorkerBoot};
 use crate::config::Settings;
 use accept::AcceptCtx;
 use deadlines::Deadlines;
+use pool::AppPool;
 use service::{Limits, Worker};
 use wsgi::environ::EnvironBuilder;
 
@@ -66,8 +67,7 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
     let threads = settings.threads.max(1) as usize;
-    let pool = AppPool::start(if threads == 1 { 1 } else { threads })
-        .map_err(|e| format!("cannot start app threads: {e}"))?;
+    let pool = AppPool::start(threads).map_err(|e| format!("cannot start app threads: {e}"))?;
     let deadlines = Deadlines::new(threads, Arc::clone(&boot.scoreboard), boot.slot);
     deadlines
         .watch(Duration::from_secs(settings.timeout))
@@ -215,8 +215,6 @@ fn retire_after(settings: &Settings) -> Option<u64> {
     };
     Some(settings.max_requests + jitter)
 }
-
-use pool::AppPool;
 
 fn open_access_log(settings: &Settings) -> Result<Option<crate::logging::AccessLog>, String> {
     let Some(target) = settings.accesslog.as_deref() else {
