@@ -118,15 +118,23 @@ def run_cli(args, env=None, cwd=None, timeout=20, venv=True):
 # ----------------------------------------------------------------------------------------
 # /proc
 
-def proc_stat(pid):
-    """(state, ppid, pgrp) of pid, or None if it does not exist."""
+def stat_fields(pid):
+    """{state, ppid, pgrp, session} of pid from /proc/PID/stat, or None if it is gone."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             data = f.read()
     except (FileNotFoundError, ProcessLookupError):
         return None
+    # The command name may hold spaces and parentheses: read after its last ')'.
     rest = data[data.rfind(")") + 2:].split()
-    return rest[0], int(rest[1]), int(rest[2])
+    return {"state": rest[0], "ppid": int(rest[1]), "pgrp": int(rest[2]),
+            "session": int(rest[3])}
+
+
+def proc_stat(pid):
+    """(state, ppid, pgrp) of pid, or None if it does not exist."""
+    f = stat_fields(pid)
+    return f and (f["state"], f["ppid"], f["pgrp"])
 
 
 def all_pids():

@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from harness import (IS_GUNICORN, Conn, ConnClosed, alive, base_env, build_request, children,
-                     descendants, free_port, run_cli, wait_for)
+                     descendants, free_port, run_cli, stat_fields, wait_for)
 from test_arbiter import hup
 
 TITLES_UNITCORN_ONLY = pytest.mark.unitcorn_only(
@@ -49,16 +49,6 @@ def argv_size(argv):
     return sum(len(os.fsencode(a)) + 1 for a in argv)
 
 
-def stat_fields(pid):
-    """{state, ppid, pgrp, session} of pid (None if gone)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    rest = data[data.rfind(")") + 2:].split()
-    return {"state": rest[0], "ppid": int(rest[1]), "pgrp": int(rest[2]),
-            "session": int(rest[3])}
 
 
 class DirEvents:
