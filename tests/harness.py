@@ -87,6 +87,20 @@ def server_cmd():
     return [str(UNITCORN_BIN)]
 
 
+def kill_tree(leader, pids):
+    """SIGKILL the process group led by `leader` and every pid in `pids` (some may be
+    gone already, or belong to another session)."""
+    try:
+        os.killpg(leader, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def run_cli(args, env=None, cwd=None, timeout=20, venv=True):
     """Run the server binary to completion (e.g. --print-config, --version).
 
@@ -100,16 +114,7 @@ def run_cli(args, env=None, cwd=None, timeout=20, venv=True):
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        victims = set(descendants(proc.pid)) | set(pgrp_members(proc.pid))
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        for p in victims:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_tree(proc.pid, set(descendants(proc.pid)) | set(pgrp_members(proc.pid)))
         out, err = proc.communicate(timeout=10)
         raise subprocess.TimeoutExpired(proc.args, timeout, out, err)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
@@ -594,15 +599,7 @@ class Server:
         if alive(self.pid):
             targets.update(descendants(self.pid))
         targets.update(pgrp_members(self.pid))
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        for p in targets:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        kill_tree(self.pid, targets)
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:

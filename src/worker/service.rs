@@ -147,7 +147,7 @@ fn log_when_done(
             method: head.method.as_str(),
             path: head.uri.path(),
             query: head.uri.query().unwrap_or(""),
-            protocol: protocol_name(head.version),
+            protocol: super::wsgi::environ::protocol(head.version),
             status,
             body_bytes: sent,
             request_headers: &head.headers,
@@ -161,14 +161,6 @@ fn log_when_done(
             tracing::warn!("cannot write the access log: {e}");
         }
     }));
-}
-
-fn protocol_name(version: Version) -> &'static str {
-    match version {
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_09 => "HTTP/0.9",
-        _ => "HTTP/1.1",
-    }
 }
 
 /// An HTTP/1.0 client that did not ask for keep-alive is closed after the response; say

@@ -191,7 +191,8 @@ impl EnvironBuilder {
     }
 }
 
-fn protocol(version: Version) -> &'static str {
+/// `SERVER_PROTOCOL`, and the access log's `%(H)s`.
+pub(crate) fn protocol(version: Version) -> &'static str {
     match version {
         Version::HTTP_10 => "HTTP/1.0",
         Version::HTTP_09 => "HTTP/0.9",
