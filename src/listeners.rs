@@ -23,6 +23,9 @@ pub enum Kind {
 pub struct Listener {
     pub fd: OwnedFd,
     pub kind: Kind,
+    /// Its `FileDescriptorName=` when systemd (or the master before a binary upgrade)
+    /// passed it; handed on at the next upgrade, so `fd://NAME` keeps working.
+    pub name: Option<String>,
 }
 
 impl Listener {
@@ -41,6 +44,7 @@ impl Listener {
                 Kind::Tcp(a) => Kind::Tcp(*a),
                 Kind::Unix(p) => Kind::Unix(p.clone()),
             },
+            name: self.name.clone(),
         })
     }
 }
@@ -59,7 +63,6 @@ impl std::fmt::Display for Listener {
 #[derive(Debug)]
 pub struct Passed {
     pub listener: Listener,
-    pub name: String,
 }
 
 /// The sockets systemd passed to this process (`LISTEN_FDS` from fd 3 on, for us when
@@ -88,7 +91,7 @@ pub fn passed_by_systemd() -> Result<Vec<Passed>, String> {
     (0..count)
         .map(|i| {
             let fd = SD_LISTEN_FDS_START + i;
-            let listener = inherit(fd).map_err(|e| {
+            let mut listener = inherit(fd).map_err(|e| {
                 format!("socket {fd} passed by systemd (LISTEN_FDS) is not usable: {e}")
             })?;
             let name = names
@@ -96,7 +99,8 @@ pub fn passed_by_systemd() -> Result<Vec<Passed>, String> {
                 .filter(|n| !n.is_empty())
                 .unwrap_or("unknown")
                 .to_owned();
-            Ok(Passed { listener, name })
+            listener.name = Some(name);
+            Ok(Passed { listener })
         })
         .collect()
 }
@@ -105,7 +109,7 @@ impl Passed {
     /// This is the socket `bind` names: by name or fd number (`fd://`), or by address.
     fn serves(&self, bind: &BindAddr) -> bool {
         match (bind, &self.listener.kind) {
-            (BindAddr::Fd(FdRef::Name(name)), _) => *name == self.name,
+            (BindAddr::Fd(FdRef::Name(name)), _) => self.listener.name.as_ref() == Some(name),
             (BindAddr::Fd(FdRef::Num(fd)), _) => *fd == self.listener.fd.as_raw_fd(),
             (BindAddr::Tcp(host, port), Kind::Tcp(addr)) => {
                 addr.port() == *port
@@ -202,6 +206,7 @@ fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<Listener> {
     Ok(Listener {
         fd: socket.into(),
         kind: Kind::Tcp(local),
+        name: None,
     })
 }
 
@@ -221,6 +226,7 @@ fn bind_unix(path: &std::path::Path, backlog: i32) -> io::Result<Listener> {
     Ok(Listener {
         fd: socket.into(),
         kind: Kind::Unix(path.to_path_buf()),
+        name: None,
     })
 }
 
@@ -256,5 +262,6 @@ fn inherit(fd: RawFd) -> io::Result<Listener> {
     Ok(Listener {
         fd: socket.into(),
         kind,
+        name: None,
     })
 }

@@ -3,61 +3,13 @@ the sender's pid is checked as systemd checks it (the pattern of the systemd har
 import os
 import signal
 import socket
-import struct
 import time
 
 import pytest
 
-from harness import wait_for
+from harness import NotifySocket, wait_for
 
 pytestmark = pytest.mark.unitcorn_only
-
-
-class NotifySocket:
-    """A datagram socket standing in for systemd's notify socket."""
-
-    def __init__(self, path):
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self.seen = []     # (monotonic time, fields dict, sender pid)
-
-    def _recv(self, timeout):
-        self.sock.settimeout(max(timeout, 0.01))
-        data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
-        pid = next((struct.unpack("3i", d)[0] for _, typ, d in anc
-                    if typ == socket.SCM_CREDENTIALS), None)
-        fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
-        self.seen.append((time.monotonic(), fields, pid))
-        return fields, pid
-
-    def expect(self, key, within=10.0):
-        """The next datagram carrying `key` (others are kept in self.seen)."""
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            try:
-                fields, pid = self._recv(deadline - time.monotonic())
-            except socket.timeout:
-                break
-            if key in fields:
-                return fields, pid
-        raise AssertionError("no %s within %.1fs; seen: %r" % (
-            key, within, [f for _, f, _ in self.seen]))
-
-    def count(self, key, seconds):
-        """How many datagrams carrying `key` arrive in the next `seconds`."""
-        n, deadline = 0, time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                fields, _ = self._recv(deadline - time.monotonic())
-            except socket.timeout:
-                break
-            n += key in fields
-        return n
-
-    def close(self):
-        self.sock.close()
 
 
 @pytest.fixture

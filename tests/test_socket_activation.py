@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from harness import (APPS, Conn, Server, base_env, build_request, free_port,
+from harness import (APPS, Conn, Server, alive, base_env, build_request, children, free_port,
                      listening_inodes, server_cmd, socket_inodes, wait_for)
 
 pytestmark = pytest.mark.unitcorn_only
@@ -101,3 +101,24 @@ def test_passed_unix_socket_is_never_unlinked(activated, tmp_path):
     s.signal(signal.SIGQUIT)
     assert s.wait_exit(15) == 0
     assert socket.socket(socket.AF_UNIX).connect_ex(path) != 2, "socket file removed"
+
+
+def test_usr2_hands_the_passed_socket_on_by_name(activated):
+    """The new master of a binary upgrade gets the socket systemd passed, under its name,
+    so `bind = fd://web` still finds it; the old master's exit does not close it."""
+    port = free_port()
+    s = activated(["-l", "127.0.0.1:%d" % port, "--fdname=web"], "-b", "fd://web",
+                  "wsgiapp:app")
+    assert _get(("127.0.0.1", port), "/pid").status == 200
+    inodes = listening_inodes(port)
+    s.signal(signal.SIGUSR2)
+    (new,) = s.wait_log(r"binary upgrade: started new master (\d+)", timeout=10)
+    new = int(new)
+    assert s.wait_exit(15) == 0, s.stderr()[-2000:]
+    r = _get(("127.0.0.1", port), "/pid")
+    assert r.status == 200
+    assert int(r.body) in wait_for(lambda: children(new), 5)
+    # The very socket systemd passed: same inode, held by the new master.
+    assert listening_inodes(port) == inodes and set(inodes) <= socket_inodes(new)
+    os.kill(new, signal.SIGQUIT)
+    assert wait_for(lambda: not alive(new), 15)

@@ -65,9 +65,14 @@ const ENV_ARGS_VARS: [&str; 2] = ["UNITCORN_CMD_ARGS", "GUNICORN_CMD_ARGS"];
 /// The command line is read once and kept: a reload (HUP) reads the same arguments,
 /// even after the process title has been written over the argv memory.
 pub fn load() -> Result<Command, ConfigError> {
+    load_from(original_args().to_vec(), &|name| std::env::var(name).ok())
+}
+
+/// The process's arguments as it was started (a binary upgrade starts the new master with
+/// them), read once: the process title later writes over the argv memory.
+pub fn original_args() -> &'static [OsString] {
     static ARGS: std::sync::OnceLock<Vec<OsString>> = std::sync::OnceLock::new();
-    let args = ARGS.get_or_init(|| std::env::args_os().collect()).clone();
-    load_from(args, &|name| std::env::var(name).ok())
+    ARGS.get_or_init(|| std::env::args_os().collect())
 }
 
 /// Loads the configuration from `args` (`args[0]` is the program name) and the

@@ -18,6 +18,7 @@ pub fn spawn(boot: WorkerBoot, main: WorkerMain) -> nix::Result<Pid> {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {
             super::signals::reset_in_child();
+            super::upgrade::close_in_child();
             main(boot)
         }
     }

@@ -9,6 +9,7 @@ mod fork;
 mod notify;
 mod setup;
 mod signals;
+mod upgrade;
 mod workers;
 
 use std::sync::Arc;
@@ -52,6 +53,14 @@ struct Arbiter {
     /// How many workers of the current generation should run (TTIN/TTOU/WINCH move it).
     target: usize,
     reload: Option<Reload>,
+    /// The binary this master runs, by path: USR2 starts what is there now.
+    exe: Result<std::path::PathBuf, String>,
+    /// USR2 in progress: the new master, until it serves.
+    upgrade: Option<upgrade::Upgrade>,
+    /// This master was started by USR2: the old master, until it has handed over and gone.
+    adopted: Option<upgrade::Adopted>,
+    pidfile: Option<setup::PidFile>,
+    socket_files: setup::SocketFiles,
     notifier: notify::Notifier,
     workers: Workers,
     signals: SignalQueue,
@@ -64,7 +73,11 @@ pub fn run(
     error_log: ErrorLogHandle,
     worker_main: WorkerMain,
 ) -> Result<ExitStatus, String> {
-    if settings.daemon {
+    let adopted = upgrade::adopt();
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("cannot tell which binary runs (/proc/self/exe): {e}"));
+    // A new master from USR2 is detached already (double fork).
+    if settings.daemon && adopted.is_none() {
         setup::daemonize()?;
     }
     let start_dir =
@@ -92,8 +105,16 @@ pub fn run(
     };
     let opened = crate::listeners::open_all(&binds, settings.backlog, passed)?;
     let listeners = opened.listeners;
-    let _socket_files = setup::SocketFiles(opened.created);
-    let _pidfile = match &settings.pidfile {
+    let mut socket_files = opened.created;
+    if let Some(adopted) = &adopted {
+        socket_files.extend(adopted.socket_files.iter().cloned());
+    }
+    let socket_files = setup::SocketFiles(socket_files);
+    // While the old master runs, its pid file stays its own: ours is `pidfile.2`.
+    let pidfile = match &settings.pidfile {
+        Some(path) if adopted.is_some() => {
+            Some(setup::PidFile::write(&upgrade::overlap_pidfile(path))?)
+        }
         Some(path) => Some(setup::PidFile::write(path)?),
         None => None,
     };
@@ -110,13 +131,26 @@ pub fn run(
     for l in &listeners {
         tracing::info!("Listening at: {l} ({})", std::process::id());
     }
+    let mut notifier = notify::Notifier::from_env();
+    if let Some(adopted) = &adopted {
+        tracing::info!(
+            "binary upgrade: started by master {}; taking over once the workers serve",
+            adopted.from
+        );
+        notifier.mute();
+    }
     let mut arbiter = Arbiter {
         start_dir,
         target: settings.workers.max(1) as usize,
         settings: Arc::new(settings),
         generation: 1,
         reload: None,
-        notifier: notify::Notifier::from_env(),
+        exe,
+        upgrade: None,
+        adopted,
+        pidfile,
+        socket_files,
+        notifier,
         workers: Workers::new(
             listeners,
             Arc::new(scoreboard),
@@ -137,7 +171,8 @@ impl Arbiter {
     fn serve(&mut self) -> Result<ExitStatus, String> {
         self.manage()?;
         loop {
-            let poll = if self.workers.booting() {
+            let handing_over = self.upgrade.is_some() || self.adopted.is_some();
+            let poll = if self.workers.booting() || handing_over {
                 BUSY_WAKE
             } else {
                 IDLE_WAKE
@@ -161,6 +196,59 @@ impl Arbiter {
             self.workers.murder(&self.settings);
             self.manage()?;
             self.tell_systemd();
+            if let Some(status) = self.follow_upgrade() {
+                return Ok(status);
+            }
+        }
+    }
+
+    /// Both sides of a binary upgrade: the old master hands over once the new one serves,
+    /// then stops (`Some(status)`); the new master takes the main-process role and, once
+    /// the old master has gone, its pid file name.
+    fn follow_upgrade(&mut self) -> Option<ExitStatus> {
+        if let Some(adopted) = &mut self.adopted {
+            if self.notifier.is_ready() {
+                adopted.ready();
+            }
+            if adopted.became_main() {
+                tracing::info!(
+                    "Master has been promoted (binary upgrade from {})",
+                    adopted.from
+                );
+                self.notifier
+                    .became_main(self.workers.status_line(self.generation));
+            }
+            if adopted.is_main && adopted.old_master_gone() {
+                if let (Some(pidfile), Some(path)) = (&mut self.pidfile, &self.settings.pidfile)
+                    && let Err(e) = pidfile.rename(path)
+                {
+                    tracing::error!("{e}");
+                }
+                self.adopted = None;
+            }
+        }
+        let progress = self.upgrade.as_mut()?.poll();
+        match progress {
+            upgrade::Progress::Booting => None,
+            upgrade::Progress::Failed(why) => {
+                tracing::error!("binary upgrade failed: {why}; this master keeps serving");
+                self.upgrade = None;
+                None
+            }
+            upgrade::Progress::Ready => {
+                let upgrade = self.upgrade.take()?;
+                let new = upgrade.pid;
+                tracing::info!(
+                    "binary upgrade: new master {new} serves; handing over and stopping"
+                );
+                self.notifier
+                    .main_pid(new.as_raw() as u32, &format!("upgraded: new master {new}"));
+                upgrade.hand_over();
+                // The new master serves these sockets now, and removes their files at
+                // its own exit.
+                self.socket_files.0.clear();
+                Some(self.stop_gracefully())
+            }
         }
     }
 
@@ -198,9 +286,7 @@ impl Arbiter {
             Signal::SIGTTOU => self.handle_ttou(),
             Signal::SIGUSR1 => self.handle_usr1(),
             Signal::SIGWINCH => self.handle_winch(),
-            Signal::SIGUSR2 => {
-                tracing::warn!("USR2 (binary upgrade) is not supported yet; ignoring it")
-            }
+            Signal::SIGUSR2 => self.handle_usr2(),
             // CHLD only wakes the loop; reap() does the work.
             _ => {}
         }
@@ -266,10 +352,58 @@ impl Arbiter {
         tracing::info!("reload: starting generation {}", self.generation);
     }
 
-    /// QUIT: graceful stop. Workers stop accepting, finish what they are serving (up to
-    /// `graceful_timeout`), and exit; then the master exits 0. INT or TERM meanwhile
-    /// makes it immediate.
+    /// USR2: binary upgrade. Start a new master from the binary on disk with the same
+    /// command line and the same sockets; when its workers serve, it takes over and this
+    /// master stops gracefully (see `upgrade`). If it cannot start, this one serves on.
+    fn handle_usr2(&mut self) {
+        if let Some(upgrade) = &self.upgrade {
+            tracing::warn!(
+                "binary upgrade already in progress (new master {}); ignoring USR2",
+                upgrade.pid
+            );
+            return;
+        }
+        if self.adopted.as_ref().is_some_and(|a| !a.is_main) {
+            tracing::warn!("this master is still taking over from the last upgrade; ignoring USR2");
+            return;
+        }
+        let exe = match &self.exe {
+            Ok(exe) => exe,
+            Err(e) => {
+                tracing::error!("binary upgrade impossible: {e}");
+                return;
+            }
+        };
+        let started = upgrade::start(
+            exe,
+            crate::config::original_args(),
+            &self.start_dir,
+            self.workers.listeners(),
+            &self.socket_files.0,
+            (self.settings.boot_timeout > 0)
+                .then(|| Duration::from_secs(self.settings.boot_timeout)),
+        );
+        match started {
+            Ok(upgrade) => {
+                tracing::info!(
+                    "binary upgrade: started new master {} from {}",
+                    upgrade.pid,
+                    exe.display()
+                );
+                self.upgrade = Some(upgrade);
+            }
+            Err(e) => tracing::error!("binary upgrade failed: {e}; this master keeps serving"),
+        }
+    }
+
+    /// QUIT: graceful stop.
     fn handle_quit(&mut self) -> ExitStatus {
+        self.stop_gracefully()
+    }
+
+    /// Workers stop accepting, finish what they are serving (up to `graceful_timeout`),
+    /// and exit; then the master exits 0. INT or TERM meanwhile makes it immediate.
+    fn stop_gracefully(&mut self) -> ExitStatus {
         self.workers.stop_all_gracefully();
         let deadline = Instant::now() + Duration::from_secs(self.settings.graceful_timeout);
         while !self.workers.is_empty() {

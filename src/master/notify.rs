@@ -19,6 +19,9 @@ pub struct Notifier {
     ready_sent: bool,
     last_status: Option<(Instant, String)>,
     last_extend: Option<Instant>,
+    /// Says nothing: a new master before the old one handed it the main-process role
+    /// (systemd would refuse its messages), or an old master after it did.
+    muted: bool,
 }
 
 impl Notifier {
@@ -29,10 +32,14 @@ impl Notifier {
             ready_sent: false,
             last_status: None,
             last_extend: None,
+            muted: false,
         }
     }
 
     fn send(&self, states: &[NotifyState<'_>]) {
+        if self.muted {
+            return;
+        }
         if let Err(e) = sd_notify::notify(states) {
             tracing::warn!("cannot notify the service manager (NOTIFY_SOCKET): {e}");
         }
@@ -59,6 +66,26 @@ impl Notifier {
             ]),
             Err(_) => self.send(&[NotifyState::Reloading, NotifyState::Status("reloading")]),
         }
+    }
+
+    /// Silent until [`Notifier::became_main`] (a new master during a binary upgrade).
+    pub fn mute(&mut self) {
+        self.muted = true;
+    }
+
+    /// The binary upgrade's hand-over: systemd now watches `pid`, and we fall silent.
+    pub fn main_pid(&mut self, pid: u32, status: &str) {
+        self.send(&[NotifyState::MainPid(pid), NotifyState::Status(status)]);
+        self.muted = true;
+    }
+
+    /// A new master just became the main process: readiness, status and a watchdog ping
+    /// at once (the old master's last ping is all systemd has had).
+    pub fn became_main(&mut self, status: String) {
+        self.muted = false;
+        self.last_ping = None;
+        self.ready(status);
+        self.watchdog(true);
     }
 
     pub fn stopping(&self) {

@@ -92,6 +92,21 @@ pub fn daemonize() -> Result<(), String> {
     nix::unistd::daemon(true, false).map_err(|e| format!("cannot daemonize (daemon): {e}"))
 }
 
+impl PidFile {
+    /// Move the pid file to `to` (the binary upgrade's `pidfile.2` becoming `pidfile`).
+    pub fn rename(&mut self, to: &Path) -> Result<(), String> {
+        std::fs::rename(&self.path, to).map_err(|e| {
+            format!(
+                "cannot rename the pid file {} to {}: {e}",
+                self.path.display(),
+                to.display()
+            )
+        })?;
+        self.path = to.to_path_buf();
+        Ok(())
+    }
+}
+
 impl Drop for PidFile {
     fn drop(&mut self) {
         // Only our own: another instance may have taken the file over meanwhile.

@@ -119,6 +119,11 @@ impl Workers {
         }
     }
 
+    /// The listening sockets every worker is given.
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+
     pub fn is_empty(&self) -> bool {
         self.table.is_empty()
     }
