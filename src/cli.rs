@@ -33,7 +33,11 @@ TERM is an immediate stop, unlike gunicorn, whose TERM is graceful:
   TTIN, TTOU  one worker more, one worker fewer
   USR1        reopen the log files
   USR2        upgrade: start a new master that inherits the sockets
-  WINCH       gracefully stop all workers, keep the master and its sockets";
+  WINCH       gracefully stop all workers, keep the master and its sockets
+
+unitcorn reload PID sends HUP to the master PID after telling systemd a reload
+starts (a unit's ExecReload=, with NotifyAccess=exec): systemctl reload then
+returns once the new workers serve, on systemd 252 as well.";
 
 /// Long help is wrapped to this width; clap indents it by 10 columns.
 const LONG_HELP_WIDTH: usize = 68;

@@ -5,6 +5,7 @@
 mod boot;
 mod cli;
 mod config;
+mod control;
 mod listeners;
 mod logging;
 mod master;
@@ -18,6 +19,9 @@ use std::process::ExitCode;
 use config::{Command, Settings};
 
 fn main() -> ExitCode {
+    if let Some(pid) = control::reload_request(config::original_args()) {
+        return control::reload(pid);
+    }
     let command = match config::load() {
         Ok(command) => command,
         Err(e) => {

@@ -3,11 +3,12 @@ the sender's pid is checked as systemd checks it (the pattern of the systemd har
 import os
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
 
-from harness import NotifySocket, wait_for
+from harness import UNITCORN_BIN, NotifySocket, wait_for
 
 pytestmark = pytest.mark.unitcorn_only
 
@@ -127,3 +128,24 @@ def test_the_app_does_not_see_the_service_manager_variables(start_server, notify
     for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC"):
         r = s.get("/osenv?k=" + name)
         assert r.status == 200 and r.body == b"<unset>", (name, r)
+
+
+def test_reload_helper_says_reloading_before_the_hup(start_server, notify, tmp_path):
+    """`unitcorn reload PID` (the unit's ExecReload=): RELOADING=1 from the helper itself,
+    then the master reloads and says READY=1 when the new generation serves."""
+    s = _start(start_server, notify, "-w", "1")
+    notify.expect("READY")
+    env = dict(os.environ, NOTIFY_SOCKET=notify.path)
+    helper = subprocess.Popen([str(UNITCORN_BIN), "reload", str(s.pid)], env=env)
+    assert helper.wait(10) == 0
+    fields, pid = notify.expect("RELOADING")
+    assert pid == helper.pid and "MONOTONIC_USEC" in fields, (fields, pid)
+    fields, pid = notify.expect("READY")
+    assert pid == s.pid and "generation 2" in fields.get("STATUS", ""), fields
+
+
+def test_reload_helper_names_a_missing_master():
+    r = subprocess.run([str(UNITCORN_BIN), "reload", "999999999"], capture_output=True,
+                       text=True, timeout=10)
+    assert r.returncode == 1
+    assert "cannot send HUP to the master, pid 999999999" in r.stderr, r.stderr

@@ -57,7 +57,8 @@ def test_service_unit_says_what_the_design_asks():
     svc = _settings((UNITS / "unitcorn@.service").read_text(), "Service")
     assert svc["Type"] == "notify"
     assert svc["KillSignal"] == "SIGQUIT" and svc["KillMode"] == "mixed"
-    assert svc["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert svc["ExecReload"] == "/usr/bin/unitcorn reload $MAINPID"
+    assert svc["NotifyAccess"] == "exec"
     assert "/etc/unitcorn/%i.toml" in svc["ExecStart"]
     assert int(svc["TimeoutStopSec"]) > 30          # above graceful_timeout's default
     assert "WatchdogSec" in svc and svc["Restart"] == "on-failure"
