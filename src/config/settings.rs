@@ -305,7 +305,27 @@ switches to it before forking workers. Unchanged when unset.",
         kind: Kind::OptText(Some(non_empty)),
         default: DefaultValue::Const(Const::Unset),
         doc: "Run as this group after binding",
-        long_doc: "A group name or gid, switched to with the user. Unchanged when unset.",
+        long_doc: "A group name or gid, switched to with the user. When unset and user is \
+set, the user's primary group.",
+    }
+    initgroups: bool {
+        section: ServerMechanics,
+        cli: Cli::opt(None, "initgroups", ""),
+        kind: Kind::Flag,
+        default: DefaultValue::Const(Const::Bool(false)),
+        doc: "Also take the user's supplementary groups",
+        long_doc: "With user set: the process gets every group /etc/group lists the user in \
+(initgroups(3)). Without it, it has the group alone.",
+    }
+    keep_capabilities: Vec<String> {
+        section: ServerMechanics,
+        cli: Cli::opt(None, "keep-capability", "CAP"),
+        kind: Kind::Repeated(check_capability),
+        default: DefaultValue::Const(Const::List(&[])),
+        doc: "Keep a capability after switching user",
+        long_doc: "Every capability is dropped (effective, permitted and bounding sets) when \
+unitcorn switches to user, except those named here, such as CAP_NET_BIND_SERVICE. Repeat for \
+more. A unitcorn setting.",
     }
     umask: u32 {
         section: ServerMechanics,
@@ -510,6 +530,20 @@ fn check_env(s: &str) -> Result<String, String> {
         Some(_) => Err(format!("{s:?} has an empty KEY (expected KEY=VALUE)")),
         None => Err(format!("{s:?} is not KEY=VALUE")),
     }
+}
+
+/// `keep_capabilities`: a capability name as capabilities(7) spells it.
+fn check_capability(s: &str) -> Result<String, String> {
+    let canonical = s.trim().to_ascii_uppercase();
+    let canonical = if canonical.starts_with("CAP_") {
+        canonical
+    } else {
+        format!("CAP_{canonical}")
+    };
+    canonical
+        .parse::<caps::Capability>()
+        .map(|_| canonical.clone())
+        .map_err(|_| format!("{s:?} is not a capability (capabilities(7): CAP_NET_BIND_SERVICE…)"))
 }
 
 /// `forwarded_allow_ips`: `*`, an IP address, or a network `ADDR/PREFIX`, as gunicorn's

@@ -132,6 +132,8 @@ fn defaults_are_gunicorns() {
         daemon: false,
         user: None,
         group: None,
+        initgroups: false,
+        keep_capabilities: vec![],
         umask: 0,
         reload: false,
         spew: false,
@@ -224,6 +226,12 @@ fn samples() -> Vec<(&'static str, &'static str, Value, &'static str)> {
         ("pidfile", "/run/app.pid", s("/run/app.pid"), "/tmp/a.pid"),
         ("user", "www-data", s("www-data"), "1000"),
         ("group", "www-data", s("www-data"), "1000"),
+        (
+            "keep_capabilities",
+            "CAP_NET_BIND_SERVICE",
+            l(&["CAP_NET_BIND_SERVICE"]),
+            "CAP_CHOWN",
+        ),
         ("umask", "0o27", Value::Int(0o27), "0x12"),
         ("worker_tmp_dir", "/dev/shm", s("/dev/shm"), "/tmp"),
         (

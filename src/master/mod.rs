@@ -7,6 +7,7 @@
 
 mod fork;
 mod notify;
+mod privileges;
 mod setup;
 mod signals;
 mod upgrade;
@@ -83,12 +84,8 @@ pub fn run(
     let start_dir =
         std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
     setup::prepare_process(&mut settings, &start_dir)?;
-    if settings.preload_app {
-        // Imported once, before any fork: the workers share it copy-on-write.
-        let app = crate::python::load_app(&settings)
-            .map_err(|e| format!("the app did not load (preload_app)\n{e}"))?;
-        crate::python::set_preloaded(app, settings.gc_freeze);
-    }
+    // An unknown user fails the start before anything is bound.
+    let target = privileges::resolve(&settings)?;
     let binds = settings
         .bind
         .iter()
@@ -103,7 +100,12 @@ pub fn run(
     } else {
         binds
     };
-    let opened = crate::listeners::open_all(&binds, settings.backlog, passed)?;
+    // Unix sockets are created under `umask` (gunicorn's use of it).
+    let umask = nix::sys::stat::Mode::from_bits_truncate(settings.umask as libc::mode_t);
+    let previous_umask = nix::sys::stat::umask(umask);
+    let opened = crate::listeners::open_all(&binds, settings.backlog, passed);
+    nix::sys::stat::umask(previous_umask);
+    let opened = opened?;
     let listeners = opened.listeners;
     let mut socket_files = opened.created;
     if let Some(adopted) = &adopted {
@@ -112,12 +114,21 @@ pub fn run(
     let socket_files = setup::SocketFiles(socket_files);
     // While the old master runs, its pid file stays its own: ours is `pidfile.2`.
     let pidfile = match &settings.pidfile {
-        Some(path) if adopted.is_some() => {
-            Some(setup::PidFile::write(&upgrade::overlap_pidfile(path))?)
-        }
+        // It may be unwritable for the user the old master switched to: an upgrade
+        // goes on without it rather than fail.
+        Some(path) if adopted.is_some() => setup::PidFile::write(&upgrade::overlap_pidfile(path))
+            .inspect_err(|e| tracing::error!("{e}; going on without it"))
+            .ok(),
         Some(path) => Some(setup::PidFile::write(path)?),
         None => None,
     };
+    become_user(&settings, target.as_ref(), &socket_files.0)?;
+    if settings.preload_app {
+        // Imported once, before any fork: the workers share it copy-on-write.
+        let app = crate::python::load_app(&settings)
+            .map_err(|e| format!("the app did not load (preload_app)\n{e}"))?;
+        crate::python::set_preloaded(app, settings.gc_freeze);
+    }
     let signals =
         SignalQueue::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let scoreboard =
@@ -163,6 +174,60 @@ pub fn run(
     let status = arbiter.serve();
     tracing::info!("Shutting down: Master");
     status
+}
+
+/// After binding, before the app is imported or a worker forked: switch to `user` (the
+/// files opened as root given to it first), or warn that everything runs as root.
+fn become_user(
+    settings: &Settings,
+    target: Option<&privileges::Target>,
+    sockets: &[std::path::PathBuf],
+) -> Result<(), String> {
+    match target {
+        Some(target) => {
+            if nix::unistd::Uid::effective().is_root() {
+                give_files(settings, target, sockets)?;
+            }
+            privileges::drop_to(target)?;
+        }
+        None => privileges::warn_if_root(),
+    }
+    // The process-wide mask: only when one is set (gunicorn's default 0 would make every
+    // file the app writes world-writable).
+    if settings.umask != 0 {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+            settings.umask as libc::mode_t,
+        ));
+    }
+    Ok(())
+}
+
+/// The log files and unix sockets, made the user's before the switch, so that it can
+/// reopen (USR1) and remove them, and its workers open the access log.
+fn give_files(
+    settings: &Settings,
+    target: &privileges::Target,
+    sockets: &[std::path::PathBuf],
+) -> Result<(), String> {
+    let logs = [
+        Some(settings.errorlog.as_str()),
+        settings.accesslog.as_deref(),
+    ];
+    for log in logs.into_iter().flatten() {
+        if log == "-" || log == "journald" {
+            continue;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("cannot open the log file {log}: {e}"))?;
+        privileges::hand_over_file(target, std::path::Path::new(log))?;
+    }
+    for socket in sockets {
+        privileges::hand_over_file(target, socket)?;
+    }
+    Ok(())
 }
 
 impl Arbiter {
@@ -310,6 +375,20 @@ impl Arbiter {
             Ok(settings)
         });
         let settings = match prepared {
+            Ok(settings)
+                if (&settings.user, &settings.group, &settings.keep_capabilities)
+                    != (
+                        &self.settings.user,
+                        &self.settings.group,
+                        &self.settings.keep_capabilities,
+                    ) =>
+            {
+                tracing::warn!(
+                    "reload: user, group and keep_capabilities changes take effect only at \
+                     a restart; the master keeps its identity"
+                );
+                settings
+            }
             Ok(settings) => settings,
             Err(e) => {
                 tracing::error!("reload aborted, still serving the old configuration: {e}");

@@ -34,7 +34,14 @@ pub struct SocketFiles(pub Vec<PathBuf>);
 impl Drop for SocketFiles {
     fn drop(&mut self) {
         for path in &self.0 {
-            let _ = std::fs::remove_file(path);
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => tracing::warn!(
+                    "cannot remove the unix socket {}: {e} (after switching user, its \
+                     directory must be writable by the user)",
+                    path.display()
+                ),
+                _ => {}
+            }
         }
     }
 }
