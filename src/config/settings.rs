@@ -363,7 +363,31 @@ leading 0 means octal) are the same mask.",
         },
         doc: "Proxies trusted with X-Forwarded-*",
         long_doc: "Peers trusted to set X-Forwarded-* headers: IP addresses or networks (10.0.0.0/8), comma-separated, or * to trust \
-every peer. Only requests from these peers may set the scheme and client address.",
+every peer. Only requests from these peers may set the scheme (secure_scheme_headers) and \
+forwarder_headers. Clients of a unix socket are trusted (the proxy is local).",
+    }
+    secure_scheme_headers: Vec<String> {
+        section: ServerMechanics,
+        cli: Cli::None,
+        kind: Kind::Pairs,
+        default: DefaultValue::Const(Const::List(&[
+            "X-FORWARDED-PROTO=https",
+            "X-FORWARDED-PROTOCOL=ssl",
+            "X-FORWARDED-SSL=on",
+        ])),
+        doc: "Headers a trusted proxy marks HTTPS with",
+        long_doc: "A table of header names to the value that means HTTPS. From a trusted \
+peer (forwarded_allow_ips), a request carrying one of them has wsgi.url_scheme https if the \
+value matches, http if not; headers that disagree get 400.",
+    }
+    forwarder_headers: Vec<String> {
+        section: ServerMechanics,
+        cli: Cli::opt(None, "forwarder-headers", "STRING"),
+        kind: Kind::CommaList(check_forwarder_header),
+        default: DefaultValue::Const(Const::List(&["SCRIPT_NAME", "PATH_INFO"])),
+        doc: "Environ keys a trusted proxy may set",
+        long_doc: "Headers with an underscore in their name are dropped, except these, from \
+a trusted peer: a SCRIPT_NAME header sets the app's mount point, PATH_INFO its path.",
     }
 
     // ----- Logging
@@ -529,6 +553,14 @@ fn check_env(s: &str) -> Result<String, String> {
         Some((key, _)) if !key.is_empty() => Ok(s.to_owned()),
         Some(_) => Err(format!("{s:?} has an empty KEY (expected KEY=VALUE)")),
         None => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+/// `forwarder_headers`: an environ key a header may set (gunicorn takes only these two).
+fn check_forwarder_header(s: &str) -> Result<String, String> {
+    match s.to_ascii_uppercase().as_str() {
+        name @ ("SCRIPT_NAME" | "PATH_INFO") => Ok(name.to_owned()),
+        _ => Err(format!("{s:?} is not SCRIPT_NAME or PATH_INFO")),
     }
 }
 

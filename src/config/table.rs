@@ -137,6 +137,10 @@ pub enum Kind {
     /// `Vec<String>`: one comma-separated string on the command line. The file takes a
     /// list or a comma-separated string.
     CommaList(Check),
+    /// `Vec<String>` of `NAME=VALUE` (a Python dict in gunicorn): a table in the file
+    /// (`{ "X-FORWARDED-PROTO" = "https" }`), comma-separated pairs as a string. Names
+    /// are upper-cased, as gunicorn matches them.
+    Pairs,
 }
 
 /// A default as data, so `--help` can say where it comes from.

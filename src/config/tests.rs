@@ -123,6 +123,12 @@ fn defaults_are_gunicorns() {
         pidfile: None,
         proc_name: None,
         forwarded_allow_ips: strings(&["127.0.0.1", "::1"]),
+        secure_scheme_headers: strings(&[
+            "X-FORWARDED-PROTO=https",
+            "X-FORWARDED-PROTOCOL=ssl",
+            "X-FORWARDED-SSL=on",
+        ]),
+        forwarder_headers: strings(&["SCRIPT_NAME", "PATH_INFO"]),
         loglevel: "info".into(),
         errorlog: "-".into(),
         accesslog: None,
@@ -239,6 +245,12 @@ fn samples() -> Vec<(&'static str, &'static str, Value, &'static str)> {
             "10.0.0.1,10.0.0.2",
             l(&["10.0.0.1", "10.0.0.2"]),
             "*",
+        ),
+        (
+            "forwarder_headers",
+            "SCRIPT_NAME",
+            l(&["SCRIPT_NAME"]),
+            "PATH_INFO",
         ),
         ("accesslog", "-", s("-"), "/var/log/a.log"),
         (
@@ -965,4 +977,28 @@ errorlog = '/var/log/gunicorn/error.log'
     assert_eq!(s.accesslog.as_deref(), Some("/var/log/gunicorn/access.log"));
     assert_eq!(s.errorlog, "/var/log/gunicorn/error.log");
     assert_eq!(s.access_log_format, settings::DEFAULT_ACCESS_LOG_FORMAT);
+}
+
+#[test]
+fn secure_scheme_headers_is_a_table_like_gunicorns_dict() {
+    let file = TempFile::new(
+        "app.toml",
+        "secure_scheme_headers = { \"X-Scheme\" = \"https\", \"X-SSL\" = \"on\" }\n",
+    );
+    assert_eq!(
+        settings(&["-c", file.path()]).secure_scheme_headers,
+        strings(&["X-SCHEME=https", "X-SSL=on"])
+    );
+    let empty = TempFile::new("empty.toml", "secure_scheme_headers = {}\n");
+    assert!(
+        settings(&["-c", empty.path()])
+            .secure_scheme_headers
+            .is_empty()
+    );
+    let bad = TempFile::new("bad.toml", "secure_scheme_headers = { \"X-SSL\" = 1 }\n");
+    let message = err(&["-c", bad.path(), "app:app"]);
+    assert!(
+        message.contains("bad.toml:1:") && message.contains("secure_scheme_headers"),
+        "{message}"
+    );
 }

@@ -146,6 +146,9 @@ impl Kind {
             Kind::Path | Kind::OptPath => "a non-empty path".into(),
             Kind::Repeated(_) => "a string or a list of strings".into(),
             Kind::CommaList(_) => "a comma-separated string or a list of strings".into(),
+            Kind::Pairs => {
+                "a table of names to strings (like { \"X-FORWARDED-PROTO\" = \"https\" })".into()
+            }
         }
     }
 
@@ -189,6 +192,13 @@ impl Kind {
             }
             Kind::Repeated(check) => check_all(check, [raw]),
             Kind::CommaList(check) => check_all(check, split_commas(raw)),
+            Kind::Pairs => split_commas(raw)
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, value)) => pair_item(name, value),
+                    None => Err(Problem::Invalid(format!("{pair:?} is not NAME=VALUE"))),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(sorted_pairs),
         }
     }
 
@@ -248,6 +258,17 @@ impl Kind {
                 }
                 Ok(Value::List(out))
             }
+            (Kind::Pairs, DeValue::String(s)) => self.read_str(s).map_err(at),
+            (Kind::Pairs, DeValue::Table(table)) => {
+                let mut out = Vec::with_capacity(table.len());
+                for (name, value) in table.iter() {
+                    let DeValue::String(s) = value.get_ref() else {
+                        return Err((self.expected_got(describe(value.get_ref())), value.span()));
+                    };
+                    out.push(pair_item(name.get_ref(), s).map_err(|p| (p, value.span()))?);
+                }
+                Ok(sorted_pairs(out))
+            }
             (_, other) => Err(at(self.expected_got(describe(other)))),
         }
     }
@@ -256,6 +277,18 @@ impl Kind {
     pub(crate) fn write_toml(self, value: &Value) -> String {
         match (self, value) {
             (Kind::Umask, Value::Int(n)) => format!("0o{n:03o}"),
+            (Kind::Pairs, Value::List(items)) => {
+                let pairs: Vec<String> = items
+                    .iter()
+                    .filter_map(|item| item.split_once('='))
+                    .map(|(name, value)| format!("{} = {}", toml_string(name), toml_string(value)))
+                    .collect();
+                if pairs.is_empty() {
+                    "{}".into()
+                } else {
+                    format!("{{ {} }}", pairs.join(", "))
+                }
+            }
             (_, Value::Bool(b)) => b.to_string(),
             (_, Value::Int(n)) => n.to_string(),
             (_, Value::Str(s)) => toml_string(s),
@@ -267,6 +300,21 @@ impl Kind {
             (_, Value::Unset) => String::new(),
         }
     }
+}
+
+/// A table has no order: keep the pairs sorted, so that equal tables compare equal.
+fn sorted_pairs(mut pairs: Vec<String>) -> Value {
+    pairs.sort();
+    Value::List(pairs)
+}
+
+/// One `NAME=VALUE` of a `Kind::Pairs`, the name upper-cased and not empty.
+fn pair_item(name: &str, value: &str) -> Result<String, Problem> {
+    let name = name.trim();
+    if name.is_empty() || name.contains('=') {
+        return Err(Problem::Invalid(format!("{name:?} is not a valid name")));
+    }
+    Ok(format!("{}={}", name.to_ascii_uppercase(), value.trim()))
 }
 
 /// A TOML basic string, escaped by the toml crate so any text survives a round trip.
