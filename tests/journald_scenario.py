@@ -20,6 +20,8 @@ SPEC keys:
                so journald attributes its entries to that unit (journalctl -u)
     requests   [[path, {header: value}], ...], each on a new connection
     expect_exit  the server is expected to exit by itself (no requests are made)
+    wait_for_message  after the requests, wait (at most 15 s) for an entry whose MESSAGE
+               holds this text before stopping the server
     queries    {name: [journalctl match arguments]}; each answer is in OUT["queries"][name]
 
 Every wait is bounded; journald and every server process are killed by pid at the end.
@@ -157,6 +159,10 @@ def main(spec_path, out_path):
                 server_pids.update(descendants(server.pid))
                 for path, headers in spec.get("requests", []):
                     result["requests"].append(request(addr, path, headers))
+                wanted = spec.get("wait_for_message")
+                if wanted and journald is not None:
+                    wait_for(lambda: any(wanted in (e.get("MESSAGE") or "")
+                                         for e in query([])), 15, interval=0.2)
                 server_pids.update(descendants(server.pid))
                 result["worker_pids"] = sorted(server_pids - {server.pid})
                 server.send_signal(signal.SIGQUIT)

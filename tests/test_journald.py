@@ -225,3 +225,19 @@ def test_accesslog_journald_without_journald_stops_the_server(tmp_path):
     assert r["rc"] not in (0, None), r
     assert ('accesslog = "journald": cannot reach journald at /run/systemd/journal/socket'
             in r["output"]), r["output"][-3000:]
+
+
+def test_critical_is_priority_2_and_loglevel_critical_keeps_only_it(tmp_path):
+    """A worker timeout is logged as CRITICAL (gunicorn's level): PRIORITY=2 in the journal,
+    and with loglevel critical it is the only error log entry."""
+    r = run_scenario(
+        tmp_path,
+        args=["-w", "1", "-t", "1", "--log-level", "critical", "--error-logfile", "journald",
+              "wsgiapp:app"],
+        requests=[["/sleep?s=4", {}]], wait_for_message="WORKER TIMEOUT")
+    assert [q["status"] for q in r["requests"]] == [504]
+    entries = native(ours(r["journal"]))
+    timeout = only(with_message(entries, "WORKER TIMEOUT"), "for the timeout")
+    assert timeout["PRIORITY"] == "2" and timeout["UNITCORN_ROLE"] == "master"
+    assert timeout["_PID"] == str(r["master_pid"])
+    assert entries == [timeout], [e["MESSAGE"] for e in entries]
