@@ -20,6 +20,8 @@ SPEC keys:
                so journald attributes its entries to that unit (journalctl -u)
     requests   [[path, {header: value}], ...], each on a new connection
     expect_exit  the server is expected to exit by itself (no requests are made)
+    serving_workers  before the requests, call /whoami (journalapp) until this many distinct
+               workers have answered (at most 300 calls)
     wait_for_message  after the requests, wait (at most 15 s) for an entry whose MESSAGE
                holds this text before stopping the server
     queries    {name: [journalctl match arguments]}; each answer is in OUT["queries"][name]
@@ -156,6 +158,16 @@ def main(spec_path, out_path):
             if server.poll() is not None:
                 result["rc"] = server.returncode
             else:
+                # Every worker serves before the test starts (a worker still importing the
+                # app when QUIT comes is another matter than logging).
+                serving = set()
+                want = spec.get("serving_workers", 0)
+                for _ in range(300 if want else 0):
+                    serving.add(int(request(addr, "/whoami", {})["body"]))
+                    if len(serving) >= want:
+                        break
+                    time.sleep(0.05)
+                result["serving_workers"] = sorted(serving)
                 server_pids.update(descendants(server.pid))
                 for path, headers in spec.get("requests", []):
                     result["requests"].append(request(addr, path, headers))

@@ -80,6 +80,7 @@ REQUESTS = [
 def check_native_logs(r):
     """What both ways into the journal must give: native entries with fields."""
     assert r["rc"] == 0, r["output"][-3000:]
+    assert len(r["serving_workers"]) == 2, r["serving_workers"]
     entries = r["journal"]
     errors = native(ours(entries))
     access = native(ours(entries, "unitcorn-access"))
@@ -151,7 +152,7 @@ def test_errorlog_and_accesslog_journald(tmp_path):
         tmp_path, unit=UNIT,
         args=["-w", "2", "--error-logfile", "journald", "--access-logfile", "journald",
               "journalapp:app"],
-        requests=REQUESTS,
+        requests=REQUESTS, serving_workers=2,
         queries={"status500": ["-u", UNIT, "STATUS=500"],
                  "err": ["-u", UNIT, "-p", "err"]})
     errors, access = check_native_logs(r)
@@ -163,7 +164,7 @@ def test_errorlog_and_accesslog_journald(tmp_path):
     assert all(e["_SYSTEMD_UNIT"] == UNIT for e in hits)
     # journalctl -u unitcorn@app -p err: the two tracebacks, nothing at info.
     err = r["queries"]["err"]
-    assert len(err) == 2 and all(e["PRIORITY"] == "3" for e in err)
+    assert len(err) == 2 and all(e["PRIORITY"] == "3" for e in err), [e["MESSAGE"][:300] for e in err]
     assert sorted("boom-before-response" in e["MESSAGE"] for e in err) == [False, True]
 
 
@@ -174,7 +175,7 @@ def test_stderr_and_stdout_on_the_journal_stream_become_native_entries(tmp_path)
     r = run_scenario(
         tmp_path, stdio="stream", journal_stream="stdio",
         args=["-w", "2", "--access-logfile", "-", "journalapp:app"],
-        requests=REQUESTS)
+        requests=REQUESTS, serving_workers=2)
     check_native_logs(r)
     streamed = [e for e in r["journal"] if e.get("_TRANSPORT") == "stdout"]
     assert [e["MESSAGE"] for e in streamed] == ["app-wrote-this-to-wsgi-errors"], streamed
