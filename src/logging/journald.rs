@@ -249,9 +249,9 @@ impl AccessJournal {
 
     /// Sends the entry for `rec`, whose formatted access line is `line`.
     ///
-    /// Nothing to report on failure: the crate drops an entry journald does not take (as
-    /// a full datagram queue would block instead, a stalled journald slows requests down,
-    /// like a stalled pipe on stdout does).
+    /// Nothing to report on failure: the crate drops an entry journald does not take. Its
+    /// socket blocks while journald's queue is full, so a stalled journald slows requests
+    /// down, as a stalled pipe on stdout does.
     pub fn send(&self, rec: &AccessRecord<'_>, line: &str) {
         let query = (!rec.query.is_empty()).then_some(rec.query);
         let user_agent = joined_header(rec.request_headers, &http::header::USER_AGENT);
