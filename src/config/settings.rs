@@ -396,8 +396,12 @@ a trusted peer: a SCRIPT_NAME header sets the app's mount point, PATH_INFO its p
         cli: Cli::opt(None, "access-logfile", "FILE"),
         kind: Kind::OptText(Some(non_empty)),
         default: DefaultValue::Const(Const::Unset),
-        doc: "The access log file ('-' is stdout)",
-        long_doc: "No access log is written when unset.",
+        doc: "Access log file, '-' (stdout) or 'journald'",
+        long_doc: "No access log is written when unset. 'journald' sends each request to the \
+                   journal as one entry (SYSLOG_IDENTIFIER=unitcorn-access) with the line as \
+                   MESSAGE and the fields REQUEST_METHOD, REQUEST_PATH, REQUEST_QUERY, STATUS, \
+                   DURATION_US, REMOTE_ADDR, RESPONSE_BYTES, USER_AGENT, WORKER_PID; '-' does \
+                   the same when stdout is the journal (JOURNAL_STREAM).",
     }
     access_log_format: String {
         section: Logging,
@@ -418,8 +422,11 @@ b response length, f referer, a user agent, and gunicorn's other atoms.",
         },
         kind: Kind::Text(Some(non_empty)),
         default: DefaultValue::Const(Const::Str("-")),
-        doc: "The error log file ('-' is stderr)",
-        long_doc: "--log-file is another name for this flag.",
+        doc: "Error log file, '-' (stderr) or 'journald'",
+        long_doc: "--log-file is another name for this flag. 'journald' sends each event to \
+                   the journal as one entry (SYSLOG_IDENTIFIER=unitcorn, PRIORITY from the \
+                   level, UNITCORN_ROLE, WORKER_PID); '-' does the same when stderr is the \
+                   journal (JOURNAL_STREAM), else writes lines.",
     }
     loglevel: String {
         section: Logging,

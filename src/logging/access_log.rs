@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime};
 use http::header::{self, HeaderMap, HeaderName};
 
 use super::clock;
+use super::journald::{self, AccessJournal};
 use super::sink::Sink;
 
 /// gunicorn's default `access_log_format` (Apache's combined log format).
@@ -593,11 +594,22 @@ fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The `accesslog` value that sends the access log to journald.
+pub const JOURNALD: &str = "journald";
+
 /// The access log of this process: a destination and a compiled format.
 #[derive(Debug)]
 pub struct AccessLog {
-    sink: Sink,
+    out: Output,
     format: AccessFormat,
+}
+
+#[derive(Debug)]
+enum Output {
+    /// Lines to stdout or a file.
+    Lines(Sink),
+    /// One journal entry a request, the line as its MESSAGE.
+    Journal(AccessJournal),
 }
 
 /// A line longer than this gives its buffer back after writing (a huge header in a format).
@@ -609,22 +621,42 @@ thread_local! {
 }
 
 impl AccessLog {
-    /// Opens `target` (`"-"` for stdout, else a file opened for append, created with mode 0644
-    /// less the umask), logging in gunicorn's default format until `with_format`.
+    /// Opens `target` (`"-"` for stdout, `"journald"` for the journal, else a file opened for
+    /// append, created with mode 0644 less the umask), logging in gunicorn's default format
+    /// until `with_format`. `"-"` means the journal too when stdout is the journal stream
+    /// systemd set up (`JOURNAL_STREAM`), unless journald's socket cannot be reached.
+    ///
+    /// Call it in the worker: journal entries carry the pid of the process that opened it.
     pub fn open(target: &str) -> io::Result<AccessLog> {
         clock::prime();
-        let sink = if target == "-" {
-            Sink::stdout()
+        let out = if target == JOURNALD {
+            Output::Journal(AccessJournal::connect().map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "accesslog = \"journald\": cannot reach journald at {}: {e}",
+                        journald::SOCKET
+                    ),
+                )
+            })?)
+        } else if target == "-" {
+            match journald::stdout_is_journal()
+                .then(AccessJournal::connect)
+                .and_then(Result::ok)
+            {
+                Some(journal) => Output::Journal(journal),
+                None => Output::Lines(Sink::stdout()),
+            }
         } else {
-            Sink::file(Path::new(target)).map_err(|e| {
+            Output::Lines(Sink::file(Path::new(target)).map_err(|e| {
                 io::Error::new(
                     e.kind(),
                     format!("cannot open accesslog path={target}: {e}"),
                 )
-            })?
+            })?)
         };
         Ok(AccessLog {
-            sink,
+            out,
             format: AccessFormat::default(),
         })
     }
@@ -639,14 +671,23 @@ impl AccessLog {
         &self.format
     }
 
-    /// Writes the line for `rec` with one `write(2)`. The error is the write's; the request
-    /// itself is unaffected, so callers typically count it and carry on.
+    /// Writes the line for `rec` with one `write(2)`, or sends its journal entry. The error is
+    /// the write's; the request itself is unaffected, so callers typically count it and carry
+    /// on.
     pub fn log(&self, rec: &AccessRecord<'_>) -> io::Result<()> {
         let write = |line: &mut Vec<u8>| {
             line.clear();
             self.format.format(rec, line);
-            line.push(b'\n');
-            let result = self.sink.write_all(line);
+            let result = match &self.out {
+                Output::Lines(sink) => {
+                    line.push(b'\n');
+                    sink.write_all(line)
+                }
+                Output::Journal(journal) => {
+                    journal.send(rec, &String::from_utf8_lossy(line));
+                    Ok(())
+                }
+            };
             if line.capacity() > KEEP_CAPACITY {
                 *line = Vec::new();
             }
@@ -660,9 +701,22 @@ impl AccessLog {
         .unwrap_or_else(|_| write(&mut Vec::new()))
     }
 
-    /// Reopens the log file by its path (logrotate moved it away); a no-op for stdout.
+    /// The line sink (tests only: their access logs are files or stdout).
+    #[cfg(test)]
+    fn sink(&self) -> &Sink {
+        match &self.out {
+            Output::Lines(sink) => sink,
+            Output::Journal(_) => panic!("this access log is the journal"),
+        }
+    }
+
+    /// Reopens the log file by its path (logrotate moved it away); a no-op for stdout and the
+    /// journal.
     pub fn reopen(&self) -> io::Result<()> {
-        self.sink.reopen()
+        match &self.out {
+            Output::Lines(sink) => sink.reopen(),
+            Output::Journal(_) => Ok(()),
+        }
     }
 }
 
@@ -988,7 +1042,7 @@ mod tests {
         let rec = record(&s);
         log.log(&rec).unwrap();
         log.log(&rec).unwrap();
-        assert_eq!(log.sink.write_calls(), 2);
+        assert_eq!(log.sink().write_calls(), 2);
         std::fs::rename(&path, &rotated).unwrap();
         log.reopen().unwrap();
         log.log(&AccessRecord { status: 404, ..rec }).unwrap();
@@ -1017,7 +1071,7 @@ mod tests {
     #[test]
     fn stdout_target() {
         let log = AccessLog::open("-").unwrap();
-        assert!(log.sink.path().is_none());
+        assert!(log.sink().path().is_none());
         assert_eq!(log.format(), &AccessFormat::default());
     }
 }

@@ -2,7 +2,10 @@
 //! `[2026-11-27 14:30:01 +0000] [1234] [INFO] message key=value ...`, plus the raw text the app
 //! writes to `wsgi.errors`.
 //!
-//! Not here: the access log (`access_log`), journald (a later layer on the same subscriber).
+//! When the error log is the journal (`errorlog = "journald"`, or stderr is the journal
+//! stream), `init` installs the `journald` layer instead of the line layer.
+//!
+//! Not here: the access log (`access_log`), the journal protocol (`journald`).
 //!
 //! Fork-safety: no background thread and no lock of ours. Each line is formatted into a
 //! thread-local buffer and written with one `write(2)`; the pid is read at each line, so a
@@ -24,27 +27,64 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 
 use super::clock;
+use super::journald::{self, ErrorJournal};
 use super::sink::Sink;
 
 /// The error log of this process, once `init` has run: where `write_raw` writes.
 static ERROR_SINK: OnceLock<Arc<Sink>> = OnceLock::new();
 
+/// The `errorlog` value that sends the error log to journald.
+pub const JOURNALD: &str = "journald";
+
 /// Installs the process-wide error log: a global `tracing` subscriber writing to `errorlog`
-/// (`"-"` for stderr, else a file path opened for append and created with mode 0644 less the
-/// umask) the events at `loglevel` and above (`debug`, `info`, `warning`, `error`, `critical`,
-/// any case; `critical` keeps errors only, since `tracing` has no level above ERROR).
+/// (`"-"` for stderr, `"journald"` for the journal, else a file path opened for append and
+/// created with mode 0644 less the umask) the events at `loglevel` and above (`debug`, `info`,
+/// `warning`, `error`, `critical`, any case; `critical` keeps errors marked critical only,
+/// since `tracing` has no level above ERROR).
+///
+/// `"-"` also means the journal when stderr is the journal stream systemd set up
+/// (`JOURNAL_STREAM`); if journald's socket cannot be reached then, the lines go to stderr.
 ///
 /// Call it once, in the master, before the first fork: workers inherit it.
 pub fn init(errorlog: &str, loglevel: &str) -> Result<ErrorLogHandle, LogError> {
     let level = parse_level(loglevel)?;
     let critical_only = loglevel.eq_ignore_ascii_case("critical");
-    let sink = Arc::new(open(errorlog)?);
+    let mut unreachable = None;
+    let journal = if errorlog == JOURNALD {
+        let journal = ErrorJournal::connect(critical_only)
+            .map_err(|source| LogError::new(Kind::Journal { source }))?;
+        Some(journal)
+    } else if errorlog == "-" && journald::stderr_is_journal() {
+        ErrorJournal::connect(critical_only)
+            .map_err(|e| unreachable = Some(e))
+            .ok()
+    } else {
+        None
+    };
+    // Journal entries carry no text of ours; app text (`write_raw`) and Python's fatal-signal
+    // tracebacks (`raw_fd`) still go to stderr, which under systemd is the journal too.
+    let sink = Arc::new(match journal {
+        Some(_) => Sink::stderr(),
+        None => open(errorlog)?,
+    });
     clock::prime();
-    tracing::subscriber::set_global_default(subscriber(sink.clone(), level, critical_only))
-        .map_err(|_| LogError::new(Kind::AlreadyInstalled))?;
+    tracing::subscriber::set_global_default(subscriber(
+        sink.clone(),
+        journal.clone(),
+        level,
+        critical_only,
+    ))
+    .map_err(|_| LogError::new(Kind::AlreadyInstalled))?;
     // Cannot already be set: it is set only here, after set_global_default, which succeeds once.
     let _ = ERROR_SINK.set(sink.clone());
-    Ok(ErrorLogHandle { sink })
+    if let Some(e) = unreachable {
+        tracing::warn!(
+            "stderr is the journal (JOURNAL_STREAM) but journald's socket {} cannot be \
+             reached ({e}): logging plain lines to stderr",
+            journald::SOCKET
+        );
+    }
+    Ok(ErrorLogHandle { sink, journal })
 }
 
 /// Writes app text (what a WSGI app writes to `wsgi.errors`: tracebacks, prints) to the error
@@ -62,20 +102,38 @@ pub fn write_raw(text: &str) -> io::Result<()> {
 /// The installed error log, kept to reopen its file on SIGUSR1.
 #[derive(Clone, Debug)]
 pub struct ErrorLogHandle {
+    /// The file or stderr; stderr when the events go to the journal.
     sink: Arc<Sink>,
+    /// Set when the events go to journald.
+    journal: Option<Arc<ErrorJournal>>,
 }
 
 impl ErrorLogHandle {
     /// Reopens the error log file by its path (logrotate moved it away) and swaps it in for
-    /// every writer at once; the old file is closed. A no-op for stderr. On error the log keeps
-    /// going to the old file.
+    /// every writer at once; the old file is closed. A no-op for stderr and the journal. On
+    /// error the log keeps going to the old file.
     pub fn reopen(&self) -> io::Result<()> {
         self.sink.reopen()
     }
 
-    /// The error log's file descriptor; stable across `reopen`.
+    /// The error log's file descriptor (stderr when the log is the journal); stable across
+    /// `reopen`.
     pub fn raw_fd(&self) -> std::os::fd::RawFd {
         self.sink.raw_fd()
+    }
+
+    /// Call first thing in a forked worker: its journal entries then say `WORKER_PID=<pid>`.
+    /// The line log needs nothing, it reads the pid at each line.
+    pub fn enter_worker(&self) {
+        if let Some(journal) = &self.journal {
+            journal.enter_worker();
+        }
+    }
+
+    /// Whether the events go to journald.
+    #[cfg(test)]
+    pub fn is_journal(&self) -> bool {
+        self.journal.is_some()
     }
 
     /// The error log file, `None` when it is stderr.
@@ -95,6 +153,7 @@ pub struct LogError {
 enum Kind {
     Level(String),
     Open { path: PathBuf, source: io::Error },
+    Journal { source: io::Error },
     AlreadyInstalled,
 }
 
@@ -129,6 +188,12 @@ impl fmt::Display for LogError {
                  by the user unitcorn runs as",
                 path.display()
             ),
+            Kind::Journal { source } => write!(
+                f,
+                "errorlog = \"journald\": cannot reach journald at {}: {source}; is \
+                 systemd-journald running? (errorlog = \"-\" logs to stderr)",
+                journald::SOCKET
+            ),
             Kind::AlreadyInstalled => f.write_str(
                 "a global log subscriber is already installed in this process \
                  (the error log is set up once, before the first fork; please report)",
@@ -141,7 +206,8 @@ impl StdError for LogError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match &self.kind {
             Kind::Open { source, .. } => Some(source),
-            Kind::Level(_) | Kind::AlreadyInstalled => None,
+            // Its text is in the message already (the top level prints the message only).
+            Kind::Journal { .. } | Kind::Level(_) | Kind::AlreadyInstalled => None,
         }
     }
 }
@@ -170,17 +236,25 @@ fn open(errorlog: &str) -> Result<Sink, LogError> {
     })
 }
 
-/// The subscriber `init` installs; tests use it scoped, with a fixed clock.
+/// The subscriber `init` installs: the journal's layer, or else the line layer.
 fn subscriber(
     sink: Arc<Sink>,
+    journal: Option<Arc<ErrorJournal>>,
     level: LevelFilter,
     critical_only: bool,
 ) -> impl Subscriber + Send + Sync {
-    tracing_subscriber::registry().with(level).with(ErrorLayer {
-        sink,
-        now: SystemTime::now,
-        critical_only,
-    })
+    let lines = match journal {
+        Some(_) => None,
+        None => Some(ErrorLayer {
+            sink,
+            now: SystemTime::now,
+            critical_only,
+        }),
+    };
+    tracing_subscriber::registry()
+        .with(level)
+        .with(journal.map(|j| j.layer()))
+        .with(lines)
 }
 
 /// Formats each event as one error log line and writes it.
@@ -249,10 +323,9 @@ fn format_event(event: &Event<'_>, secs: i64, pid: u32, bufs: &mut Bufs) -> bool
     let mut visitor = Visitor {
         message: &mut bufs.message,
         fields: &mut bufs.fields,
-        critical: false,
     };
     event.record(&mut visitor);
-    let critical = visitor.critical;
+    let critical = is_critical(event);
 
     let line = &mut bufs.line;
     line.clear();
@@ -284,11 +357,31 @@ fn level_name(level: Level, critical: bool) -> &'static [u8] {
     }
 }
 
-/// Collects the message and the `key=value` fields of an event.
+/// Whether the event has the field `critical = true` (gunicorn's CRITICAL level, which
+/// `tracing` lacks); the journal gives it PRIORITY=2.
+pub(super) fn is_critical(event: &Event<'_>) -> bool {
+    struct Critical(bool);
+    impl Visit for Critical {
+        fn record_bool(&mut self, field: &Field, value: bool) {
+            if field.name() == "critical" {
+                self.0 = value;
+            }
+        }
+        fn record_debug(&mut self, _: &Field, _: &dyn fmt::Debug) {}
+    }
+    if event.metadata().fields().field("critical").is_none() {
+        return false;
+    }
+    let mut critical = Critical(false);
+    event.record(&mut critical);
+    critical.0
+}
+
+/// Collects the message and the `key=value` fields of an event (not `critical`, which
+/// `is_critical` reads and the line shows as the level).
 struct Visitor<'a> {
     message: &'a mut Vec<u8>,
     fields: &'a mut Vec<u8>,
-    critical: bool,
 }
 
 impl Visitor<'_> {
@@ -310,9 +403,7 @@ impl Visit for Visitor<'_> {
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        if field.name() == "critical" {
-            self.critical = value;
-        } else {
+        if field.name() != "critical" {
             self.key(field);
             let _ = write!(self.fields, "{value}");
         }
@@ -652,6 +743,7 @@ mod tests {
 
         let handle = init(path.to_str().unwrap(), "warning").unwrap();
         assert_eq!(handle.path(), Some(path.as_path()));
+        assert!(!handle.is_journal());
         // From a fresh thread, so no scoped subscriber of another test is in the way.
         std::thread::spawn(|| {
             info!("filtered");

@@ -1,10 +1,12 @@
-//! Logging: gunicorn's error log (from `tracing` events) and access log, one `write(2)` a line.
+//! Logging: gunicorn's error log (from `tracing` events) and access log, one `write(2)` a line
+//! to a file or stdio, or one native entry an event to journald.
 //!
-//! Not here: journald output and log-level reloading, which later layers add on top.
+//! Not here: log-level reloading.
 
 mod access_log;
 mod clock;
 mod error_log;
+mod journald;
 mod sink;
 
 pub use access_log::{AccessFormat, AccessLog, AccessRecord};

@@ -33,6 +33,7 @@ use wsgi::environ::EnvironBuilder;
 
 /// The worker's entry point after `fork()`; exits the process.
 pub fn run(boot: WorkerBoot) -> ! {
+    boot.error_log.enter_worker();
     scrub_env::remove_master_only_vars();
     let settings = Arc::clone(&boot.settings);
     crate::proctitle::set(
