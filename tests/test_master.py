@@ -169,3 +169,17 @@ def test_pidfile_written_and_removed(start_server, tmp_path):
     s.signal(signal.SIGTERM)
     assert s.wait_exit(15) == 0
     assert wait_for(lambda: not pidfile.exists(), 5), "pidfile left behind after TERM"
+
+
+def test_quit_while_a_worker_imports_the_app_stops_it_cleanly(start_server):
+    """QUIT reaching a worker still importing the app: no death by signal (core dump), the
+    worker exits 0 once the import is done and the master with it."""
+    s = start_server("slow_boot:app", "-w", "1", env_extra={"SLOW_BOOT_S": "1.5"},
+                     wait=False)
+    (worker,) = s.wait_workers(1)
+    time.sleep(0.3)
+    s.signal(signal.SIGQUIT)
+    assert s.wait_exit(15) == 0, s.stderr()[-2000:]
+    log = s.stderr()
+    assert "was sent SIGQUIT" not in log and "core" not in log.lower(), log[-2000:]
+    assert "Worker exiting (pid: %d) before serving" % worker in log, log[-2000:]

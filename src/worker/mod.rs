@@ -41,6 +41,9 @@ pub fn run(boot: WorkerBoot) -> ! {
         "worker",
         settings.wsgi_app.as_deref(),
     );
+    // Before the import, which can take long: QUIT meanwhile (a stop, a reload that was
+    // superseded) must not kill the worker by the signal's default action (a core dump).
+    signals::arm_quit_flag();
     let loaded = match crate::python::preloaded_app() {
         Some(app) => Ok(app),
         None => crate::python::load_app(&settings),
@@ -52,6 +55,13 @@ pub fn run(boot: WorkerBoot) -> ! {
             std::process::exit(APP_LOAD_ERROR);
         }
     };
+    if signals::quit_received() {
+        tracing::info!(
+            "Worker exiting (pid: {}) before serving",
+            std::process::id()
+        );
+        std::process::exit(0);
+    }
     match serve(boot, app) {
         Ok(()) => std::process::exit(0),
         Err(message) => {
@@ -77,7 +87,6 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
         tracing::warn!("cannot arm the traceback dump for timeouts: {e}");
     }
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
-    signals::arm_quit_flag();
     let worker = Rc::new(Worker {
         app: Arc::new(app),
         deadlines: Arc::clone(&deadlines),
