@@ -23,7 +23,7 @@ say() { printf '== %s\n' "$*"; }
 
 # --- system packages (only what is missing; quiet) --------------------------------------
 need=()
-for pkg in python3 python3-venv libpython3.11-dev strace; do
+for pkg in python3 python3-venv libpython3.11-dev strace nginx-core openssl; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         need+=("$pkg")
     fi

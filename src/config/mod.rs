@@ -222,3 +222,14 @@ fn require_app(settings: &Settings) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+impl Settings {
+    /// The defaults, for other modules' tests (`app:app`, no file, no environment).
+    pub fn for_tests() -> Settings {
+        match load_from(vec!["unitcorn".into(), "app:app".into()], &|_| None) {
+            Ok(Command::Serve(settings)) => settings,
+            other => panic!("the defaults do not load: {other:?}"),
+        }
+    }
+}

@@ -163,10 +163,12 @@ fn start_connection(
     if is_tcp {
         stream.set_tcp_nodelay(true)?;
         let stream = SendfileIo::new(TcpStream::from_std(stream.into())?);
-        spawn_connection(ctx, stream, Peer::new(addr.as_socket()), socket, permit);
+        let addr = addr.as_socket();
+        let trusted = ctx.worker.proxies.trusts(addr);
+        spawn_connection(ctx, stream, Peer::new(addr, trusted), socket, permit);
     } else {
         let stream = SendfileIo::new(UnixStream::from_std(stream.into())?);
-        spawn_connection(ctx, stream, Peer::new(None), socket, permit);
+        spawn_connection(ctx, stream, Peer::new(None, true), socket, permit);
     }
     Ok(())
 }

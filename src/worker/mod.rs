@@ -7,6 +7,7 @@
 mod accept;
 mod body;
 mod deadlines;
+mod forwarded;
 mod pool;
 mod scrub_env;
 pub(crate) mod sendfile;
@@ -106,6 +107,7 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
         access_log: open_access_log(settings)?.map(Rc::new),
         scoreboard: Arc::clone(&boot.scoreboard),
         slot: boot.slot,
+        proxies: forwarded::Proxies::from_settings(settings),
     });
     let script_name = std::env::var("SCRIPT_NAME").unwrap_or_default();
     let statics = Python::attach(|py| {

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::body::{Chunk, ResponseBody};
 use super::deadlines::{AppSlot, Deadlines};
+use super::forwarded::Proxies;
 use super::pool::AppPool;
 use super::wsgi::environ::{EnvironBuilder, Peer, RequestHead};
 use super::wsgi::input::Input;
@@ -60,6 +61,8 @@ pub struct Worker {
     pub access_log: Option<Rc<AccessLog>>,
     pub scoreboard: Arc<Scoreboard>,
     pub slot: usize,
+    /// Which peers may set the scheme and mount point (forwarded_allow_ips).
+    pub proxies: Proxies,
 }
 
 /// What a connection adds: the listener's environ template, the peer.
@@ -90,12 +93,21 @@ pub async fn handle(
         return Ok(refusal);
     }
     let (parts, body) = req.into_parts();
+    let forwarded = match conn
+        .worker
+        .proxies
+        .forwarded(conn.peer.trusted, &parts.headers)
+    {
+        Ok(forwarded) => forwarded,
+        Err(why) => return Ok(error_response(StatusCode::BAD_REQUEST, why)),
+    };
     let head = RequestHead {
         method: parts.method,
         uri: parts.uri,
         version: parts.version,
         headers: parts.headers,
         peer: conn.peer.clone(),
+        forwarded,
     };
     let expects_continue = head
         .headers
@@ -253,6 +265,7 @@ async fn call_on_pool(conn: &Conn, head: &RequestHead, body: Incoming) -> Respon
         version: head.version,
         headers: head.headers.clone(),
         peer: head.peer.clone(),
+        forwarded: head.forwarded.clone(),
     };
     conn.worker.pool.submit(Box::new(move || {
         let input = Input::streaming(body, runtime, body_timeout);

@@ -14,6 +14,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use pyo3::{IntoPyObjectExt, intern};
 
+use crate::worker::forwarded::Forwarded;
+
 /// Where a request came from, as the environ reports it: formatted once per connection.
 #[derive(Debug, Clone)]
 pub struct Peer {
@@ -21,18 +23,22 @@ pub struct Peer {
     pub ip: Arc<str>,
     /// `REMOTE_PORT`; `None` for a unix-socket client.
     pub port: Option<Arc<str>>,
+    /// A trusted proxy (`forwarded_allow_ips`): its forwarding headers count.
+    pub trusted: bool,
 }
 
 impl Peer {
-    pub fn new(addr: Option<SocketAddr>) -> Self {
+    pub fn new(addr: Option<SocketAddr>, trusted: bool) -> Self {
         match addr {
             Some(addr) => Peer {
                 ip: addr.ip().to_string().into(),
                 port: Some(addr.port().to_string().into()),
+                trusted,
             },
             None => Peer {
                 ip: "".into(),
                 port: None,
+                trusted,
             },
         }
     }
@@ -46,6 +52,8 @@ pub struct RequestHead {
     pub version: Version,
     pub headers: HeaderMap,
     pub peer: Peer,
+    /// What a trusted proxy said (scheme, mount point).
+    pub forwarded: Forwarded,
 }
 
 /// Per-worker, per-listener state for building environs.
@@ -97,10 +105,23 @@ impl EnvironBuilder {
         env.set_item(intern!(py, "REQUEST_METHOD"), head.method.as_str())?;
         env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol(head.version))?;
 
+        if head.forwarded.https {
+            env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
+        }
+        let script_name = match &head.forwarded.script_name {
+            Some(name) => {
+                env.set_item(intern!(py, "SCRIPT_NAME"), name.as_str())?;
+                name.as_str()
+            }
+            None => self.script_name.as_str(),
+        };
         let path = head.uri.path();
-        let path_info = percent_decode_latin1(path);
-        let path_info = match path_info.strip_prefix(self.script_name.as_str()) {
-            Some(rest) if !self.script_name.is_empty() => rest.to_owned(),
+        let path_info = match &head.forwarded.path_info {
+            Some(path_info) => path_info.clone(),
+            None => percent_decode_latin1(path),
+        };
+        let path_info = match path_info.strip_prefix(script_name) {
+            Some(rest) if !script_name.is_empty() => rest.to_owned(),
             _ => path_info,
         };
         env.set_item(intern!(py, "PATH_INFO"), path_info)?;
