@@ -5,7 +5,7 @@
 #   bash tests/run.sh [pytest args...]
 #
 # Idempotent; meant for a fresh Debian 12 machine as root (CI) as much as a developer's.
-# It installs Debian's python3-venv / libpython3.11-dev / strace when missing, makes <repo>/.venv-test
+# It installs the Debian packages it needs when missing (listed below), makes <repo>/.venv-test
 # with Debian's /usr/bin/python3 (the Python unitcorn embeds — never the pyenv one on PATH),
 # pip-installs tests/requirements.txt into it, `cargo build --release`, `cargo test --release`,
 # then runs the venv's pytest. Exits non-zero on any failure.
@@ -23,7 +23,10 @@ say() { printf '== %s\n' "$*"; }
 
 # --- system packages (only what is missing; quiet) --------------------------------------
 need=()
-for pkg in python3 python3-venv libpython3.11-dev strace nginx-core openssl; do
+# systemd-container: systemd-nspawn, for test_systemd.py (it boots the host's own systemd in
+# a container; installing it also upgrades the host's systemd libraries to the same
+# version, harmless where systemd is not running). procps: /bin/kill, used by that test.
+for pkg in python3 python3-venv libpython3.11-dev strace nginx-core openssl systemd-container procps; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         need+=("$pkg")
     fi

@@ -1,0 +1,505 @@
+"""unitcorn under a REAL systemd (252, Debian 12's, the oldest supported): the project's own
+systemd/unitcorn@.service and unitcorn@.socket, booted in a throwaway systemd-nspawn
+container (tests/nspawn.py), serving a Flask app from a virtualenv as user `unitcorn`.
+
+What is checked: socket activation on the first connection, READY=1 only once the
+workers have imported the app, `systemctl reload` under load with no failed request, the
+USR2 binary upgrade with MAINPID= hand-over, a stuck master ending in Result=watchdog and
+the socket starting the service again, journald fields, and a graceful `systemctl stop`
+with a request in flight.
+
+Test-specific settings are drop-ins (unitcorn@demo.service.d/), which also shows that the
+units take them: a short WatchdogSec and TimeoutStopSec. Clients run inside the container
+(its network is private; the socket is the unit's unix socket in the container's /run).
+
+Needs root and systemd-nspawn (tests/run.sh installs systemd-container): without them
+these tests FAIL, they are never skipped.
+"""
+
+import json
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from harness import APPS, TESTS, UNITCORN_BIN, VENV, wait_for
+from nspawn import Container
+
+pytestmark = pytest.mark.unitcorn_only("systemd units of unitcorn")
+
+REPO_SYSTEMD = TESTS.parent / "systemd"
+SERVICE = "unitcorn@demo.service"
+SOCKET = "unitcorn@demo.socket"
+SOCK = "/run/unitcorn/demo.sock"            # ListenStream= of the real unitcorn@.socket
+STAGE = "/opt/unitcorn-test"                 # the stage dir, bound read-only inside
+VENV_INSIDE = "/opt/unitcorn-venv"           # the test venv (Flask), bound read-only inside
+CLIENT = [
+    "/usr/bin/python3", STAGE + "/systemd_client.py"]
+WORKERS = 2
+WATCHDOG_SEC = 3
+IMPORT_DELAY = 0.8                           # seconds each worker takes to import the app
+
+DROPIN_SERVICE = """\
+# test_systemd.py: a watchdog kill within seconds (30 s in the unit), and a bounded stop.
+[Service]
+WatchdogSec=%d
+TimeoutStopSec=20
+""" % WATCHDOG_SEC
+
+# No access log by default: the load tests would flood journald (and hit its rate limit,
+# 10000 lines in 30 s); test_journal_* turns it on.
+DEMO_TOML = """\
+wsgi_app = "systemdapp:app"
+chdir = "/srv/demo"
+virtualenv = "%s"
+bind = ["fd://http"]
+workers = %d
+graceful_timeout = 10
+raw_env = ["DEMO_IMPORT_DELAY=%s"]
+""" % (VENV_INSIDE, WORKERS, IMPORT_DELAY)
+CONFIG = "/etc/unitcorn/demo.toml"
+
+SYSUSERS = 'u unitcorn - "unitcorn WSGI server" /nonexistent\n'
+
+INSTALL = """\
+set -e
+install -m 0755 {stage}/unitcorn /usr/bin/unitcorn
+# The image's policy-rc.d refuses service starts by maintainer scripts (the host keeps it).
+rm -f /usr/sbin/policy-rc.d
+install -m 0644 {stage}/unitcorn@.service {stage}/unitcorn@.socket /etc/systemd/system/
+install -D -m 0644 {stage}/service-dropin.conf /etc/systemd/system/{service}.d/50-test.conf
+install -D -m 0644 {stage}/sysusers.conf /etc/sysusers.d/unitcorn.conf
+systemd-sysusers /etc/sysusers.d/unitcorn.conf
+install -D -m 0644 {stage}/demo.toml /etc/unitcorn/demo.toml
+install -D -m 0644 {stage}/systemdapp.py /srv/demo/systemdapp.py
+systemctl daemon-reload
+""".format(stage=STAGE, service=SERVICE)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory):
+    """One container for the module, with unitcorn and its units installed."""
+    stage = tmp_path_factory.mktemp("systemd-stage")
+    shutil.copy2(UNITCORN_BIN, stage / "unitcorn")
+    for unit in ("unitcorn@.service", "unitcorn@.socket"):
+        shutil.copy2(REPO_SYSTEMD / unit, stage / unit)     # the REAL unit files
+    shutil.copy2(APPS / "systemdapp.py", stage / "systemdapp.py")
+    shutil.copy2(TESTS / "harness.py", stage / "harness.py")
+    shutil.copy2(TESTS / "systemd_client.py", stage / "systemd_client.py")
+    (stage / "service-dropin.conf").write_text(DROPIN_SERVICE)
+    (stage / "demo.toml").write_text(DEMO_TOML)
+    (stage / "sysusers.conf").write_text(SYSUSERS)
+    for p in stage.iterdir():
+        p.chmod(0o755 if p.name == "unitcorn" else 0o644)
+    stage.chmod(0o755)
+    # The venv is bound, not copied: the checkout may be under /root (mode 700), but a
+    # bind mount needs no access to the directories above it.
+    c = Container.boot(binds={str(stage): STAGE, str(VENV): VENV_INSIDE})
+    try:
+        c.run(INSTALL)
+        yield c
+    finally:
+        c.close()
+
+
+class Journal:
+    """The service's journal from a point on (a cursor taken when the test started)."""
+
+    def __init__(self, box):
+        self.box = box
+        out = box.run(["journalctl", "-n", "0", "--show-cursor", "--no-pager"]).stdout
+        self.cursor = next((line.split("cursor: ", 1)[1] for line in out.splitlines()
+                            if line.startswith("-- cursor: ")), None)
+
+    def _args(self):
+        return ["journalctl", "--no-pager", "-u", SERVICE] + (
+            ["--after-cursor", self.cursor] if self.cursor else [])
+
+    def text(self):
+        return self.box.run(self._args() + ["-o", "short-monotonic"], check=False).stdout
+
+    def entries(self, *matches):
+        """The entries (dicts) matching FIELD=VALUE matches, as journalctl -o json."""
+        out = self.box.run(self._args() + ["-o", "json"] + list(matches), check=False).stdout
+        entries = [json.loads(line) for line in out.splitlines() if line.strip()]
+        for e in entries:
+            for k, v in e.items():
+                if isinstance(v, list) and all(isinstance(b, int) for b in v):
+                    e[k] = bytes(v).decode("utf-8", "replace")     # binary-safe field
+        return entries
+
+    def excerpt(self, n=80):
+        lines = self.text().splitlines()
+        # Access log lines (if any) drown what matters: count them instead.
+        access = [line for line in lines if ' HTTP/1.1" ' in line]
+        lines = [line for line in lines if ' HTTP/1.1" ' not in line]
+        return "journal (-u %s, this test; %d access log lines left out):\n%s" % (
+            SERVICE, len(access), "\n".join(lines[-n:]))
+
+
+def show(box, unit, *props):
+    out = box.run(["systemctl", "show", "-p", ",".join(props), unit]).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def get(box, path, timeout=15):
+    """One GET through the unit's socket, from inside the container."""
+    r = box.run(CLIENT + ["get", SOCK, path, str(timeout)], timeout=timeout + 10)
+    return json.loads(r.stdout)
+
+
+def tree(box, pid):
+    """pid and its descendants inside the container: [{pid, ppid, uid, state, comm}]."""
+    return json.loads(box.run(CLIENT + ["tree", str(pid)]).stdout)
+
+
+def workers_of(box, master):
+    return sorted(p["pid"] for p in tree(box, master)
+                  if p["ppid"] == master and p["state"] not in "ZX")
+
+
+def main_pid(box):
+    return int(show(box, SERVICE, "MainPID")["MainPID"])
+
+
+def until(what, predicate, timeout, journal, interval=0.1):
+    """Wait (bounded) for predicate; assert with the journal excerpt on timeout."""
+    got = wait_for(predicate, timeout, interval)
+    assert got, "timeout after %ss waiting for %s; %s" % (timeout, what, journal.excerpt())
+    return got
+
+
+@pytest.fixture
+def fresh(box):
+    """Each test starts with the socket listening, the service stopped and no failure
+    recorded; returns the journal from the test's start."""
+    box.run(["systemctl", "stop", SERVICE], timeout=40)
+    box.run(["systemctl", "reset-failed", SERVICE, SOCKET], check=False)
+    box.run(["systemctl", "start", SOCKET])
+    return Journal(box)
+
+
+def start_by_request(box, journal):
+    """Socket-activate the service with one request; returns (master pid, worker pids)."""
+    r = get(box, "/pid", timeout=30)
+    assert r.get("status") == 200, "%r; %s" % (r, journal.excerpt())
+    master = main_pid(box)
+    assert master > 0, journal.excerpt()
+    ws = until("%d workers of master %d" % (WORKERS, master),
+               lambda: (lambda w: w if len(w) == WORKERS else None)(workers_of(box, master)),
+               10, journal)
+    return master, ws
+
+
+class InsideLoad:
+    """systemd_client.py's load generator (harness.Load), running inside the container;
+    bounded in time (max_seconds) and count (max_requests)."""
+
+    PROGRESS = "/run/unitcorn-test-load.json"
+    STOP = "/run/unitcorn-test-load.stop"
+
+    def __init__(self, box, journal, max_seconds=60, max_requests=2_000_000):
+        self.box, self.journal, self.max_seconds = box, journal, max_seconds
+        box.run(["rm", "-f", self.PROGRESS, self.STOP])
+        self.proc = box.popen(CLIENT + ["load", SOCK, self.PROGRESS, self.STOP,
+                                        str(max_seconds), str(max_requests)])
+        self.result = None
+
+    def progress(self):
+        try:
+            return json.loads(self.box.path(self.PROGRESS).read_text())
+        except (OSError, ValueError):
+            return {"ok": 0, "failed": 0, "pids": {}}
+
+    def wait_ok(self, n, timeout=20):
+        """Wait until n more requests have succeeded."""
+        start = self.progress()["ok"]
+        until("%d more requests served (load: %r)" % (n, self.progress()),
+              lambda: self.proc.poll() is None and self.progress()["ok"] - start >= n,
+              timeout, self.journal)
+
+    def wait_served_by(self, pids, n=20, timeout=20):
+        """Wait until the pids together have answered n requests of the load."""
+        def served():
+            got = self.progress()["pids"]
+            return sum(got.get(str(p), 0) for p in pids) >= n
+        until("load served by %r (load: %r)" % (pids, self.progress()), served, timeout,
+              self.journal)
+
+    def finish(self):
+        self.box.path(self.STOP).write_text("stop")
+        try:
+            out, err = self.proc.communicate(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate(timeout=10)
+            raise AssertionError("load generator did not stop; stderr: %s" % err[-2000:])
+        assert self.proc.returncode == 0, "load generator exited %s: %s" % (
+            self.proc.returncode, err[-3000:])
+        self.result = json.loads(out)
+        return self.result
+
+    def close(self):
+        """Stop it if finish() was not reached (a failed test): first by the stop file,
+        then by killing nsenter (the client dies with it, see Container.command)."""
+        if self.proc.poll() is None:
+            try:
+                self.box.path(self.STOP).write_text("stop")
+                self.proc.wait(15)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+# --------------------------------------------------------------------------- tests
+
+def test_units_verify_clean_with_the_test_drop_ins(box):
+    """systemd-analyze verify exits 0 even on unknown keys: any output is a failure."""
+    r = box.run(["systemd-analyze", "verify", SOCKET, SERVICE], check=False)
+    assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), r.stdout + r.stderr
+    drop = show(box, SERVICE, "DropInPaths")["DropInPaths"]
+    assert drop == "/etc/systemd/system/%s.d/50-test.conf" % SERVICE, drop
+
+
+def test_socket_activation_starts_the_service_on_first_connection(box, fresh):
+    journal = fresh
+    sock = show(box, SOCKET, "ActiveState", "SubState")
+    assert sock == {"ActiveState": "active", "SubState": "listening"}, sock
+    assert show(box, SERVICE, "ActiveState")["ActiveState"] == "inactive", \
+        "service started before any connection; " + journal.excerpt()
+
+    r = get(box, "/whoami", timeout=30)
+    assert r.get("status") == 200, "%r; %s" % (r, journal.excerpt())
+    me = json.loads(r["body"])
+    # The first worker may answer before the second has imported the app, so before the
+    # master's READY=1: wait for it.
+    until("the service active (READY=1)",
+          lambda: show(box, SERVICE, "ActiveState")["ActiveState"] == "active", 15, journal)
+
+    svc = show(box, SERVICE, "ActiveState", "SubState", "MainPID", "Type", "NRestarts",
+               "StatusText", "Result", "WatchdogUSec")
+    assert (svc["ActiveState"], svc["SubState"], svc["Type"], svc["NRestarts"]) == \
+        ("active", "running", "notify", "0"), svc
+    # The drop-in's WatchdogSec= (the unit says 30 s) is the one in force.
+    assert svc["WatchdogUSec"] == "%ds" % WATCHDOG_SEC, svc
+    master = int(svc["MainPID"])
+    assert "%d workers (generation 1)" % WORKERS in svc["StatusText"], svc
+    workers = workers_of(box, master)
+    assert len(workers) == WORKERS, (workers, tree(box, master))
+    assert me["pid"] in workers and me["ppid"] == master, (me, workers, master)
+
+    # The unit's User=: the master and every worker run as `unitcorn`.
+    uid = int(box.run(["id", "-u", "unitcorn"]).stdout)
+    procs = tree(box, master)
+    assert {p["uid"] for p in procs} == {uid}, procs
+    assert (me["uid"], me["user"]) == (uid, "unitcorn"), me
+    # Flask came from the config's virtualenv, readable by the service user.
+    assert me["flask_file"].startswith(VENV_INSIDE + "/lib/"), me
+
+
+def test_ready_only_once_the_workers_have_imported_the_app(box, fresh):
+    """`systemctl start` returns on READY=1: by then every worker has imported the app
+    (which takes IMPORT_DELAY s), so the service is active and its workers all serve."""
+    journal = fresh
+    box.run(["systemctl", "start", SERVICE], timeout=60)
+    svc = show(box, SERVICE, "ActiveState", "SubState", "StatusText", "MainPID",
+               "ExecMainStartTimestampMonotonic", "ActiveEnterTimestampMonotonic")
+    assert (svc["ActiveState"], svc["SubState"]) == ("active", "running"), \
+        "%r; %s" % (svc, journal.excerpt())
+    assert svc["StatusText"].startswith("%d workers (generation 1)" % WORKERS), svc
+    took = (int(svc["ActiveEnterTimestampMonotonic"])
+            - int(svc["ExecMainStartTimestampMonotonic"])) / 1e6
+    assert took >= IMPORT_DELAY, "READY=1 %.3f s after the start, before the workers " \
+        "imported the app (%.1f s); %s" % (took, IMPORT_DELAY, journal.excerpt())
+    assert len(workers_of(box, int(svc["MainPID"]))) == WORKERS
+    assert get(box, "/pid")["status"] == 200
+
+
+def test_reload_under_load_fails_no_request(box, fresh):
+    journal = fresh
+    master, gen = start_by_request(box, journal)
+    generations, took = [gen], []
+    load = InsideLoad(box, journal)
+    try:
+        load.wait_ok(100)
+        for number in (2, 3, 4):
+            t0 = time.monotonic()
+            box.run(["systemctl", "reload", SERVICE], timeout=60)
+            took.append(time.monotonic() - t0)
+            old = generations[-1]
+
+            # systemd 252 may return from reload before RELOADING=1 arrived: wait for the
+            # new generation's READY=1 (its STATUS=) and for the old workers to be gone.
+            def reloaded():
+                svc = show(box, SERVICE, "SubState", "StatusText")
+                if svc["SubState"] != "running" or \
+                        "(generation %d)" % number not in svc["StatusText"]:
+                    return None
+                ws = workers_of(box, master)
+                return ws if len(ws) == WORKERS and not set(ws) & set(old) else None
+            new = until("generation %d serving, generation %d gone" % (number, number - 1),
+                        reloaded, 30, journal)
+            generations.append(new)
+            load.wait_served_by(new)
+        result = load.finish()
+    finally:
+        load.close()
+    print("\nsystemctl reload returned after %s s; load: %s" % (
+        ", ".join("%.3f" % t for t in took), result["summary"]))
+    assert not result["failures"], "%s\n%s" % (result["summary"], journal.excerpt())
+    assert result["ok"] > 300, result["summary"]
+    svc = show(box, SERVICE, "MainPID", "NRestarts", "ActiveState", "Result")
+    assert svc == {"MainPID": str(master), "NRestarts": "0", "ActiveState": "active",
+                   "Result": "success"}, svc
+    text = journal.text()
+    assert text.count("Reloaded ") >= 3, journal.excerpt()
+
+
+def test_usr2_binary_upgrade_hands_over_main_pid_then_stops_gracefully(box, fresh):
+    """USR2: the master double-forks and execs a new master (inheriting the listeners);
+    once its workers serve, the old master sends MAINPID=<new> and stops gracefully.
+    Then the new master is systemd's main process: watchdog pings accepted, and a
+    `systemctl stop` is a graceful one (no SIGKILL, gotcha 10 of the harness notes)."""
+    journal = fresh
+    old_master, old_workers = start_by_request(box, journal)
+    uid = int(box.run(["id", "-u", "unitcorn"]).stdout)
+    load = InsideLoad(box, journal)
+    try:
+        load.wait_ok(100)
+        box.run(["systemctl", "kill", "-s", "SIGUSR2", "--kill-whom=main", SERVICE])
+        new_master = until(
+            "MainPID to move from %d to a new master" % old_master,
+            lambda: (lambda p: p if p not in (0, old_master) else None)(main_pid(box)),
+            20, journal)
+        until("the old master %d and its workers gone" % old_master,
+              lambda: not tree(box, old_master) and not any(tree(box, w) for w in old_workers),
+              20, journal)
+        procs = tree(box, new_master)
+        head = procs[0] if procs else {}
+        assert head.get("ppid") == 1, "new master %d is not a child of PID 1 (double fork): " \
+            "%r; %s" % (new_master, procs, journal.excerpt())
+        assert {p["uid"] for p in procs} == {uid}, procs
+        new_workers = until("%d workers of the new master" % WORKERS,
+                            lambda: (lambda w: w if len(w) == WORKERS else None)(
+                                workers_of(box, new_master)), 20, journal)
+        load.wait_served_by(new_workers)
+        # Longer than WatchdogSec: systemd takes the new master's WATCHDOG=1 pings.
+        time.sleep(WATCHDOG_SEC + 1.5)
+        load.wait_ok(50)
+        result = load.finish()
+    finally:
+        load.close()
+    print("\nload across the upgrade: %s" % result["summary"])
+    assert not result["failures"], "%s\n%s" % (result["summary"], journal.excerpt())
+    svc = show(box, SERVICE, "MainPID", "NRestarts", "ActiveState", "SubState")
+    assert svc == {"MainPID": str(new_master), "NRestarts": "0", "ActiveState": "active",
+                   "SubState": "running"}, "%r; %s" % (svc, journal.excerpt())
+    text = journal.text()
+    for bad in ("Watchdog timeout", "which is not our child", "reception only permitted"):
+        assert bad not in text, "%r in the journal; %s" % (bad, journal.excerpt())
+
+    box.run(["systemctl", "stop", SERVICE], timeout=40)
+    svc = show(box, SERVICE, "ActiveState", "Result")
+    assert svc == {"ActiveState": "inactive", "Result": "success"}, \
+        "%r; %s" % (svc, journal.excerpt())
+    text = journal.text()
+    for bad in ("SIGKILL", "Killing process"):
+        assert bad not in text, "stop after the upgrade was not graceful (%r); %s" % (
+            bad, journal.excerpt())
+
+
+def test_stuck_master_ends_in_watchdog_and_the_socket_starts_it_again(box, fresh):
+    journal = fresh
+    master, _ = start_by_request(box, journal)
+    box.run(["kill", "-STOP", str(master)])
+    until("Result=watchdog after WatchdogSec=%d" % WATCHDOG_SEC,
+          lambda: "Failed with result 'watchdog'" in journal.text(),
+          WATCHDOG_SEC + 25, journal, interval=0.3)
+    text = journal.text()
+    assert "Watchdog timeout (limit %ds)" % WATCHDOG_SEC in text, journal.excerpt()
+    # The socket unit keeps listening through the failure; the next connection is served
+    # by a new master (Restart=on-failure or socket activation, whichever comes first).
+    sock = show(box, SOCKET, "ActiveState")
+    assert sock["ActiveState"] == "active", "%r; %s" % (sock, journal.excerpt())
+    r = get(box, "/whoami", timeout=30)
+    assert r.get("status") == 200, "%r; %s" % (r, journal.excerpt())
+    def active_again():
+        svc = show(box, SERVICE, "ActiveState", "SubState", "MainPID")
+        return svc if svc["ActiveState"] == "active" else None
+    again = until("the service active again", active_again, 15, journal)
+    assert again["ActiveState"] == "active" and int(again["MainPID"]) not in (0, master), \
+        "%r; %s" % (again, journal.excerpt())
+    assert json.loads(r["body"])["ppid"] == int(again["MainPID"])
+    assert not tree(box, master), "the stuck master %d is still there" % master
+
+
+def test_journal_has_structured_access_and_error_entries(box, fresh):
+    """The journald output: access entries with REQUEST_* fields, queryable by STATUS=, and
+    an app traceback as ONE entry at PRIORITY=3."""
+    journal = fresh
+    # The access log on stdout, the journal's stream: the journald output takes it over.
+    box.run(["sh", "-c", "cp %s %s.orig && echo 'accesslog = \"-\"' >> %s" % (
+        CONFIG, CONFIG, CONFIG)])
+    try:
+        master, workers = start_by_request(box, journal)
+        assert get(box, "/some-path")["status"] == 200
+        assert get(box, "/boom")["status"] == 500
+    finally:
+        box.run(["mv", CONFIG + ".orig", CONFIG])
+
+    def entry(*matches):
+        got = journal.entries(*matches)
+        return got[-1] if got else None
+    access = until("an access entry with STATUS=500 REQUEST_PATH=/boom",
+                   lambda: entry("STATUS=500", "REQUEST_PATH=/boom"), 10, journal)
+    assert access.get("REQUEST_METHOD") == "GET", access
+    assert access.get("DURATION_US", "").isdigit(), access
+    assert "REMOTE_ADDR" in access and "PRIORITY" in access, access
+    assert int(access.get("WORKER_PID", 0)) in workers, (access, workers)
+    ok = entry("REQUEST_PATH=/some-path")
+    assert ok and ok.get("STATUS") == "200", "%r; %s" % (ok, journal.excerpt())
+    assert "unitcorn" in journal.text(), journal.excerpt()
+
+    def traceback_entry():
+        for e in journal.entries("PRIORITY=3"):
+            msg = e.get("MESSAGE", "")
+            if "demo-boom" in msg:
+                return e
+        return None
+    err = until("an error entry (PRIORITY=3) with the traceback", traceback_entry, 10, journal)
+    msg = err["MESSAGE"]
+    assert "Traceback (most recent call last)" in msg and \
+        "RuntimeError: demo-boom" in msg, "the traceback is split over entries: %r; %s" % (
+            msg, journal.excerpt())
+    assert int(err.get("WORKER_PID", 0)) in workers, err
+
+
+def test_graceful_stop_lets_an_in_flight_request_finish(box, fresh):
+    journal = fresh
+    master, workers = start_by_request(box, journal)
+    client = box.popen(CLIENT + ["get", SOCK, "/sleep?s=1.5", "20"])
+    try:
+        time.sleep(0.5)                 # the request is in the app by now
+        assert client.poll() is None, client.communicate()
+        t0 = time.monotonic()
+        box.run(["systemctl", "stop", SERVICE], timeout=40)
+        took = time.monotonic() - t0
+        out, err = client.communicate(timeout=20)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait(10)
+    r = json.loads(out)
+    assert r.get("status") == 200 and r.get("complete") and int(r["body"]) in workers, \
+        "%r %s; %s" % (r, err, journal.excerpt())
+    svc = show(box, SERVICE, "ActiveState", "Result")
+    assert svc == {"ActiveState": "inactive", "Result": "success"}, \
+        "%r; %s" % (svc, journal.excerpt())
+    assert took >= 0.5, "stop took %.2f s: it did not wait for the request" % took
+    for bad in ("SIGKILL", "Killing process"):
+        assert bad not in journal.text(), journal.excerpt()
+    # The socket outlives the service: the next connection starts it again.
+    assert get(box, "/pid", timeout=30)["status"] == 200, journal.excerpt()
