@@ -186,6 +186,11 @@ def start_by_request(box, journal):
     """Socket-activate the service with one request; returns (master pid, worker pids)."""
     r = get(box, "/pid", timeout=30)
     assert r.get("status") == 200, "%r; %s" % (r, journal.excerpt())
+    # A worker may answer before the others have imported the app, so before READY=1;
+    # and a `systemctl reload` while the unit is still activating merges into the start
+    # job (nothing is reloaded): wait for active.
+    until("the service active (READY=1)",
+          lambda: show(box, SERVICE, "ActiveState")["ActiveState"] == "active", 15, journal)
     master = main_pid(box)
     assert master > 0, journal.excerpt()
     ws = until("%d workers of master %d" % (WORKERS, master),
@@ -358,6 +363,38 @@ def test_reload_under_load_fails_no_request(box, fresh):
     assert text.count("Reloaded ") >= 3, journal.excerpt()
 
 
+def test_reload_that_cannot_load_the_app_keeps_serving_and_ends_running(box, fresh):
+    """A reload whose new generation cannot import the app: the old generation keeps
+    serving, and the unit leaves `reloading` (READY=1 follows RELOADING=1 even then; else
+    systemd would hold the unit in `reloading` and queue every later job behind it)."""
+    journal = fresh
+    master, gen = start_by_request(box, journal)
+    app = "/srv/demo/systemdapp.py"
+    box.run(["sh", "-c", "cp %s %s.orig && echo 'raise ImportError(\"broken on purpose\")' >> %s"
+             % (app, app, app)])
+    try:
+        box.run(["systemctl", "reload", SERVICE], timeout=60)
+        until("the reload failure logged",
+              lambda: "generation 1 keeps serving" in journal.text(), 20, journal)
+
+        def running():
+            svc = show(box, SERVICE, "ActiveState", "SubState")
+            return (svc["ActiveState"], svc["SubState"]) == ("active", "running")
+        until("the unit back to active/running", running, 20, journal)
+    finally:
+        box.run(["mv", app + ".orig", app])
+    assert workers_of(box, master) == gen, "the serving generation changed; " + journal.excerpt()
+    assert {int(get(box, "/pid")["body"]) for _ in range(4)} <= set(gen)
+    # The next reload (app fixed) goes through.
+    box.run(["systemctl", "reload", SERVICE], timeout=60)
+    def replaced():
+        ws = workers_of(box, master)
+        return len(ws) == WORKERS and not set(ws) & set(gen) and \
+            show(box, SERVICE, "SubState")["SubState"] == "running"
+    until("a new generation serving", replaced, 30, journal)
+    assert show(box, SERVICE, "MainPID")["MainPID"] == str(master)
+
+
 def test_usr2_binary_upgrade_hands_over_main_pid_then_stops_gracefully(box, fresh):
     """USR2: the master double-forks and execs a new master (inheriting the listeners);
     once its workers serve, the old master sends MAINPID=<new> and stops gracefully.
@@ -398,8 +435,14 @@ def test_usr2_binary_upgrade_hands_over_main_pid_then_stops_gracefully(box, fres
     assert svc == {"MainPID": str(new_master), "NRestarts": "0", "ActiveState": "active",
                    "SubState": "running"}, "%r; %s" % (svc, journal.excerpt())
     text = journal.text()
-    for bad in ("Watchdog timeout", "which is not our child", "reception only permitted"):
+    # "not our child": MAINPID= named a process systemd had not adopted (no double fork);
+    # its next stop would SIGKILL at once.
+    for bad in ("Watchdog timeout", "which is not our child"):
         assert bad not in text, "%r in the journal; %s" % (bad, journal.excerpt())
+    if "reception only permitted" in text:
+        # Not a failure: notifications the new master sent before it became the main PID.
+        print("\nnote: systemd refused notifications sent before the hand-over:\n%s" % "\n".join(
+            line for line in text.splitlines() if "reception only permitted" in line))
 
     box.run(["systemctl", "stop", SERVICE], timeout=40)
     svc = show(box, SERVICE, "ActiveState", "Result")
