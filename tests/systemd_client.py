@@ -1,6 +1,8 @@
 """Client side of test_systemd.py, run INSIDE the systemd-nspawn container (its network is
 private, and the service's socket lives in the container's /run).
 
+    SOCKET is a unix socket path or tcp:HOST:PORT.
+
     python3 systemd_client.py get SOCKET PATH [TIMEOUT]
         one GET on a fresh connection; prints JSON {status, body, headers} (or {error})
     python3 systemd_client.py tree PID
@@ -27,9 +29,17 @@ from harness import Conn, ConnClosed, Load, build_request  # noqa: E402
 PROGRESS_EVERY = 0.1     # seconds between rewrites of the progress file
 
 
+def address(where):
+    """tcp:HOST:PORT -> (HOST, PORT); anything else is a unix socket path."""
+    if where.startswith("tcp:"):
+        host, _, port = where[len("tcp:"):].rpartition(":")
+        return (host, int(port))
+    return where
+
+
 def get(sock, path, timeout=10.0):
     try:
-        with Conn(sock, timeout=timeout) as c:
+        with Conn(address(sock), timeout=timeout) as c:
             c.send(build_request("GET", path, close=True))
             r = c.read_response(timeout=timeout)
     except (OSError, ConnClosed) as e:
@@ -68,7 +78,7 @@ def tree(root):
 def load(sock, progress_file, stop_file, max_seconds, max_requests):
     t0 = time.monotonic()
     stopped_by = "max_seconds"
-    with Load(sock, keepalive=2, fresh=2, slow=1, path="/pid", slow_path="/sleep?s=0.3",
+    with Load(address(sock), keepalive=2, fresh=2, slow=1, path="/pid", slow_path="/sleep?s=0.3",
               timeout=10.0) as ld:
         while time.monotonic() - t0 < max_seconds:
             with ld._lock:

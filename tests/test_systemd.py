@@ -32,6 +32,7 @@ REPO_SYSTEMD = TESTS.parent / "systemd"
 SERVICE = "unitcorn@demo.service"
 SOCKET = "unitcorn@demo.socket"
 SOCK = "/run/unitcorn/demo.sock"            # ListenStream= of the real unitcorn@.socket
+TCP = "tcp:127.0.0.1:8080"                   # added by the socket drop-in
 STAGE = "/opt/unitcorn-test"                 # the stage dir, bound read-only inside
 VENV_INSIDE = "/opt/unitcorn-venv"           # the test venv (Flask), bound read-only inside
 CLIENT = [
@@ -60,6 +61,13 @@ raw_env = ["DEMO_IMPORT_DELAY=%s"]
 """ % (VENV_INSIDE, WORKERS, IMPORT_DELAY)
 CONFIG = "/etc/unitcorn/demo.toml"
 
+# A second listener: the socket unit takes drop-ins, and unitcorn serves a passed socket
+# its bind does not name (bind names fd://http, and both are named http here).
+DROPIN_SOCKET = """\
+[Socket]
+ListenStream=127.0.0.1:8080
+"""
+
 SYSUSERS = 'u unitcorn - "unitcorn WSGI server" /nonexistent\n'
 
 INSTALL = """\
@@ -69,12 +77,13 @@ install -m 0755 {stage}/unitcorn /usr/bin/unitcorn
 rm -f /usr/sbin/policy-rc.d
 install -m 0644 {stage}/unitcorn@.service {stage}/unitcorn@.socket /etc/systemd/system/
 install -D -m 0644 {stage}/service-dropin.conf /etc/systemd/system/{service}.d/50-test.conf
+install -D -m 0644 {stage}/socket-dropin.conf /etc/systemd/system/{socket}.d/50-test.conf
 install -D -m 0644 {stage}/sysusers.conf /etc/sysusers.d/unitcorn.conf
 systemd-sysusers /etc/sysusers.d/unitcorn.conf
 install -D -m 0644 {stage}/demo.toml /etc/unitcorn/demo.toml
 install -D -m 0644 {stage}/systemdapp.py /srv/demo/systemdapp.py
 systemctl daemon-reload
-""".format(stage=STAGE, service=SERVICE)
+""".format(stage=STAGE, service=SERVICE, socket=SOCKET)
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -90,6 +99,7 @@ def box(tmp_path_factory):
     shutil.copy2(TESTS / "harness.py", stage / "harness.py")
     shutil.copy2(TESTS / "systemd_client.py", stage / "systemd_client.py")
     (stage / "service-dropin.conf").write_text(DROPIN_SERVICE)
+    (stage / "socket-dropin.conf").write_text(DROPIN_SOCKET)
     (stage / "demo.toml").write_text(DEMO_TOML)
     (stage / "sysusers.conf").write_text(SYSUSERS)
     for p in stage.iterdir():
@@ -106,7 +116,11 @@ def box(tmp_path_factory):
 
 
 class Journal:
-    """The service's journal from a point on (a cursor taken when the test started)."""
+    """The service's journal from a point on (a cursor taken when the test started).
+
+    Read with --cursor (inclusive) and the cursor's own entry dropped by hand: journalctl
+    252's --after-cursor together with matches (-u ...) skips the first MATCHING entry
+    when the cursor's entry does not match -- it would hide e.g. the first STATUS=500."""
 
     def __init__(self, box):
         self.box = box
@@ -114,22 +128,30 @@ class Journal:
         self.cursor = next((line.split("cursor: ", 1)[1] for line in out.splitlines()
                             if line.startswith("-- cursor: ")), None)
 
-    def _args(self):
-        return ["journalctl", "--no-pager", "-u", SERVICE] + (
-            ["--after-cursor", self.cursor] if self.cursor else [])
-
-    def text(self):
-        return self.box.run(self._args() + ["-o", "short-monotonic"], check=False).stdout
-
     def entries(self, *matches):
-        """The entries (dicts) matching FIELD=VALUE matches, as journalctl -o json."""
-        out = self.box.run(self._args() + ["-o", "json"] + list(matches), check=False).stdout
+        """The entries (dicts) of the unit matching FIELD=VALUE matches (journalctl -o json)."""
+        args = ["journalctl", "--no-pager", "-o", "json", "-u", SERVICE] + (
+            ["--cursor", self.cursor] if self.cursor else []) + list(matches)
+        out = self.box.run(args, check=False).stdout
         entries = [json.loads(line) for line in out.splitlines() if line.strip()]
+        entries = [e for e in entries if e.get("__CURSOR") != self.cursor]
         for e in entries:
             for k, v in e.items():
                 if isinstance(v, list) and all(isinstance(b, int) for b in v):
                     e[k] = bytes(v).decode("utf-8", "replace")     # binary-safe field
         return entries
+
+    def text(self):
+        """The unit's entries as `[monotonic s] IDENTIFIER[PID]: MESSAGE` lines."""
+        lines = []
+        for e in self.entries():
+            msg = e.get("MESSAGE", "")
+            if isinstance(msg, list):                               # repeated field
+                msg = " | ".join(map(str, msg))
+            lines.append("[%12.6f] %s[%s]: %s" % (
+                int(e.get("__MONOTONIC_TIMESTAMP", 0)) / 1e6, e.get("SYSLOG_IDENTIFIER", "?"),
+                e.get("_PID", "?"), msg))
+        return "\n".join(lines)
 
     def excerpt(self, n=80):
         lines = self.text().splitlines()
@@ -145,9 +167,9 @@ def show(box, unit, *props):
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
-def get(box, path, timeout=15):
-    """One GET through the unit's socket, from inside the container."""
-    r = box.run(CLIENT + ["get", SOCK, path, str(timeout)], timeout=timeout + 10)
+def get(box, path, timeout=15, via=SOCK):
+    """One GET through the unit's socket (or via=TCP), from inside the container."""
+    r = box.run(CLIENT + ["get", via, path, str(timeout)], timeout=timeout + 10)
     return json.loads(r.stdout)
 
 
@@ -265,8 +287,9 @@ def test_units_verify_clean_with_the_test_drop_ins(box):
     """systemd-analyze verify exits 0 even on unknown keys: any output is a failure."""
     r = box.run(["systemd-analyze", "verify", SOCKET, SERVICE], check=False)
     assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), r.stdout + r.stderr
-    drop = show(box, SERVICE, "DropInPaths")["DropInPaths"]
-    assert drop == "/etc/systemd/system/%s.d/50-test.conf" % SERVICE, drop
+    for unit in (SERVICE, SOCKET):
+        drop = show(box, unit, "DropInPaths")["DropInPaths"]
+        assert drop == "/etc/systemd/system/%s.d/50-test.conf" % unit, drop
 
 
 def test_socket_activation_starts_the_service_on_first_connection(box, fresh):
@@ -303,6 +326,9 @@ def test_socket_activation_starts_the_service_on_first_connection(box, fresh):
     assert (me["uid"], me["user"]) == (uid, "unitcorn"), me
     # Flask came from the config's virtualenv, readable by the service user.
     assert me["flask_file"].startswith(VENV_INSIDE + "/lib/"), me
+    # The drop-in's TCP listener is served by the same master.
+    r = get(box, "/whoami", via=TCP)
+    assert r.get("status") == 200 and json.loads(r["body"])["ppid"] == master, r
 
 
 def test_ready_only_once_the_workers_have_imported_the_app(box, fresh):
@@ -488,8 +514,9 @@ def test_journal_has_structured_access_and_error_entries(box, fresh):
         CONFIG, CONFIG, CONFIG)])
     try:
         master, workers = start_by_request(box, journal)
-        assert get(box, "/some-path")["status"] == 200
-        assert get(box, "/boom")["status"] == 500
+        # Over TCP: REMOTE_ADDR has a value (a unix socket peer has none).
+        assert get(box, "/some-path", via=TCP)["status"] == 200
+        assert get(box, "/boom", via=TCP)["status"] == 500
     finally:
         box.run(["mv", CONFIG + ".orig", CONFIG])
 
@@ -500,7 +527,7 @@ def test_journal_has_structured_access_and_error_entries(box, fresh):
                    lambda: entry("STATUS=500", "REQUEST_PATH=/boom"), 10, journal)
     assert access.get("REQUEST_METHOD") == "GET", access
     assert access.get("DURATION_US", "").isdigit(), access
-    assert "REMOTE_ADDR" in access and "PRIORITY" in access, access
+    assert access.get("REMOTE_ADDR") == "127.0.0.1" and "PRIORITY" in access, access
     assert int(access.get("WORKER_PID", 0)) in workers, (access, workers)
     ok = entry("REQUEST_PATH=/some-path")
     assert ok and ok.get("STATUS") == "200", "%r; %s" % (ok, journal.excerpt())
