@@ -2,15 +2,17 @@
 systemd/unitcorn@.service and unitcorn@.socket, booted in a throwaway systemd-nspawn
 container (tests/nspawn.py), serving a Flask app from a virtualenv as user `unitcorn`.
 
-What is checked: socket activation on the first connection, READY=1 only once the
-workers have imported the app, `systemctl reload` under load with no failed request, the
-USR2 binary upgrade with MAINPID= hand-over, a stuck master ending in Result=watchdog and
-the socket starting the service again, journald fields, and a graceful `systemctl stop`
-with a request in flight.
+What is checked: the units verify clean; socket activation on the first connection;
+READY=1 only once the workers have imported the app; `systemctl reload` under load with no
+failed request, and a reload that cannot load the app; a stuck master ending in
+Result=watchdog and the socket starting the service again; a graceful `systemctl stop`
+with a request in flight; then the USR2 binary upgrade with its MAINPID= hand-over and the
+journald output's fields (both pending work in src/, hence last).
 
-Test-specific settings are drop-ins (unitcorn@demo.service.d/), which also shows that the
-units take them: a short WatchdogSec and TimeoutStopSec. Clients run inside the container
-(its network is private; the socket is the unit's unix socket in the container's /run).
+Test-specific settings are drop-ins (unitcorn@demo.service.d/, unitcorn@demo.socket.d/),
+which also shows that the units take them: a short WatchdogSec, a bounded TimeoutStopSec,
+and a TCP listener beside the unit's unix socket. Clients run inside the container (its
+network is private, and the unix socket is in the container's /run).
 
 Needs root and systemd-nspawn (tests/run.sh installs systemd-container): without them
 these tests FAIL, they are never skipped.
@@ -35,8 +37,7 @@ SOCK = "/run/unitcorn/demo.sock"            # ListenStream= of the real unitcorn
 TCP = "tcp:127.0.0.1:8080"                   # added by the socket drop-in
 STAGE = "/opt/unitcorn-test"                 # the stage dir, bound read-only inside
 VENV_INSIDE = "/opt/unitcorn-venv"           # the test venv (Flask), bound read-only inside
-CLIENT = [
-    "/usr/bin/python3", STAGE + "/systemd_client.py"]
+CLIENT = ["/usr/bin/python3", STAGE + "/systemd_client.py"]   # run inside, as root
 WORKERS = 2
 WATCHDOG_SEC = 3
 IMPORT_DELAY = 0.8                           # seconds each worker takes to import the app
@@ -241,16 +242,25 @@ class InsideLoad:
         except (OSError, ValueError):
             return {"ok": 0, "failed": 0, "pids": {}}
 
+    def _running(self):
+        """True while the generator runs; asserts with its output once it has ended."""
+        if self.proc.poll() is None:
+            return True
+        out, err = self.proc.communicate(timeout=10)
+        raise AssertionError("load generator ended early (exit %s): %s %s; %s" % (
+            self.proc.returncode, out[-2000:], err[-2000:], self.journal.excerpt()))
+
     def wait_ok(self, n, timeout=20):
         """Wait until n more requests have succeeded."""
         start = self.progress()["ok"]
         until("%d more requests served (load: %r)" % (n, self.progress()),
-              lambda: self.proc.poll() is None and self.progress()["ok"] - start >= n,
+              lambda: self._running() and self.progress()["ok"] - start >= n,
               timeout, self.journal)
 
     def wait_served_by(self, pids, n=20, timeout=20):
         """Wait until the pids together have answered n requests of the load."""
         def served():
+            self._running()
             got = self.progress()["pids"]
             return sum(got.get(str(p), 0) for p in pids) >= n
         until("load served by %r (load: %r)" % (pids, self.progress()), served, timeout,
@@ -421,6 +431,62 @@ def test_reload_that_cannot_load_the_app_keeps_serving_and_ends_running(box, fre
     assert show(box, SERVICE, "MainPID")["MainPID"] == str(master)
 
 
+def test_stuck_master_ends_in_watchdog_and_the_socket_starts_it_again(box, fresh):
+    journal = fresh
+    master, _ = start_by_request(box, journal)
+    box.run(["kill", "-STOP", str(master)])
+    until("Result=watchdog after WatchdogSec=%d" % WATCHDOG_SEC,
+          lambda: "Failed with result 'watchdog'" in journal.text(),
+          WATCHDOG_SEC + 25, journal, interval=0.3)
+    text = journal.text()
+    assert "Watchdog timeout (limit %ds)" % WATCHDOG_SEC in text, journal.excerpt()
+    # The socket unit keeps listening through the failure; the next connection is served
+    # by a new master (Restart=on-failure or socket activation, whichever comes first).
+    sock = show(box, SOCKET, "ActiveState")
+    assert sock["ActiveState"] == "active", "%r; %s" % (sock, journal.excerpt())
+    r = get(box, "/whoami", timeout=30)
+    assert r.get("status") == 200, "%r; %s" % (r, journal.excerpt())
+    def active_again():
+        svc = show(box, SERVICE, "ActiveState", "SubState", "MainPID")
+        return svc if svc["ActiveState"] == "active" else None
+    again = until("the service active again", active_again, 15, journal)
+    assert again["ActiveState"] == "active" and int(again["MainPID"]) not in (0, master), \
+        "%r; %s" % (again, journal.excerpt())
+    assert json.loads(r["body"])["ppid"] == int(again["MainPID"])
+    assert not tree(box, master), "the stuck master %d is still there" % master
+
+
+def test_graceful_stop_lets_an_in_flight_request_finish(box, fresh):
+    journal = fresh
+    master, workers = start_by_request(box, journal)
+    client = box.popen(CLIENT + ["get", SOCK, "/sleep?s=1.5", "20"])
+    try:
+        time.sleep(0.5)                 # the request is in the app by now
+        assert client.poll() is None, client.communicate()
+        t0 = time.monotonic()
+        box.run(["systemctl", "stop", SERVICE], timeout=40)
+        took = time.monotonic() - t0
+        out, err = client.communicate(timeout=20)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait(10)
+    r = json.loads(out)
+    assert r.get("status") == 200 and r.get("complete") and int(r["body"]) in workers, \
+        "%r %s; %s" % (r, err, journal.excerpt())
+    svc = show(box, SERVICE, "ActiveState", "Result")
+    assert svc == {"ActiveState": "inactive", "Result": "success"}, \
+        "%r; %s" % (svc, journal.excerpt())
+    assert took >= 0.5, "stop took %.2f s: it did not wait for the request" % took
+    for bad in ("SIGKILL", "Killing process"):
+        assert bad not in journal.text(), journal.excerpt()
+    # The socket outlives the service: the next connection starts it again.
+    assert get(box, "/pid", timeout=30)["status"] == 200, journal.excerpt()
+
+
+# The two tests below need work not merged yet (the USR2 upgrade in src/master/, the
+# journald output in src/logging/): they come last, so that `pytest -x` runs the others.
+
 def test_usr2_binary_upgrade_hands_over_main_pid_then_stops_gracefully(box, fresh):
     """USR2: the master double-forks and execs a new master (inheriting the listeners);
     once its workers serve, the old master sends MAINPID=<new> and stops gracefully.
@@ -480,31 +546,6 @@ def test_usr2_binary_upgrade_hands_over_main_pid_then_stops_gracefully(box, fres
             bad, journal.excerpt())
 
 
-def test_stuck_master_ends_in_watchdog_and_the_socket_starts_it_again(box, fresh):
-    journal = fresh
-    master, _ = start_by_request(box, journal)
-    box.run(["kill", "-STOP", str(master)])
-    until("Result=watchdog after WatchdogSec=%d" % WATCHDOG_SEC,
-          lambda: "Failed with result 'watchdog'" in journal.text(),
-          WATCHDOG_SEC + 25, journal, interval=0.3)
-    text = journal.text()
-    assert "Watchdog timeout (limit %ds)" % WATCHDOG_SEC in text, journal.excerpt()
-    # The socket unit keeps listening through the failure; the next connection is served
-    # by a new master (Restart=on-failure or socket activation, whichever comes first).
-    sock = show(box, SOCKET, "ActiveState")
-    assert sock["ActiveState"] == "active", "%r; %s" % (sock, journal.excerpt())
-    r = get(box, "/whoami", timeout=30)
-    assert r.get("status") == 200, "%r; %s" % (r, journal.excerpt())
-    def active_again():
-        svc = show(box, SERVICE, "ActiveState", "SubState", "MainPID")
-        return svc if svc["ActiveState"] == "active" else None
-    again = until("the service active again", active_again, 15, journal)
-    assert again["ActiveState"] == "active" and int(again["MainPID"]) not in (0, master), \
-        "%r; %s" % (again, journal.excerpt())
-    assert json.loads(r["body"])["ppid"] == int(again["MainPID"])
-    assert not tree(box, master), "the stuck master %d is still there" % master
-
-
 def test_journal_has_structured_access_and_error_entries(box, fresh):
     """The journald output: access entries with REQUEST_* fields, queryable by STATUS=, and
     an app traceback as ONE entry at PRIORITY=3."""
@@ -545,31 +586,3 @@ def test_journal_has_structured_access_and_error_entries(box, fresh):
         "RuntimeError: demo-boom" in msg, "the traceback is split over entries: %r; %s" % (
             msg, journal.excerpt())
     assert int(err.get("WORKER_PID", 0)) in workers, err
-
-
-def test_graceful_stop_lets_an_in_flight_request_finish(box, fresh):
-    journal = fresh
-    master, workers = start_by_request(box, journal)
-    client = box.popen(CLIENT + ["get", SOCK, "/sleep?s=1.5", "20"])
-    try:
-        time.sleep(0.5)                 # the request is in the app by now
-        assert client.poll() is None, client.communicate()
-        t0 = time.monotonic()
-        box.run(["systemctl", "stop", SERVICE], timeout=40)
-        took = time.monotonic() - t0
-        out, err = client.communicate(timeout=20)
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait(10)
-    r = json.loads(out)
-    assert r.get("status") == 200 and r.get("complete") and int(r["body"]) in workers, \
-        "%r %s; %s" % (r, err, journal.excerpt())
-    svc = show(box, SERVICE, "ActiveState", "Result")
-    assert svc == {"ActiveState": "inactive", "Result": "success"}, \
-        "%r; %s" % (svc, journal.excerpt())
-    assert took >= 0.5, "stop took %.2f s: it did not wait for the request" % took
-    for bad in ("SIGKILL", "Killing process"):
-        assert bad not in journal.text(), journal.excerpt()
-    # The socket outlives the service: the next connection starts it again.
-    assert get(box, "/pid", timeout=30)["status"] == 200, journal.excerpt()
