@@ -76,7 +76,16 @@ def _start_time(pid):
 
 
 def _alive(pid, start_time):
-    return pid is not None and start_time is not None and _start_time(pid) == start_time
+    """pid is the process that started at start_time, and not a zombie (a hard-killed
+    run's process may stay a zombie for a while)."""
+    if pid is None or start_time is None or _start_time(pid) != start_time:
+        return False
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data[data.rindex(")") + 2:].split()[0] not in ("Z", "X")
 
 
 def _is_nspawn_of(pid, name):
@@ -281,8 +290,48 @@ class Container:
 
 # ---------------------------------------------------------------------- teardown
 
+def _kill_entered(leader):
+    """Kill the commands run inside through nsenter (the host-side nsenter forked them).
+
+    Needed before a halt: systemd-shutdown SIGSTOPs every process in the container, and
+    nsenter, seeing its child stop, stops itself -- for good, as nothing in the container
+    can SIGCONT it; its child then stays a zombie and the halt waits for it (90 s). The
+    child is killed first and nsenter continued, so that nsenter reaps it: had nsenter
+    died first, the child would go to the host's init, reaped whenever that gets to it."""
+    try:
+        inside = os.readlink("/proc/%d/ns/pid" % leader)
+    except OSError:
+        return
+    for n in os.listdir("/proc"):
+        if not n.isdigit():
+            continue
+        try:
+            entering = os.readlink("/proc/%s/ns/pid_for_children" % n) == inside and \
+                os.readlink("/proc/%s/ns/pid" % n) != inside
+        except OSError:
+            continue
+        if entering:
+            for child, _ in _children(int(n)):
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                os.kill(int(n), signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+
+def _leader_of(nspawn_pid):
+    return next((pid for pid, comm in _children(nspawn_pid) if comm == "systemd"), None)
+
+
 def _halt(nspawn_pid, name, leader, proc):
     """SIGTERM nspawn (it asks PID 1 to halt); SIGKILL both if that takes too long."""
+    leader = leader or _leader_of(nspawn_pid)
+    if leader:
+        _kill_entered(leader)
+
     def gone():
         if proc is not None:
             return proc.poll() is not None
