@@ -6,8 +6,8 @@ What is checked: the units verify clean; socket activation on the first connecti
 READY=1 only once the workers have imported the app; `systemctl reload` under load with no
 failed request, and a reload that cannot load the app; a stuck master ending in
 Result=watchdog and the socket starting the service again; a graceful `systemctl stop`
-with a request in flight; then the USR2 binary upgrade with its MAINPID= hand-over and the
-journald output's fields (both pending work in src/, hence last).
+with a request in flight; the USR2 binary upgrade with its MAINPID= hand-over under load;
+the journald output's fields.
 
 Test-specific settings are drop-ins (unitcorn@demo.service.d/, unitcorn@demo.socket.d/),
 which also shows that the units take them: a short WatchdogSec, a bounded TimeoutStopSec,
@@ -483,9 +483,6 @@ def test_graceful_stop_lets_an_in_flight_request_finish(box, fresh):
     # The socket outlives the service: the next connection starts it again.
     assert get(box, "/pid", timeout=30)["status"] == 200, journal.excerpt()
 
-
-# The two tests below need work not merged yet (the USR2 upgrade in src/master/, the
-# journald output in src/logging/): they come last, so that `pytest -x` runs the others.
 
 def test_usr2_binary_upgrade_hands_over_main_pid_then_stops_gracefully(box, fresh):
     """USR2: the master double-forks and execs a new master (inheriting the listeners);
