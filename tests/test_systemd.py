@@ -371,9 +371,15 @@ def test_reload_under_load_fails_no_request(box, fresh):
             box.run(["systemctl", "reload", SERVICE], timeout=60)
             took.append(time.monotonic() - t0)
             old = generations[-1]
+            # ExecReload=unitcorn reload sends RELOADING=1 before the HUP, so systemctl
+            # returns only once the new generation's READY=1 came, on 252 too.
+            svc = show(box, SERVICE, "SubState", "StatusText")
+            assert svc["SubState"] == "running" and \
+                "(generation %d)" % number in svc["StatusText"], \
+                "systemctl reload returned before generation %d was ready: %r; %s" % (
+                    number, svc, journal.excerpt())
 
-            # systemd 252 may return from reload before RELOADING=1 arrived: wait for the
-            # new generation's READY=1 (its STATUS=) and for the old workers to be gone.
+            # The old workers finish their requests: wait until they are gone.
             def reloaded():
                 svc = show(box, SERVICE, "SubState", "StatusText")
                 if svc["SubState"] != "running" or \
@@ -515,6 +521,18 @@ def test_usr2_binary_upgrade_hands_over_main_pid_then_stops_gracefully(box, fres
         # Longer than WatchdogSec: systemd takes the new master's WATCHDOG=1 pings.
         time.sleep(WATCHDOG_SEC + 1.5)
         load.wait_ok(50)
+        # ExecReload= ($MAINPID) now reaches the new master, and systemd takes its
+        # RELOADING=1/READY=1.
+        box.run(["systemctl", "reload", SERVICE], timeout=60)
+        svc = show(box, SERVICE, "MainPID", "SubState", "StatusText")
+        assert svc["MainPID"] == str(new_master) and svc["SubState"] == "running" and \
+            "(generation 2)" in svc["StatusText"], "reload after the upgrade: %r; %s" % (
+                svc, journal.excerpt())
+        reloaded = until("the new master's generation 2",
+                         lambda: (lambda w: w if len(w) == WORKERS and not set(w) & set(
+                             new_workers) else None)(workers_of(box, new_master)),
+                         20, journal)
+        load.wait_served_by(reloaded)
         result = load.finish()
     finally:
         load.close()
