@@ -120,11 +120,12 @@ TTIN and TTOU change it while running.",
     worker_class: String {
         section: WorkerProcesses,
         cli: Cli::opt(Some('k'), "worker-class", "STRING"),
-        kind: Kind::Text(Some(non_empty)),
+        kind: Kind::Text(Some(check_worker_class)),
         default: DefaultValue::Const(Const::Str("sync")),
-        doc: "The type of worker (gunicorn's name)",
-        long_doc: "gunicorn's worker class: sync, gthread, gevent, ... It is kept as written \
-so that gunicorn configurations load unchanged.",
+        doc: "sync, gthread or gevent (gunicorn's names)",
+        long_doc: "sync serves one request at a time per worker, gthread one per thread \
+(threads); sync with threads above 1 is gthread, as in gunicorn. gunicorn's class paths \
+(gunicorn.workers.sync.SyncWorker, ...) are read as their short names.",
     }
     threads: u32 {
         section: WorkerProcesses,
@@ -380,6 +381,25 @@ forwarder_headers. Clients of a unix socket are trusted (the proxy is local).",
 peer (forwarded_allow_ips), a request carrying one of them has wsgi.url_scheme https if the \
 value matches, http if not; headers that disagree get 400.",
     }
+    proxy_protocol: String {
+        section: ServerMechanics,
+        cli: Cli::opt(None, "proxy-protocol", "MODE"),
+        kind: Kind::Text(Some(check_proxy_protocol)),
+        default: DefaultValue::Const(Const::Str("off")),
+        doc: "PROXY protocol: off, v1, v2 or auto",
+        long_doc: "Connections from proxy_allow_ips start with HAProxy's PROXY header (v1 \
+text, v2 binary; auto takes either, or none), whose client address becomes REMOTE_ADDR. \
+gunicorn's true means auto. A malformed or missing header drops the connection.",
+    }
+    proxy_allow_ips: Vec<String> {
+        section: ServerMechanics,
+        cli: Cli::opt(None, "proxy-allow-from", "STRING"),
+        kind: Kind::CommaList(check_ip),
+        default: DefaultValue::Const(Const::List(&["127.0.0.1", "::1"])),
+        doc: "Peers that send a PROXY header",
+        long_doc: "IP addresses or networks, comma-separated, or *. Other peers (and any \
+client when proxy_protocol is off) speak plain HTTP. Unix-socket clients count as allowed.",
+    }
     forwarder_headers: Vec<String> {
         section: ServerMechanics,
         cli: Cli::opt(None, "forwarder-headers", "STRING"),
@@ -568,6 +588,44 @@ fn check_forwarder_header(s: &str) -> Result<String, String> {
     match s.to_ascii_uppercase().as_str() {
         name @ ("SCRIPT_NAME" | "PATH_INFO") => Ok(name.to_owned()),
         _ => Err(format!("{s:?} is not SCRIPT_NAME or PATH_INFO")),
+    }
+}
+
+/// `worker_class`: the short name of a worker unitcorn runs, from gunicorn's short names
+/// or class paths; the others are refused with what to use instead.
+fn check_worker_class(s: &str) -> Result<String, String> {
+    let name = non_empty(s)?;
+    let name = name.trim();
+    let short = match name.rsplit_once('.') {
+        Some((_, class)) => match class {
+            "SyncWorker" => "sync",
+            "ThreadWorker" => "gthread",
+            "GeventWorker" | "GeventPyWSGIWorker" => "gevent",
+            "EventletWorker" => "eventlet",
+            "TornadoWorker" => "tornado",
+            _ => name,
+        },
+        None => name,
+    };
+    match short {
+        "sync" | "gthread" | "gevent" => Ok(short.to_owned()),
+        "eventlet" => Err(format!(
+            "{s:?}: eventlet is not supported (gunicorn 26 removed it too); use gevent for \
+             greenlets, or gthread"
+        )),
+        _ => Err(format!(
+            "{s:?} is not a worker class unitcorn runs (sync, gthread, gevent)"
+        )),
+    }
+}
+
+/// `proxy_protocol`: off/v1/v2/auto, or gunicorn's boolean spelled as text.
+fn check_proxy_protocol(s: &str) -> Result<String, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "off" | "false" | "0" | "no" => Ok("off".into()),
+        "auto" | "true" | "1" | "yes" => Ok("auto".into()),
+        mode @ ("v1" | "v2") => Ok(mode.into()),
+        _ => Err(format!("{s:?} is not off, v1, v2 or auto")),
     }
 }
 

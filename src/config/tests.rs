@@ -129,6 +129,8 @@ fn defaults_are_gunicorns() {
             "X-FORWARDED-SSL=on",
         ]),
         forwarder_headers: strings(&["SCRIPT_NAME", "PATH_INFO"]),
+        proxy_protocol: "off".into(),
+        proxy_allow_ips: strings(&["127.0.0.1", "::1"]),
         loglevel: "info".into(),
         errorlog: "-".into(),
         accesslog: None,
@@ -209,7 +211,7 @@ fn samples() -> Vec<(&'static str, &'static str, Value, &'static str)> {
         ),
         ("backlog", "64", Value::Int(64), "128"),
         ("workers", "3", Value::Int(3), "7"),
-        ("worker_class", "gthread", s("gthread"), "gevent"),
+        ("worker_class", "gthread", s("gthread"), "sync"),
         ("threads", "4", Value::Int(4), "2"),
         ("worker_connections", "50", Value::Int(50), "60"),
         ("max_requests", "1000", Value::Int(1000), "10"),
@@ -252,6 +254,8 @@ fn samples() -> Vec<(&'static str, &'static str, Value, &'static str)> {
             l(&["SCRIPT_NAME"]),
             "PATH_INFO",
         ),
+        ("proxy_protocol", "v2", s("v2"), "auto"),
+        ("proxy_allow_ips", "10.0.0.0/8", l(&["10.0.0.0/8"]), "*"),
         ("accesslog", "-", s("-"), "/var/log/a.log"),
         (
             "access_log_format",
@@ -999,6 +1003,29 @@ fn secure_scheme_headers_is_a_table_like_gunicorns_dict() {
     let message = err(&["-c", bad.path(), "app:app"]);
     assert!(
         message.contains("bad.toml:1:") && message.contains("secure_scheme_headers"),
+        "{message}"
+    );
+}
+
+#[test]
+fn worker_class_takes_gunicorns_names_and_refuses_eventlet() {
+    for (given, short) in [
+        ("sync", "sync"),
+        ("gunicorn.workers.sync.SyncWorker", "sync"),
+        ("gthread", "gthread"),
+        ("gunicorn.workers.gthread.ThreadWorker", "gthread"),
+        ("gunicorn.workers.ggevent.GeventWorker", "gevent"),
+    ] {
+        assert_eq!(settings(&["-k", given]).worker_class, short, "{given}");
+    }
+    let message = err(&["-k", "eventlet", "app:app"]);
+    assert!(
+        message.contains("eventlet is not supported") && message.contains("gevent"),
+        "{message}"
+    );
+    let message = err(&["-k", "tornado", "app:app"]);
+    assert!(
+        message.contains("not a worker class unitcorn runs"),
         "{message}"
     );
 }
