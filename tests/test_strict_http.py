@@ -265,7 +265,6 @@ def test_large_chunked_body_cut_raises_in_the_app(start_server):
     assert b"sha256" not in r.body, "the app got a body cut short: %r" % r.body
 
 
-@pytest.mark.unitcorn_only("gunicorn joins a folded Content-Length too")
 def test_permit_obsolete_folding_joins_the_lines(start_server):
     s = start_server("countapp:app", "-w", "1", "--permit-obsolete-folding")
     with s.conn() as c:

@@ -299,11 +299,7 @@ fn answered(
     }
 }
 
-async fn call_on_pool(
-    conn: &Conn,
-    head: &RequestHead,
-    body: BodySource,
-) -> Response<ResponseBody> {
+async fn call_on_pool(conn: &Conn, head: &RequestHead, body: BodySource) -> Response<ResponseBody> {
     let Some(slot) = conn.worker.deadlines.acquire(&conn.socket).await else {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "worker stopping");
     };
@@ -522,7 +518,10 @@ fn refusal(
     // RFC 9112 3.2, RFC 3986 2: the target is printable ASCII, the rest percent-encoded.
     let target = head.uri.path_and_query().map_or("", |pq| pq.as_str());
     if !target.bytes().all(|b| b.is_ascii_graphic()) {
-        return Some((StatusCode::BAD_REQUEST, "request target not printable ASCII"));
+        return Some((
+            StatusCode::BAD_REQUEST,
+            "request target not printable ASCII",
+        ));
     }
     if !limits.any_method && !conventional_method(&head.method) {
         return Some((StatusCode::BAD_REQUEST, "unconventional method"));

@@ -50,11 +50,18 @@ enum State {
     /// This many Content-Length body bytes to pass.
     Body(u64),
     /// Chunked body: in a chunk-size line, `digits` read so far, value `size`.
-    ChunkSize { digits: u8, size: u64 },
+    ChunkSize {
+        digits: u8,
+        size: u64,
+    },
     /// Chunked body: after the size, in optional whitespace and extensions, up to CR.
-    ChunkExt { size: u64 },
+    ChunkExt {
+        size: u64,
+    },
     /// Chunked body: CR seen at the end of a chunk-size line.
-    ChunkSizeLf { size: u64 },
+    ChunkSizeLf {
+        size: u64,
+    },
     /// Chunked body: this many chunk data bytes to pass.
     ChunkData(u64),
     /// Chunked body: the CRLF after a chunk's data.
@@ -517,7 +524,12 @@ mod tests {
             b"GET / HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
         ];
         for r in requests {
-            assert_eq!(verdict(r), Verdict::Pass, "{:?}", String::from_utf8_lossy(r));
+            assert_eq!(
+                verdict(r),
+                Verdict::Pass,
+                "{:?}",
+                String::from_utf8_lossy(r)
+            );
         }
     }
 
@@ -598,7 +610,10 @@ mod tests {
         assert!(!s.in_head());
         assert_eq!(s.scan(&mut b"GE".to_vec()), Verdict::Pass);
         assert!(s.in_head());
-        assert_eq!(s.scan(&mut b"T / HTTP/1.1\r\nHost: a\r\n".to_vec()), Verdict::Pass);
+        assert_eq!(
+            s.scan(&mut b"T / HTTP/1.1\r\nHost: a\r\n".to_vec()),
+            Verdict::Pass
+        );
         assert!(s.in_head());
         assert_eq!(s.scan(&mut b"\r\n".to_vec()), Verdict::Pass);
         assert!(!s.in_head());
