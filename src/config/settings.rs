@@ -217,6 +217,17 @@ replacement starts first, then it finishes its requests and exits. unitcorn's ow
         long_doc: "How long to wait for the next request on a keep-alive connection; 0 \
 closes the connection after each response. Generally 1 to 5 behind a proxy.",
     }
+    header_timeout: u64 {
+        section: WorkerProcesses,
+        cli: Cli::opt(None, "header-timeout", "INT"),
+        kind: Kind::Int { min: 1, max: u64::MAX },
+        default: DefaultValue::Const(Const::Int(10)),
+        doc: "Seconds a client may take to send a head",
+        long_doc: "From the first byte of a request to the end of its headers; a client still \
+sending its head after that is disconnected, so slow clients cannot hold connections. A new \
+connection that sends nothing is closed after keepalive (header_timeout when keepalive is 0). \
+A unitcorn setting.",
+    }
 
     // ----- Server mechanics
     chdir: PathBuf {
@@ -474,8 +485,8 @@ b response length, f referer, a user agent, and gunicorn's other atoms.",
         kind: Kind::Int { min: 0, max: 8190 },
         default: DefaultValue::Const(Const::Int(4094)),
         doc: "Max request line length in bytes",
-        long_doc: "Limits the method, URI and version line, against denial of service; at \
-most 8190, and 0 means 8190.",
+        long_doc: "Limits the method, URI and version line, against denial of service; a longer \
+one is answered 414. At most 8190; 0 means no limit of unitcorn's own.",
     }
     limit_request_fields: u32 {
         section: Security,
@@ -492,6 +503,44 @@ most 8190, and 0 means 8190.",
         default: DefaultValue::Const(Const::Int(8190)),
         doc: "Max header field size in bytes",
         long_doc: "0 means unlimited. The flag keeps gunicorn's spelling, with an underscore.",
+    }
+    limit_request_body: u64 {
+        section: Security,
+        cli: Cli::opt(None, "limit-request-body", "INT"),
+        kind: Kind::Int { min: 0, max: u64::MAX },
+        default: DefaultValue::Const(Const::Int(0)),
+        doc: "Max request body in bytes (0: none)",
+        long_doc: "A larger declared Content-Length is answered 413 before the app runs; a \
+chunked body that grows past it is refused the same way, or makes wsgi.input raise if the \
+app is already reading. A unitcorn setting; gunicorn has none.",
+    }
+    permit_obsolete_folding: bool {
+        section: Security,
+        cli: Cli::opt(None, "permit-obsolete-folding", ""),
+        kind: Kind::Flag,
+        default: DefaultValue::Const(Const::Bool(false)),
+        doc: "Allow obsolete header line folding",
+        long_doc: "Obsolete line folding (RFC 9112 5.2) is refused with 400 unless set; when \
+set, a folded value is joined with spaces. Folded Content-Length or Transfer-Encoding lines \
+are refused either way.",
+    }
+    permit_unconventional_http_method: bool {
+        section: Security,
+        cli: Cli::opt(None, "permit-unconventional-http-method", ""),
+        kind: Kind::Flag,
+        default: DefaultValue::Const(Const::Bool(false)),
+        doc: "Allow lowercase/odd-length methods",
+        long_doc: "By default a method must be 3 to 20 characters, without lowercase letters or \
+'#', as gunicorn requires (400 otherwise); any RFC 9110 token is accepted when set.",
+    }
+    casefold_http_method: bool {
+        section: Security,
+        cli: Cli::opt(None, "casefold-http-method", ""),
+        kind: Kind::Flag,
+        default: DefaultValue::Const(Const::Bool(false)),
+        doc: "Uppercase the method for the app",
+        long_doc: "Methods are case-sensitive; this only matters together with \
+permit_unconventional_http_method, which lets lowercase methods in.",
     }
 
     // ----- Debugging

@@ -111,9 +111,14 @@ fn defaults_are_gunicorns() {
         max_worker_lifetime: 0,
         max_worker_memory: 0,
         keepalive: 2,
+        header_timeout: 10,
         limit_request_line: 4094,
         limit_request_fields: 100,
         limit_request_field_size: 8190,
+        limit_request_body: 0,
+        permit_obsolete_folding: false,
+        permit_unconventional_http_method: false,
+        casefold_http_method: false,
         chdir: std::env::current_dir().unwrap(),
         pythonpath: None,
         virtualenv: None,
@@ -222,6 +227,7 @@ fn samples() -> Vec<(&'static str, &'static str, Value, &'static str)> {
         ("max_worker_lifetime", "3600", Value::Int(3600), "60"),
         ("max_worker_memory", "512", Value::Int(512), "0"),
         ("keepalive", "5", Value::Int(5), "0"),
+        ("header_timeout", "30", Value::Int(30), "1"),
         ("chdir", "/srv/app", s("/srv/app"), "/tmp"),
         ("pythonpath", "/a,/b", s("/a,/b"), "/c"),
         ("virtualenv", "/srv/venv", s("/srv/venv"), "/opt/venv"),
@@ -274,6 +280,7 @@ fn samples() -> Vec<(&'static str, &'static str, Value, &'static str)> {
         ("limit_request_line", "8190", Value::Int(8190), "1"),
         ("limit_request_fields", "200", Value::Int(200), "32768"),
         ("limit_request_field_size", "0", Value::Int(0), "100"),
+        ("limit_request_body", "1048576", Value::Int(1048576), "0"),
     ]
 }
 

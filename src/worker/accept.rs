@@ -27,6 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::sendfile::SendfileIo;
 use super::service::{self, Conn, Worker};
+use super::strict::{self, StrictIo};
 use super::wsgi::environ::{EnvironBuilder, Peer};
 use crate::listeners::{Kind, Listener};
 use crate::scoreboard::Scoreboard;
@@ -43,6 +44,8 @@ pub(super) struct AcceptCtx {
     pub worker: Rc<Worker>,
     pub environ: Arc<EnvironBuilder>,
     pub http: Rc<http1::Builder>,
+    /// The request-head checks hyper leaves out, and `header_timeout`.
+    pub strict: strict::Policy,
     /// How long a stopping worker keeps an idle connection open for its next request.
     pub stop_linger: Duration,
     /// `worker_connections`: at the cap the worker stops accepting.
@@ -211,11 +214,16 @@ fn spawn_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let counted = Counted::new(&ctx.scoreboard, ctx.slot);
+    let worker = Rc::clone(&ctx.worker);
+    let log_peer = peer.clone();
+    let stream = StrictIo::new(stream, ctx.strict);
+    let fault = stream.fault();
     let conn = Rc::new(Conn {
         worker: Rc::clone(&ctx.worker),
         environ: Arc::clone(&ctx.environ),
         socket,
         peer,
+        fault: Rc::clone(&fault),
     });
     let linger = ctx.stop_linger;
     let http = Rc::clone(&ctx.http);
@@ -224,10 +232,8 @@ fn spawn_connection<S>(
         let service = service_fn(move |req| service::handle(Rc::clone(&conn), req));
         let serving = http.serve_connection(TokioIo::new(stream), service);
         tokio::pin!(serving);
-        // A connection error (client gone, bad request already answered by hyper) is the
-        // client's business, not the operator's.
-        tokio::select! {
-            _ = serving.as_mut() => {}
+        let ended = tokio::select! {
+            ended = serving.as_mut() => ended,
             _ = stopping.wait_for(|stop| *stop) => {
                 // From now on every response says `Connection: close` and hyper closes
                 // after it. Closing an idle connection now would race a request the
@@ -235,13 +241,18 @@ fn spawn_connection<S>(
                 // it a moment to come and be answered; then close what is still idle
                 // (and finish what is in progress).
                 tokio::select! {
-                    _ = serving.as_mut() => {}
+                    ended = serving.as_mut() => ended,
                     _ = tokio::time::sleep(linger) => {
                         serving.as_mut().graceful_shutdown();
-                        let _ = serving.await;
+                        serving.await
                     }
                 }
             }
+        };
+        // A connection error (client gone, bad request already answered by hyper) is the
+        // client's business, not the operator's: logged at info at most.
+        if let Err(err) = ended {
+            service::connection_ended(&worker, &log_peer, &err, fault.get());
         }
         drop((permit, counted));
     });

@@ -13,6 +13,7 @@ mod scrub_env;
 pub(crate) mod sendfile;
 mod service;
 mod signals;
+mod strict;
 mod wsgi;
 
 use std::rc::Rc;
@@ -97,6 +98,9 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
         limits: Limits {
             request_line: settings.limit_request_line as usize,
             field_size: settings.limit_request_field_size as usize,
+            body: settings.limit_request_body,
+            any_method: settings.permit_unconventional_http_method,
+            casefold_method: settings.casefold_http_method,
         },
         body_timeout: if settings.timeout == 0 {
             NO_BODY_TIMEOUT
@@ -144,6 +148,10 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
                 worker: Rc::clone(&worker),
                 environ: Arc::new(environ),
                 http: Rc::clone(&http),
+                strict: strict::Policy {
+                    permit_folding: settings.permit_obsolete_folding,
+                    header_timeout: Duration::from_secs(settings.header_timeout.max(1)),
+                },
                 stop_linger: stop_linger(settings.keepalive),
                 connections: Arc::clone(&connections),
                 scoreboard: Arc::clone(&boot.scoreboard),
@@ -248,12 +256,14 @@ fn http_builder(settings: &Settings) -> http1::Builder {
     http.timer(TokioTimer::new());
     if settings.keepalive > 0 {
         http.keep_alive(true);
-        // hyper's header timer starts when it waits for a request, so this is also the
-        // idle limit of a keep-alive connection: gunicorn's `keepalive`.
+        // hyper's header timer starts when it waits for a request, so this is the idle
+        // limit of a keep-alive connection: gunicorn's `keepalive`. The head itself is
+        // bounded from its first byte by `header_timeout` (strict.rs).
         http.header_read_timeout(Duration::from_secs(settings.keepalive));
     } else {
         http.keep_alive(false);
-        http.header_read_timeout(Duration::from_secs(settings.timeout.max(1)));
+        // No idle time between requests: the timer bounds the wait for the only one.
+        http.header_read_timeout(Duration::from_secs(settings.header_timeout.max(1)));
     }
     let fields = settings.limit_request_fields.max(1) as usize;
     http.max_headers(fields);

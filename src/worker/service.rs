@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HeaderValue};
+use bytes::{Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
@@ -26,20 +26,26 @@ use super::wsgi::start_response::Declared;
 use crate::logging::{AccessLog, AccessRecord};
 use crate::scoreboard::Scoreboard;
 
-/// A body up to this size with a Content-Length is read whole before the app is called,
-/// so a one-thread worker can call the app on its I/O thread (no hand-off). Larger,
-/// chunked or `Expect: 100-continue` bodies stream to an app thread instead.
+/// A body up to this size is read whole before the app is called, so a one-thread
+/// worker can call the app on its I/O thread (no hand-off), and the app never sees a body
+/// cut short. Larger or `Expect: 100-continue` bodies stream to an app thread instead.
 const INLINE_BODY_MAX: u64 = 64 * 1024;
 
 /// Chunks a pool thread may get ahead of a slow client before it waits.
 const STREAM_QUEUE_CHUNKS: usize = 8;
 
-/// gunicorn's request limits.
+/// gunicorn's request limits, and what else a request must pass before the app sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Longest request line; 0 = no limit of our own.
     pub request_line: usize,
     pub field_size: usize,
+    /// `limit_request_body`; 0 = none.
+    pub body: u64,
+    /// `permit_unconventional_http_method`: any token is a method.
+    pub any_method: bool,
+    /// `casefold_http_method`.
+    pub casefold_method: bool,
 }
 
 /// What every request of a worker shares.
@@ -72,6 +78,8 @@ pub struct Conn {
     pub socket: Arc<std::os::fd::OwnedFd>,
     pub environ: Arc<EnvironBuilder>,
     pub peer: Peer,
+    /// Why the connection's byte checks cut the stream, if they did (strict.rs).
+    pub fault: Rc<std::cell::Cell<Option<super::strict::Fault>>>,
 }
 
 pub async fn handle(
@@ -89,19 +97,17 @@ pub async fn handle(
     if conn.worker.retire_after == Some(served) {
         board.retire.store(1, Ordering::Release);
     }
-    if let Some(refusal) = check_limits(&conn.worker.limits, &req) {
-        return Ok(refusal);
-    }
     let (parts, body) = req.into_parts();
-    let forwarded = match conn
+    // Contradicting scheme headers from a trusted proxy are refused like a bad head.
+    let (forwarded, bad_scheme) = match conn
         .worker
         .proxies
         .forwarded(conn.peer.trusted, &parts.headers)
     {
-        Ok(forwarded) => forwarded,
-        Err(why) => return Ok(error_response(StatusCode::BAD_REQUEST, why)),
+        Ok(forwarded) => (forwarded, None),
+        Err(why) => (Default::default(), Some((StatusCode::BAD_REQUEST, why))),
     };
-    let head = RequestHead {
+    let mut head = RequestHead {
         method: parts.method,
         uri: parts.uri,
         version: parts.version,
@@ -109,21 +115,23 @@ pub async fn handle(
         peer: conn.peer.clone(),
         forwarded,
     };
-    let expects_continue = head
-        .headers
-        .get(EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let limits = &conn.worker.limits;
     let body_len = body.size_hint().exact();
-    let inline =
-        conn.worker.inline && !expects_continue && body_len.is_some_and(|n| n <= INLINE_BODY_MAX);
-
-    let mut response = if inline {
-        call_inline(&conn, &head, body, body_len).await
-    } else {
-        call_on_pool(&conn, &head, body).await
+    let mut response = match bad_scheme.or_else(|| refusal(limits, &head, body_len)) {
+        Some((status, why)) => refuse(&conn.peer, status, why),
+        None => {
+            if limits.casefold_method {
+                casefold(&mut head.method);
+            }
+            call_app(&conn, &head, body, body_len).await
+        }
     };
     // A stopping worker closes each connection after its response, and says so.
-    if !keeps_alive_by_default(&head) || super::signals::quit_received() {
+    // After a CONNECT the client's bytes are a tunnel's, not requests.
+    if !keeps_alive_by_default(&head)
+        || head.method == Method::CONNECT
+        || super::signals::quit_received()
+    {
         response
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
@@ -185,25 +193,80 @@ fn keeps_alive_by_default(head: &RequestHead) -> bool {
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"keep-alive"))
 }
 
-async fn call_inline(
+/// Read the body ahead where that is cheap and safe, then call the app inline or on an
+/// app thread.
+async fn call_app(
     conn: &Conn,
     head: &RequestHead,
     body: Incoming,
     body_len: Option<u64>,
 ) -> Response<ResponseBody> {
-    let bytes = if body_len == Some(0) {
-        Bytes::new()
-    } else {
-        match tokio::time::timeout(conn.worker.body_timeout, body.collect()).await {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(_)) => {
-                return error_response(StatusCode::BAD_REQUEST, "incomplete request body");
-            }
-            Err(_) => {
-                return error_response(StatusCode::REQUEST_TIMEOUT, "request body timed out");
+    let expects_continue = head
+        .headers
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let worker = &conn.worker;
+    // A small body, or the start of a chunked one, is read before the app runs: the app
+    // then never sees a body whose framing turns out broken (400 instead), and a
+    // one-thread worker can call it inline. `100-continue` bodies wait for the app.
+    let source = if body_len == Some(0) {
+        BodySource::Whole(Bytes::new())
+    } else if !expects_continue && body_len.is_none_or(|n| n <= INLINE_BODY_MAX) {
+        match read_ahead(body, worker.body_timeout, worker.limits.body).await {
+            Ok(source) => source,
+            Err((status, why)) => {
+                return refuse(&conn.peer, status, conn.fault.get().unwrap_or(why));
             }
         }
+    } else {
+        BodySource::Started(Bytes::new(), body)
     };
+    match source {
+        BodySource::Whole(bytes) if worker.inline => call_inline(conn, head, bytes).await,
+        source => call_on_pool(conn, head, source).await,
+    }
+}
+
+/// A request body as the app will get it.
+enum BodySource {
+    /// All of it, in memory.
+    Whole(Bytes),
+    /// What was read ahead, and the rest still on the connection.
+    Started(Bytes, Incoming),
+}
+
+/// Read the body until it ends (whole) or grows past [`INLINE_BODY_MAX`] (started).
+async fn read_ahead(
+    mut body: Incoming,
+    timeout: Duration,
+    limit: u64,
+) -> Result<BodySource, (StatusCode, &'static str)> {
+    let mut read = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(timeout, body.frame()).await {
+            Err(_) => return Err((StatusCode::REQUEST_TIMEOUT, "request body timed out")),
+            Ok(None) => return Ok(BodySource::Whole(read.freeze())),
+            Ok(Some(Err(_))) => {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    "incomplete or malformed request body",
+                ));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            read.extend_from_slice(&data);
+            if limit > 0 && read.len() as u64 > limit {
+                return Err((StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
+            }
+            if read.len() as u64 > INLINE_BODY_MAX {
+                return Ok(BodySource::Started(read.freeze(), body));
+            }
+        }
+    }
+}
+
+async fn call_inline(conn: &Conn, head: &RequestHead, bytes: Bytes) -> Response<ResponseBody> {
     let Some(slot) = conn.worker.deadlines.acquire(&conn.socket).await else {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "worker stopping");
     };
@@ -249,7 +312,7 @@ fn answered(
     }
 }
 
-async fn call_on_pool(conn: &Conn, head: &RequestHead, body: Incoming) -> Response<ResponseBody> {
+async fn call_on_pool(conn: &Conn, head: &RequestHead, body: BodySource) -> Response<ResponseBody> {
     let Some(slot) = conn.worker.deadlines.acquire(&conn.socket).await else {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "worker stopping");
     };
@@ -259,6 +322,7 @@ async fn call_on_pool(conn: &Conn, head: &RequestHead, body: Incoming) -> Respon
     let environ = Arc::clone(&conn.environ);
     let runtime = conn.worker.runtime.clone();
     let body_timeout = conn.worker.body_timeout;
+    let body_limit = conn.worker.limits.body;
     let job_head = RequestHead {
         method: head.method.clone(),
         uri: head.uri.clone(),
@@ -268,7 +332,12 @@ async fn call_on_pool(conn: &Conn, head: &RequestHead, body: Incoming) -> Respon
         forwarded: head.forwarded.clone(),
     };
     conn.worker.pool.submit(Box::new(move || {
-        let input = Input::streaming(body, runtime, body_timeout);
+        let input = match body {
+            BodySource::Whole(bytes) => Input::buffered(bytes),
+            BodySource::Started(read, rest) => {
+                Input::streaming(read, rest, runtime, body_timeout, body_limit)
+            }
+        };
         run_on_pool(&app, &environ, job_head, input, started_tx, chunk_tx)
     }));
     match started_rx.await {
@@ -424,31 +493,141 @@ fn error_response(status: StatusCode, message: &str) -> Response<ResponseBody> {
     response
 }
 
-/// gunicorn's `limit_request_line` and `limit_request_field_size` (hyper itself enforces
-/// `limit_request_fields` and answers 431).
-fn check_limits(limits: &Limits, req: &Request<Incoming>) -> Option<Response<ResponseBody>> {
+/// A refusal of unitcorn's own: logged like gunicorn's "Invalid request", answered with
+/// `Connection: close` (the app is not called).
+fn refuse(peer: &Peer, status: StatusCode, why: &str) -> Response<ResponseBody> {
+    tracing::info!("Invalid request from ip={}: {why}", peer.ip);
+    error_response(status, status.canonical_reason().unwrap_or(why))
+}
+
+/// Why a parsed request must not reach the app, if it must not: gunicorn's limits
+/// (`limit_request_line`, `limit_request_field_size`; hyper itself enforces
+/// `limit_request_fields` and answers 431), its method policy, a repeated Host, and
+/// `limit_request_body` for a declared length. The raw-byte checks are in `strict.rs`.
+fn refusal(
+    limits: &Limits,
+    head: &RequestHead,
+    body_len: Option<u64>,
+) -> Option<(StatusCode, &'static str)> {
     if limits.request_line > 0 {
-        let target = req.uri().path_and_query().map_or(1, |pq| pq.as_str().len());
+        let target = head.uri.path_and_query().map_or(1, |pq| pq.as_str().len());
         // "METHOD SP request-target SP HTTP/1.1"
-        let line = req.method().as_str().len() + 1 + target + 1 + 8;
+        let line = head.method.as_str().len() + 1 + target + 1 + 8;
         if line > limits.request_line {
-            return Some(error_response(
-                StatusCode::URI_TOO_LONG,
-                "Request-URI Too Long",
-            ));
+            return Some((StatusCode::URI_TOO_LONG, "request line too long"));
         }
     }
     if limits.field_size > 0 {
-        let too_large = req
-            .headers()
+        let too_large = head
+            .headers
             .iter()
             .any(|(name, value)| name.as_str().len() + 2 + value.len() > limits.field_size);
         if too_large {
-            return Some(error_response(
+            return Some((
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "Request Header Fields Too Large",
+                "header field too large",
             ));
         }
     }
+    // RFC 9112 3.2, RFC 3986 2: the target is printable ASCII, the rest percent-encoded.
+    let target = head.uri.path_and_query().map_or("", |pq| pq.as_str());
+    if !target.bytes().all(|b| b.is_ascii_graphic()) {
+        return Some((
+            StatusCode::BAD_REQUEST,
+            "request target not printable ASCII",
+        ));
+    }
+    if !limits.any_method && !conventional_method(&head.method) {
+        return Some((StatusCode::BAD_REQUEST, "unconventional method"));
+    }
+    // RFC 9110 5.3: Host is a singleton; two of them may route differently downstream.
+    let mut hosts = head.headers.get_all(HOST).iter();
+    if hosts.next().is_some() && hosts.next().is_some() {
+        return Some((StatusCode::BAD_REQUEST, "repeated Host header"));
+    }
+    if limits.body > 0 && body_len.is_some_and(|n| n > limits.body) {
+        return Some((StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
+    }
     None
+}
+
+/// gunicorn's default method policy: 3 to 20 characters, no lowercase letter, no '#'
+/// (hyper has already checked it is an RFC 9110 token).
+fn conventional_method(method: &Method) -> bool {
+    let standard = [
+        Method::GET,
+        Method::POST,
+        Method::HEAD,
+        Method::PUT,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    if standard.contains(method) {
+        return true;
+    }
+    let name = method.as_str().as_bytes();
+    (3..=20).contains(&name.len()) && !name.iter().any(|&b| b.is_ascii_lowercase() || b == b'#')
+}
+
+/// `casefold_http_method`: the app sees the method uppercased.
+fn casefold(method: &mut Method) {
+    if method.as_str().bytes().any(|b| b.is_ascii_lowercase())
+        && let Ok(upper) = Method::from_bytes(method.as_str().to_ascii_uppercase().as_bytes())
+    {
+        *method = upper;
+    }
+}
+
+/// A connection ended in an error. hyper answered a head it could not parse itself
+/// (400, 414 or 431, then closed): log it as a refused request (error log at info, and an
+/// access log line with the status). Anything else (client gone, body cut, idle timeout)
+/// only at debug level.
+pub fn connection_ended(
+    worker: &Worker,
+    peer: &Peer,
+    err: &hyper::Error,
+    fault: Option<super::strict::Fault>,
+) {
+    if !err.is_parse() || err.is_parse_version_h2() {
+        tracing::debug!(
+            "connection from {} ended: {}",
+            peer.ip,
+            fault.map_or_else(|| err.to_string(), str::to_owned)
+        );
+        return;
+    }
+    let status: u16 = if !err.is_parse_too_large() {
+        400
+    } else if err.to_string().contains("URI") {
+        414
+    } else {
+        431
+    };
+    let why = fault.map_or_else(|| err.to_string(), str::to_owned);
+    tracing::info!("Invalid request from ip={}: {why}", peer.ip);
+    if let Some(log) = &worker.access_log {
+        let environ = [("REMOTE_PORT", peer.port.as_deref().unwrap_or(""))];
+        let none = HeaderMap::new();
+        let record = AccessRecord {
+            remote_addr: &peer.ip,
+            method: "-",
+            path: "-",
+            query: "",
+            protocol: "-",
+            status,
+            body_bytes: 0,
+            request_headers: &none,
+            response_headers: &none,
+            start: SystemTime::now(),
+            duration: Duration::ZERO,
+            pid: std::process::id(),
+            environ: &environ,
+        };
+        if let Err(e) = log.log(&record) {
+            tracing::warn!("cannot write the access log: {e}");
+        }
+    }
 }

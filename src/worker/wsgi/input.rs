@@ -25,6 +25,9 @@ pub enum Source {
         runtime: tokio::runtime::Handle,
         /// How long one read may wait for the client.
         timeout: Duration,
+        /// `limit_request_body` (0: none) against the bytes received so far.
+        limit: u64,
+        received: u64,
     },
 }
 
@@ -43,15 +46,24 @@ impl Input {
         }
     }
 
-    /// A body read from the connection as the app asks for it.
-    pub fn streaming(body: Incoming, runtime: tokio::runtime::Handle, timeout: Duration) -> Self {
+    /// A body read from the connection as the app asks for it, after the `read` bytes
+    /// the worker took from it already. Past `limit` bytes (0: none) reading raises.
+    pub fn streaming(
+        read: Bytes,
+        body: Incoming,
+        runtime: tokio::runtime::Handle,
+        timeout: Duration,
+        limit: u64,
+    ) -> Self {
         Input {
-            buf: BytesMut::new(),
             source: Source::Stream {
                 body,
                 runtime,
                 timeout,
+                limit,
+                received: read.len() as u64,
             },
+            buf: BytesMut::from(read),
         }
     }
 
@@ -62,6 +74,8 @@ impl Input {
                 body,
                 runtime,
                 timeout,
+                limit,
+                received,
             } = &mut self.source
             else {
                 return Ok(false);
@@ -93,6 +107,14 @@ impl Input {
                     if let Ok(data) = frame.into_data()
                         && !data.is_empty()
                     {
+                        *received += data.len() as u64;
+                        if *limit > 0 && *received > *limit {
+                            let limit = *limit;
+                            self.source = Source::Done;
+                            return Err(PyIOError::new_err(format!(
+                                "the request body is larger than limit_request_body ({limit} bytes)"
+                            )));
+                        }
                         self.buf.extend_from_slice(&data);
                         return Ok(true);
                     }

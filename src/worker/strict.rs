@@ -1,0 +1,621 @@
+//! What hyper's HTTP/1.1 parser lets through and gunicorn 23+ refuses, checked on the raw
+//! bytes of the connection before hyper sees them.
+//!
+//! httparse takes a bare LF as a line end, and hyper drops what it judges redundant
+//! before the service could see it: a second, identical Content-Length, or the
+//! Content-Length of a request that also has Transfer-Encoding (hyper then trusts the
+//! chunking, a proxy in front may have trusted the length: request smuggling). So every
+//! byte read from the client goes through [`Scanner`], which follows the message framing
+//! (request heads, Content-Length bodies, chunked bodies and their trailers) to know
+//! where each head starts, and checks each head line as it passes.
+//!
+//! A refused head never reaches hyper whole: the byte where the fault was found (always
+//! at or before the head's last LF) is replaced by a NUL and nothing after it is
+//! delivered. httparse refuses a NUL anywhere in a head, so hyper itself answers `400 Bad
+//! Request` with `Connection: close`, in order after any pipelined response before it.
+//! A fault in a body's chunk framing ends the stream just before the faulty byte instead:
+//! hyper then fails the body as cut short (the worker answers 400 before calling the app,
+//! or the app's `wsgi.input` raises) and closes the connection after the response. (A
+//! failed read would make hyper drop the connection without any response.) The scanner is only ever stricter than hyper, never laxer, so
+//! the two cannot disagree on where a message ends without the connection being closed.
+//!
+//! The same wrapper bounds how long a client may take over one head (`header_timeout`),
+//! counted from its first byte: a head sent byte by byte must not hold a connection for
+//! the keep-alive time of every byte.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// What the connection's policy allows beyond RFC 9112's strict grammar.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Join obsolete folded header lines instead of refusing them.
+    pub permit_folding: bool,
+    /// Longest a request head may take from its first byte.
+    pub header_timeout: Duration,
+}
+
+/// Where the scanner is in the byte stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Between messages: the next byte starts a request (or an empty line before one).
+    Idle,
+    /// In a request head.
+    Head,
+    /// This many Content-Length body bytes to pass.
+    Body(u64),
+    /// Chunked body: in a chunk-size line, `digits` read so far, value `size`.
+    ChunkSize {
+        digits: u8,
+        size: u64,
+    },
+    /// Chunked body: after the size, in optional whitespace and extensions, up to CR.
+    ChunkExt {
+        size: u64,
+    },
+    /// Chunked body: CR seen at the end of a chunk-size line.
+    ChunkSizeLf {
+        size: u64,
+    },
+    /// Chunked body: this many chunk data bytes to pass.
+    ChunkData(u64),
+    /// Chunked body: the CRLF after a chunk's data.
+    ChunkDataCr,
+    ChunkDataLf,
+    /// Chunked body: trailer lines after the last chunk, up to an empty line.
+    Trailer,
+    /// After a CONNECT head: what follows is not HTTP (the connection closes after it).
+    Tunnel,
+}
+
+/// The framing one head announced, built as its lines pass.
+#[derive(Debug, Default)]
+struct HeadFacts {
+    /// Lines of this head done so far (0: still in the request line).
+    lines: u32,
+    http10: bool,
+    connect: bool,
+    content_length: Option<u64>,
+    chunked: bool,
+    /// The last header line was Content-Length or Transfer-Encoding (a fold of it is
+    /// refused even when folding is permitted).
+    last_was_framing: bool,
+}
+
+/// Why a message is refused: for the error log.
+pub type Fault = &'static str;
+
+/// What one scan of newly read bytes found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    /// The head is refused at this index of the scanned bytes.
+    RefuseHead(usize, Fault),
+    /// A body's framing is broken at this index of the scanned bytes.
+    BreakBody(usize, Fault),
+}
+
+/// Follows the framing of the request stream and checks each head line.
+#[derive(Debug)]
+pub struct Scanner {
+    state: State,
+    permit_folding: bool,
+    head: HeadFacts,
+    /// The part of the current head (or trailer) line read so far, when a line spans
+    /// reads; empty otherwise.
+    partial: Vec<u8>,
+}
+
+impl Scanner {
+    pub fn new(permit_folding: bool) -> Self {
+        Scanner {
+            state: State::Idle,
+            permit_folding,
+            head: HeadFacts::default(),
+            partial: Vec::new(),
+        }
+    }
+
+    /// In the middle of a request head (its first byte read, its end not yet).
+    pub fn in_head(&self) -> bool {
+        self.state == State::Head || (self.state == State::Idle && !self.partial.is_empty())
+    }
+
+    /// Scan bytes just read, in order. May rewrite them in place (unfolding).
+    pub fn scan(&mut self, buf: &mut [u8]) -> Verdict {
+        let mut pos = 0;
+        while pos < buf.len() {
+            match self.state {
+                State::Idle | State::Head | State::Trailer => {
+                    let Some(lf) = find_lf(&buf[pos..]).map(|i| pos + i) else {
+                        self.partial.extend_from_slice(&buf[pos..]);
+                        return Verdict::Pass;
+                    };
+                    if let Err(fault) = self.line_end(buf, pos, lf) {
+                        return if self.state == State::Trailer {
+                            Verdict::BreakBody(lf, fault)
+                        } else {
+                            Verdict::RefuseHead(lf, fault)
+                        };
+                    }
+                    pos = lf + 1;
+                }
+                State::Body(left) => {
+                    let take = left.min((buf.len() - pos) as u64);
+                    pos += take as usize;
+                    self.state = if take == left {
+                        State::Idle
+                    } else {
+                        State::Body(left - take)
+                    };
+                }
+                State::ChunkData(left) => {
+                    let take = left.min((buf.len() - pos) as u64);
+                    pos += take as usize;
+                    self.state = if take == left {
+                        State::ChunkDataCr
+                    } else {
+                        State::ChunkData(left - take)
+                    };
+                }
+                State::Tunnel => return Verdict::Pass,
+                _ => {
+                    if let Err(fault) = self.chunk_byte(buf[pos]) {
+                        return Verdict::BreakBody(pos, fault);
+                    }
+                    pos += 1;
+                }
+            }
+        }
+        Verdict::Pass
+    }
+
+    /// One byte of chunk framing (outside chunk data).
+    fn chunk_byte(&mut self, b: u8) -> Result<(), Fault> {
+        self.state = match (self.state, b) {
+            (State::ChunkSize { digits, size }, _) if b.is_ascii_hexdigit() => {
+                if digits >= 15 {
+                    return Err("chunk size too large");
+                }
+                let digit = (b as char).to_digit(16).unwrap_or(0) as u64;
+                State::ChunkSize {
+                    digits: digits + 1,
+                    size: size << 4 | digit,
+                }
+            }
+            (State::ChunkSize { digits: 0, .. }, _) => return Err("chunk size is not hex"),
+            (State::ChunkSize { size, .. }, b'\r') => State::ChunkSizeLf { size },
+            (State::ChunkSize { size, .. }, b';' | b' ' | b'\t') => State::ChunkExt { size },
+            (State::ChunkSize { .. }, _) => return Err("chunk size is not hex"),
+            (State::ChunkExt { size }, b'\r') => State::ChunkSizeLf { size },
+            (State::ChunkExt { .. }, b'\n') => return Err("bare LF in a chunk size line"),
+            (State::ChunkExt { size }, _) => State::ChunkExt { size },
+            (State::ChunkSizeLf { size: 0 }, b'\n') => State::Trailer,
+            (State::ChunkSizeLf { size }, b'\n') => State::ChunkData(size),
+            (State::ChunkSizeLf { .. }, _) => return Err("CR without LF in a chunk size line"),
+            (State::ChunkDataCr, b'\r') => State::ChunkDataLf,
+            (State::ChunkDataLf, b'\n') => State::ChunkSize { digits: 0, size: 0 },
+            (State::ChunkDataCr | State::ChunkDataLf, _) => {
+                return Err("chunk data not followed by CRLF");
+            }
+            (state, _) => state,
+        };
+        Ok(())
+    }
+
+    /// A head or trailer line ends at `buf[lf]`; it started at `buf[start]` (after any
+    /// partial line kept from earlier reads).
+    fn line_end(&mut self, buf: &mut [u8], start: usize, lf: usize) -> Result<(), Fault> {
+        let spanned = !self.partial.is_empty();
+        let line_owned;
+        let line: &[u8] = if !spanned {
+            &buf[start..lf]
+        } else {
+            self.partial.extend_from_slice(&buf[start..lf]);
+            line_owned = std::mem::take(&mut self.partial);
+            &line_owned
+        };
+        let Some((&b'\r', line)) = line.split_last() else {
+            return Err("bare LF as a line end");
+        };
+        if self.state == State::Trailer {
+            if line.is_empty() {
+                self.state = State::Idle;
+            }
+            return Ok(());
+        }
+        if self.state == State::Idle {
+            // RFC 9112 2.2: empty lines before a request line may be ignored.
+            if line.is_empty() {
+                return Ok(());
+            }
+            self.state = State::Head;
+            self.head = HeadFacts::default();
+        }
+        let head = &mut self.head;
+        head.lines += 1;
+        if head.lines == 1 {
+            // httparse refuses other versions too, but the HTTP/2 preface it answers
+            // with a bare close; cut here, it gets gunicorn's 400 like the rest.
+            if !(line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0")) {
+                return Err("unsupported HTTP version");
+            }
+            head.http10 = line.ends_with(b" HTTP/1.0");
+            head.connect = line.starts_with(b"CONNECT ");
+            return Ok(());
+        }
+        if line.is_empty() {
+            self.state = if head.connect {
+                State::Tunnel
+            } else if head.chunked {
+                State::ChunkSize { digits: 0, size: 0 }
+            } else {
+                match head.content_length {
+                    Some(0) | None => State::Idle,
+                    Some(n) => State::Body(n),
+                }
+            };
+            return Ok(());
+        }
+        if matches!(line[0], b' ' | b'\t') {
+            if !self.permit_folding {
+                return Err("obsolete line folding");
+            }
+            if head.last_was_framing {
+                return Err("folded Content-Length or Transfer-Encoding");
+            }
+            // Join the line to the previous one: its CRLF becomes two spaces. That CRLF
+            // is in this read unless the fold started a read; then hyper has it already.
+            if start < 2 || spanned {
+                return Err("obsolete line folding across reads");
+            }
+            buf[start - 2] = b' ';
+            buf[start - 1] = b' ';
+            return Ok(());
+        }
+        head.last_was_framing = false;
+        // Lines without a colon and names with spaces are hyper's to refuse.
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return Ok(());
+        };
+        let (name, value) = (&line[..colon], trim_ows(&line[colon + 1..]));
+        if name.eq_ignore_ascii_case(b"content-length") {
+            head.last_was_framing = true;
+            if head.content_length.is_some() {
+                return Err("repeated Content-Length");
+            }
+            if head.chunked {
+                return Err("both Content-Length and Transfer-Encoding");
+            }
+            head.content_length = Some(parse_length(value)?);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            head.last_was_framing = true;
+            if head.chunked {
+                return Err("repeated Transfer-Encoding");
+            }
+            if head.content_length.is_some() {
+                return Err("both Content-Length and Transfer-Encoding");
+            }
+            if head.http10 {
+                return Err("Transfer-Encoding in an HTTP/1.0 request");
+            }
+            if !value.eq_ignore_ascii_case(b"chunked") {
+                return Err("Transfer-Encoding other than chunked");
+            }
+            head.chunked = true;
+        }
+        Ok(())
+    }
+}
+
+fn find_lf(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n')
+}
+
+/// Optional whitespace around a field value (RFC 9110 5.6.3).
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+/// A Content-Length value: digits only (no sign, no list), as RFC 9110 8.6 has it.
+fn parse_length(value: &[u8]) -> Result<u64, Fault> {
+    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
+        return Err("invalid Content-Length");
+    }
+    Ok(value
+        .iter()
+        .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+/// The client stream as hyper reads it: scanned by a [`Scanner`], and cut off when a
+/// head takes longer than the policy's `header_timeout`.
+pub struct StrictIo<S> {
+    inner: S,
+    scanner: Scanner,
+    header_timeout: Duration,
+    /// Armed while a head is in progress across reads; made on first use only, so a
+    /// head that arrives in one read costs no timer.
+    deadline: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+    /// A fault was found: from then on hyper reads end of stream.
+    refused: bool,
+    /// What the fault was, once, for the connection's error log line.
+    fault_seen: std::rc::Rc<std::cell::Cell<Option<Fault>>>,
+}
+
+impl<S> StrictIo<S> {
+    pub fn new(inner: S, policy: Policy) -> Self {
+        StrictIo {
+            inner,
+            scanner: Scanner::new(policy.permit_folding),
+            header_timeout: policy.header_timeout,
+            deadline: None,
+            armed: false,
+            refused: false,
+            fault_seen: Default::default(),
+        }
+    }
+
+    /// Where the connection learns why it was refused (if it was).
+    pub fn fault(&self) -> std::rc::Rc<std::cell::Cell<Option<Fault>>> {
+        std::rc::Rc::clone(&self.fault_seen)
+    }
+
+    fn arm(&mut self) {
+        let at = Instant::now() + self.header_timeout;
+        match &mut self.deadline {
+            Some(sleep) => sleep.as_mut().reset(at),
+            None => self.deadline = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+        self.armed = true;
+    }
+
+    fn refuse(&mut self, fault: Fault) {
+        self.refused = true;
+        self.fault_seen.set(Some(fault));
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for StrictIo<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.refused {
+            return Poll::Ready(Ok(()));
+        }
+        let start = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Pending => {
+                if this.armed
+                    && let Some(deadline) = this.deadline.as_mut()
+                    && deadline.as_mut().poll(cx).is_ready()
+                {
+                    this.armed = false;
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client did not finish its request head within header_timeout",
+                    )));
+                }
+                return Poll::Pending;
+            }
+            other => return other,
+        }
+        let new = &mut buf.filled_mut()[start..];
+        if new.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        match this.scanner.scan(new) {
+            Verdict::Pass => {}
+            Verdict::RefuseHead(at, fault) => {
+                new[at] = 0;
+                buf.set_filled(start + at + 1);
+                this.refuse(fault);
+                return Poll::Ready(Ok(()));
+            }
+            Verdict::BreakBody(at, fault) => {
+                buf.set_filled(start + at);
+                this.refuse(fault);
+                return Poll::Ready(Ok(()));
+            }
+        }
+        match (this.scanner.in_head(), this.armed) {
+            (true, false) => this.arm(),
+            (false, true) => this.armed = false,
+            _ => {}
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for StrictIo<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scan `input` split at every `split` bytes; the verdicts of each piece.
+    fn scan_in_pieces(input: &[u8], split: usize, folding: bool) -> (Vec<u8>, Verdict) {
+        let mut scanner = Scanner::new(folding);
+        let mut out = Vec::new();
+        for piece in input.chunks(split.max(1)) {
+            let mut piece = piece.to_vec();
+            let verdict = scanner.scan(&mut piece);
+            match verdict {
+                Verdict::Pass => out.extend_from_slice(&piece),
+                Verdict::RefuseHead(at, _) => {
+                    let at = out.len() + at;
+                    return (out, Verdict::RefuseHead(at, "")); // position in the whole input
+                }
+                other => return (out, other),
+            }
+        }
+        (out, Verdict::Pass)
+    }
+
+    /// The same verdict whether the bytes come in one read or byte by byte.
+    fn verdict(input: &[u8]) -> Verdict {
+        let (_, whole) = scan_in_pieces(input, input.len(), false);
+        for split in [1, 2, 3, 7] {
+            let (_, pieces) = scan_in_pieces(input, split, false);
+            assert_eq!(
+                std::mem::discriminant(&pieces),
+                std::mem::discriminant(&whole),
+                "split {split}: {input:?}"
+            );
+        }
+        whole
+    }
+
+    fn refused(input: &[u8]) -> bool {
+        matches!(verdict(input), Verdict::RefuseHead(..))
+    }
+
+    #[test]
+    fn well_formed_requests_pass() {
+        let requests: &[&[u8]] = &[
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab\ncdGET / HTTP/1.1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nab\ncd\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+            b"POST / HTTP/1.1\r\ntransfer-encoding:  Chunked \r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            b"GET / HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
+        ];
+        for r in requests {
+            assert_eq!(
+                verdict(r),
+                Verdict::Pass,
+                "{:?}",
+                String::from_utf8_lossy(r)
+            );
+        }
+    }
+
+    #[test]
+    fn bare_lf_is_refused_in_heads_not_bodies() {
+        assert!(refused(b"GET / HTTP/1.1\nHost: a\r\n\r\n"));
+        assert!(refused(b"GET / HTTP/1.1\r\nHost: a\n\r\n"));
+        assert!(refused(b"GET / HTTP/1.1\r\nHost: a\r\n\n"));
+        assert!(refused(b"\nGET / HTTP/1.1\r\n\r\n"));
+        assert!(refused(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
+        assert!(refused(b"GET / HTTP/1.2\r\n\r\n"));
+        // The second request's head is checked after the first one's body.
+        assert!(refused(
+            b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n\n\nGET / HTTP/1.1\nHost: a\r\n\r\n"
+        ));
+    }
+
+    #[test]
+    fn the_refusal_points_at_the_line_end_that_failed() {
+        let input = b"GET / HTTP/1.1\r\nHost: a\nX: y\r\n\r\n";
+        let (_, v) = scan_in_pieces(input, input.len(), false);
+        assert_eq!(v, Verdict::RefuseHead(23, ""));
+        assert_eq!(input[23], b'\n');
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        for r in [
+            &b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert!(refused(r), "{:?}", String::from_utf8_lossy(r));
+        }
+    }
+
+    #[test]
+    fn folding_is_refused_unless_permitted() {
+        let folded = b"GET / HTTP/1.1\r\nX-A: one\r\n two\r\n\r\n";
+        assert!(refused(folded));
+        let mut buf = folded.to_vec();
+        assert_eq!(Scanner::new(true).scan(&mut buf), Verdict::Pass);
+        assert_eq!(&buf[..], b"GET / HTTP/1.1\r\nX-A: one   two\r\n\r\n");
+        let mut framing = b"POST / HTTP/1.1\r\nContent-Length:\r\n 3\r\n\r\n".to_vec();
+        assert!(matches!(
+            Scanner::new(true).scan(&mut framing),
+            Verdict::RefuseHead(..)
+        ));
+    }
+
+    #[test]
+    fn broken_chunk_framing_breaks_the_body() {
+        for body in [
+            &b"zz\r\nabc\r\n0\r\n\r\n"[..],
+            b"3\r\nabcX\r\n0\r\n\r\n",
+            b"3\nabc\r\n0\r\n\r\n",
+            b"3\r\nabc\r\n0\r\nT: 1\n\r\n",
+            b"ffffffffffffffffff\r\n",
+        ] {
+            let mut input = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            input.extend_from_slice(body);
+            assert!(
+                matches!(verdict(&input), Verdict::BreakBody(..)),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn in_head_tracks_a_head_spanning_reads() {
+        let mut s = Scanner::new(false);
+        assert!(!s.in_head());
+        assert_eq!(s.scan(&mut b"GE".to_vec()), Verdict::Pass);
+        assert!(s.in_head());
+        assert_eq!(
+            s.scan(&mut b"T / HTTP/1.1\r\nHost: a\r\n".to_vec()),
+            Verdict::Pass
+        );
+        assert!(s.in_head());
+        assert_eq!(s.scan(&mut b"\r\n".to_vec()), Verdict::Pass);
+        assert!(!s.in_head());
+    }
+}
