@@ -26,7 +26,7 @@ need=()
 # systemd-container: systemd-nspawn, for test_systemd.py (it boots the host's own systemd in
 # a container; installing it also upgrades the host's systemd libraries to the same
 # version, harmless where systemd is not running). procps: /bin/kill, used by that test.
-for pkg in python3 python3-venv libpython3.11-dev strace nginx-core openssl systemd-container procps; do
+for pkg in python3 python3-venv libpython3.11-dev strace nginx-core libnginx-mod-stream openssl systemd-container procps; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         need+=("$pkg")
     fi

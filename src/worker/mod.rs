@@ -9,6 +9,7 @@ mod body;
 mod deadlines;
 mod forwarded;
 mod pool;
+mod proxy_protocol;
 mod scrub_env;
 pub(crate) mod sendfile;
 mod service;
@@ -120,6 +121,12 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
     .map_err(|e| format!("cannot build the WSGI environ: {e}"))?;
 
     let http = Rc::new(http_builder(settings));
+    let proxy = proxy_protocol::Mode::from_setting(&settings.proxy_protocol).map(|mode| {
+        Rc::new(accept::ProxyPolicy {
+            mode,
+            allowed: forwarded::AllowList::new(&settings.proxy_allow_ips),
+        })
+    });
     let connections = Arc::new(Semaphore::new(settings.worker_connections.max(1) as usize));
     let local = tokio::task::LocalSet::new();
     let error_log = boot.error_log.clone();
@@ -157,6 +164,7 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
                 scoreboard: Arc::clone(&boot.scoreboard),
                 slot: boot.slot,
                 stopping: stopping.clone(),
+                proxy: proxy.clone(),
             };
             tasks.push(tokio::task::spawn_local(accept::accept_loop(listener, ctx)));
         }
