@@ -72,8 +72,9 @@ fi
 export PYO3_PYTHON="$SYS_PY"
 say "cargo build --release"
 cargo build --release --quiet
-say "cargo test --release"
-cargo test --release --quiet
+# The fuzzing properties (src/properties.rs) run this many cases each (about 4 s).
+say "cargo test --release (PROPTEST_CASES=${PROPTEST_CASES:=20000})"
+PROPTEST_CASES="$PROPTEST_CASES" cargo test --release --quiet
 
 # --- integration suite ------------------------------------------------------------------
 export UNITCORN_BIN="${UNITCORN_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/unitcorn}"

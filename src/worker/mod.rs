@@ -9,12 +9,12 @@ mod body;
 mod deadlines;
 mod forwarded;
 mod pool;
-mod proxy_protocol;
+pub(crate) mod proxy_protocol;
 mod scrub_env;
 pub(crate) mod sendfile;
 mod service;
 mod signals;
-mod strict;
+pub(crate) mod strict;
 mod wsgi;
 
 use std::rc::Rc;
