@@ -47,6 +47,7 @@ pub fn run(boot: WorkerBoot) -> ! {
     // Before the import, which can take long: QUIT meanwhile (a stop, a reload that was
     // superseded) must not kill the worker by the signal's default action (a core dump).
     signals::arm_quit_flag();
+    signals::catch_usr1_early();
     let loaded = match crate::python::preloaded_app() {
         Some(app) => Ok(app),
         None => crate::python::load_app(&settings),
