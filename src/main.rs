@@ -8,6 +8,8 @@ mod config;
 mod control;
 mod listeners;
 mod logging;
+#[cfg(test)]
+mod man;
 mod master;
 mod proctitle;
 #[cfg(test)]
