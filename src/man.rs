@@ -25,7 +25,9 @@ use crate::config::table::{Cli, Const, DefaultValue, Kind, Scope, Section, Setti
 const UNITCORN_ONLY: &[&str] = &[
     "boot_timeout",
     "gc_freeze",
+    "header_timeout",
     "keep_capabilities",
+    "limit_request_body",
     "max_worker_lifetime",
     "max_worker_memory",
     "virtualenv",
