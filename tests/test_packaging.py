@@ -306,8 +306,8 @@ SCRIPT_DUTIES = [
     ("stops the instances, sockets included, on removal only", "prerm", "preuninstall",
      r"(\"\$1\" = \"remove\"|\"\$1\" -eq 0)[^\n]*\n[^\n]*\n?\s+(deb-systemd-invoke|systemctl) "
      r"stop 'unitcorn@\*\.socket' 'unitcorn@\*\.service'"),
-    ("restarts running instances on upgrade", "postinst", "postuninstall",
-     r"(deb-systemd-invoke|systemctl) try-restart 'unitcorn@\*\.service'"),
+    ("hands running instances over to the new binary on upgrade", "postinst", "postuninstall",
+     r"systemctl kill --kill-whom=main --signal=SIGUSR2 'unitcorn@\*\.service'"),
     ("forgets the instances' enablement links on removal", "postrm", "postuninstall",
      r"find -P /etc/systemd/system -type l \\\n\s+-lname '\*/systemd/system/unitcorn@\.\*'"),
     ("reloads systemd after removal", "postrm", "postuninstall",
@@ -525,9 +525,10 @@ def test_reload_under_load_fails_no_request(box):
     assert ts.main_pid(box) == master
 
 
-def test_upgrade_restarts_running_instances(box):
-    """dpkg -i of the package over itself is an upgrade: postinst restarts the running
-    instance (try-restart) on the binary just unpacked; it serves again."""
+def test_upgrade_hands_running_instances_over_to_the_new_binary(box):
+    """dpkg -i of the package over itself is an upgrade: postinst sends the running
+    instance USR2, a new master from the binary just unpacked takes over (MAINPID=), the
+    old one leaves gracefully; it serves on."""
     journal = ts.Journal(box)
     master, _ = ts.start_by_request(box, journal)
     box.run(["dpkg", "-i", PKG_STAGE + "/unitcorn.deb"], timeout=120)
@@ -537,6 +538,10 @@ def test_upgrade_restarts_running_instances(box):
     assert ts.get(box, "/pid")["status"] == 200
     assert "SIGKILL" not in journal.text(), journal.excerpt()
     assert svc["ActiveState"] == "active"
+    ts.until("the hand-over in the journal", lambda: "Master has been promoted" in
+             journal.text() or None, 15, journal)
+    assert "Stopping" not in journal.text(), "the instance was restarted, not handed over: " \
+        + journal.excerpt()
 
 
 def test_stop_is_graceful(box):
