@@ -29,7 +29,13 @@ pub enum Source {
         limit: u64,
         received: u64,
     },
+    /// Chunks handed over by a callback (`None`: the end), which may wait without blocking
+    /// the thread: the gevent worker's greenlets wait on the hub.
+    Pull(Puller),
 }
+
+/// The next non-empty chunk of a body, `None` at its end.
+pub type Puller = Box<dyn FnMut(Python<'_>) -> PyResult<Option<Bytes>> + Send + Sync>;
 
 #[pyclass(module = "unitcorn")]
 pub struct Input {
@@ -67,8 +73,28 @@ impl Input {
         }
     }
 
+    /// A body whose first `read` bytes are here and the rest comes from `pull`.
+    pub fn pulling(read: Bytes, pull: Puller) -> Self {
+        Input {
+            buf: BytesMut::from(read),
+            source: Source::Pull(pull),
+        }
+    }
+
     /// Append the next chunk of the body to the buffer; false at the end of the body.
     fn fill(&mut self, py: Python<'_>) -> PyResult<bool> {
+        if let Source::Pull(pull) = &mut self.source {
+            let next = pull(py);
+            if !matches!(next, Ok(Some(_))) {
+                self.source = Source::Done;
+            }
+            return next.map(|chunk| {
+                chunk.is_some_and(|data| {
+                    self.buf.extend_from_slice(&data);
+                    true
+                })
+            });
+        }
         loop {
             let Source::Stream {
                 body,
