@@ -44,9 +44,11 @@ SERVER_NAMES = ["unitcorn", "gunicorn-sync", "gunicorn-gthread", "granian", "fas
 # Run unless --servers / --apps name them: the greenlet servers and the app made for them.
 DEFAULT_SERVERS = [n for n in SERVER_NAMES if not n.endswith("-gevent")]
 DEFAULT_APPS = [a for a in APPS if a != "sleep"]
-# pip package -> module to import to check it is there (gevent: both -k gevent workers)
+# pip package -> module to import to check it is there (gevent: both -k gevent workers;
+# packaging: gunicorn's gevent worker, its gunicorn[gevent] extra)
 PACKAGES = {"gunicorn": "gunicorn", "granian": "granian", "flask": "flask",
-            "fastwsgi": "fastwsgi", "fastpysgi": "fastpysgi", "gevent": "gevent"}
+            "fastwsgi": "fastwsgi", "fastpysgi": "fastpysgi", "gevent": "gevent",
+            "packaging": "packaging"}
 GEVENT_CONNECTIONS = 1000
 
 
@@ -178,7 +180,7 @@ def server_list(unitcorn, available):
             {"VIRTUAL_ENV": VENV}))
     else:
         skipped.append("unitcorn-gevent")
-    if available["gunicorn"] and available["gevent"]:
+    if available["gunicorn"] and available["gevent"] and available["packaging"]:
         servers.append(Server(
             "gunicorn-gevent", f"`gunicorn -k gevent -w {WORKERS} --worker-connections {GEVENT_CONNECTIONS}`",
             lambda port, t: [f"{vbin}/gunicorn", "-k", "gevent", "-w", str(WORKERS),

@@ -32,6 +32,9 @@ def patch():
 
 def serve(bridge, app, beat_every):
     """Run the hub until the Rust side says STOP."""
+    # A hub made before the fork (a preloaded app that used gevent at import) must not
+    # share its loop with the master's: gevent does this in its own os.fork, not ours.
+    gevent.reinit()
     hub = get_hub()
     waiters = {}
     running = {}

@@ -4,7 +4,8 @@
 //! body is pulled from the connection chunk by chunk as the app reads, so a large upload
 //! never sits whole in memory and `Expect: 100-continue` is answered only when the app
 //! first reads. Reading blocks the calling app thread, never the I/O thread: a streamed
-//! input is only ever given to an app running on a pool thread.
+//! input is only ever given to an app running on a pool thread — or in a greenlet, whose
+//! reads wait on the gevent hub (`Source::Pull`).
 
 use std::time::Duration;
 
