@@ -154,3 +154,44 @@ impl HubBridge {
         tracing::error!("{}", text.trim_end());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wake_count(bridge: &Bridge) -> Option<u64> {
+        let mut buf = [0u8; 8];
+        match nix::unistd::read(bridge.wake.as_fd(), &mut buf) {
+            Ok(8) => Some(u64::from_ne_bytes(buf)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_burst_of_jobs_wakes_the_hub_once_and_arrives_whole() {
+        let bridge = Bridge::new(4).unwrap();
+        for id in 0..100 {
+            bridge.push(Job::Notify(id));
+        }
+        let jobs = bridge.drain();
+        assert_eq!(jobs.len(), 100);
+        // drain read the one wake-up: nothing is left to read.
+        assert_eq!(wake_count(&bridge), None);
+        // After a drain the next job wakes the hub again.
+        bridge.push(Job::Stop);
+        assert_eq!(wake_count(&bridge), Some(1));
+    }
+
+    #[test]
+    fn a_deadline_names_the_request_running_in_its_entry() {
+        let bridge = Bridge::new(2).unwrap();
+        let first = bridge.register(1);
+        let second = bridge.register(1);
+        assert_ne!(first, second);
+        bridge.expired(1);
+        match bridge.drain().as_slice() {
+            [Job::Kill(id)] => assert_eq!(*id, second),
+            _ => panic!("expected one kill"),
+        }
+    }
+}
