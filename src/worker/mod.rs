@@ -87,7 +87,12 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>, hub: Option<Arc<gevent::Bridge>>) -> 
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
-    let threads = settings.threads.max(1) as usize;
+    // Greenlets, not app threads, run a gevent worker's requests (gunicorn ignores
+    // `threads` there too).
+    let threads = match hub {
+        Some(_) => 1,
+        None => settings.threads.max(1) as usize,
+    };
     let pool = AppPool::start(threads).map_err(|e| format!("cannot start app threads: {e}"))?;
     let calls = match hub {
         Some(_) => settings.worker_connections.max(1) as usize,
