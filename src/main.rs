@@ -10,6 +10,8 @@ mod listeners;
 mod logging;
 mod master;
 mod proctitle;
+#[cfg(test)]
+mod properties;
 mod python;
 mod scoreboard;
 mod worker;

@@ -26,7 +26,7 @@ need=()
 # systemd-container: systemd-nspawn, for test_systemd.py (it boots the host's own systemd in
 # a container; installing it also upgrades the host's systemd libraries to the same
 # version, harmless where systemd is not running). procps: /bin/kill, used by that test.
-for pkg in python3 python3-venv libpython3.11-dev strace nginx-core openssl systemd-container procps; do
+for pkg in python3 python3-venv libpython3.11-dev strace nginx-core libnginx-mod-stream openssl systemd-container procps; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         need+=("$pkg")
     fi
@@ -72,8 +72,9 @@ fi
 export PYO3_PYTHON="$SYS_PY"
 say "cargo build --release"
 cargo build --release --quiet
-say "cargo test --release"
-cargo test --release --quiet
+# The fuzzing properties (src/properties.rs) run this many cases each (about 4 s).
+say "cargo test --release (PROPTEST_CASES=${PROPTEST_CASES:=20000})"
+PROPTEST_CASES="$PROPTEST_CASES" cargo test --release --quiet
 
 # --- integration suite ------------------------------------------------------------------
 export UNITCORN_BIN="${UNITCORN_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/unitcorn}"

@@ -223,3 +223,15 @@ def test_the_app_is_never_imported_as_root_even_preloaded(start_as, world_dir):
     os.chmod(os.path.join(world_dir, "whoami.py"), 0o644)
     s = start_as("-u", "nobody", "--preload", app="whoami:app")
     assert s.get("/").body == b"65534 65534"
+
+
+def test_a_stale_unix_socket_file_is_replaced(start_as, world_dir):
+    """A socket file nothing listens on any more (a crashed run) is replaced."""
+    import socket as socketlib
+    sock = os.path.join(world_dir, "stale.sock")
+    left = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    left.bind(sock)
+    left.close()                                   # the file stays, nobody listens
+    assert stat.S_ISSOCK(os.stat(sock).st_mode)
+    s = start_as(bind="unix:" + sock)
+    assert s.get("/pid").status == 200

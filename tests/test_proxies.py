@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import ssl
+import time
 import subprocess
 
 import pytest
@@ -194,3 +195,161 @@ def test_script_name_from_a_trusted_proxy_only(start_server):
     r = untrusted.get("/environ", headers=[("SCRIPT_NAME", "/shop")])
     e = json.loads(r.body)["values"]
     assert e["SCRIPT_NAME"] == "" and "HTTP_SCRIPT_NAME" not in e, e
+
+
+# ----- PROXY protocol (HAProxy's v1/v2): REMOTE_ADDR is the client the header names.
+
+def _v2(src, dst, sport, dport):
+    body = socket.inet_aton(src) + socket.inet_aton(dst) + sport.to_bytes(2, "big") \
+        + dport.to_bytes(2, "big")
+    return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + len(body).to_bytes(2, "big") + body
+
+
+def _raw(s, data, timeout=5):
+    """Send raw bytes, read until the server closes; the bytes received."""
+    c = socket.create_connection(s.addr, timeout)
+    try:
+        c.sendall(data)
+        out = b""
+        while True:
+            try:
+                chunk = c.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+    finally:
+        c.close()
+
+
+def _environ(response):
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), response[:300]
+    return json.loads(body)["values"]
+
+
+GET_ENVIRON = build_request("GET", "/environ", headers=[("Connection", "close")])
+
+
+def start_proxied(start_server, *args, header=b"PROXY TCP4 192.0.2.1 127.0.0.1 1 2\r\n",
+                  **kw):
+    """A server that requires PROXY headers: ready once a request with one is served (the
+    fixture's own readiness probe speaks plain HTTP)."""
+    s = start_server("wsgiapp:app", *args, wait=False, **kw)
+
+    def served():
+        try:
+            return _raw(s, header + GET_ENVIRON, timeout=2).startswith(b"HTTP/1.1 200") or None
+        except OSError:
+            return None
+    assert wait_for(served, 30), s.stderr()[-2000:]
+    return s
+
+
+def test_proxy_protocol_v1_and_v2_set_remote_addr(start_server):
+    s = start_server("wsgiapp:app", "--proxy-protocol", "auto", "--access-logfile", "-")
+    e = _environ(_raw(s, b"PROXY TCP4 192.0.2.7 127.0.0.1 56324 443\r\n" + GET_ENVIRON))
+    assert (e["REMOTE_ADDR"], e["REMOTE_PORT"]) == ("192.0.2.7", "56324"), e
+    e = _environ(_raw(s, _v2("198.51.100.9", "127.0.0.1", 40000, 443) + GET_ENVIRON))
+    assert (e["REMOTE_ADDR"], e["REMOTE_PORT"]) == ("198.51.100.9", "40000"), e
+    # auto: a connection without a header is plain HTTP.
+    assert _environ(_raw(s, GET_ENVIRON))["REMOTE_ADDR"] == "127.0.0.1"
+    # The access log names the client too.
+    assert wait_for(lambda: "192.0.2.7 " in s.stdout() and "198.51.100.9 " in s.stdout(), 5), \
+        s.stdout()
+
+
+def test_proxy_protocol_required_malformed_and_version_mismatch_drop_the_connection(
+        start_server):
+    s = start_proxied(start_server, "--proxy-protocol", "v1")
+    for bad in (GET_ENVIRON,                                        # missing
+                b"PROXY TCP4 999.0.0.1 127.0.0.1 1 2\r\n" + GET_ENVIRON,  # malformed
+                _v2("192.0.2.1", "127.0.0.1", 1, 2) + GET_ENVIRON):  # v2 in v1 mode
+        assert _raw(s, bad) == b"", bad[:40]
+    assert s.wait_log(r"Invalid request from ip=127\.0\.0\.1: no PROXY protocol v1 header")
+    # The worker lives on.
+    e = _environ(_raw(s, b"PROXY TCP4 192.0.2.7 127.0.0.1 1 443\r\n" + GET_ENVIRON))
+    assert e["REMOTE_ADDR"] == "192.0.2.7"
+
+
+def test_proxy_header_from_a_peer_not_allowed_is_not_believed(start_server):
+    s = start_server("wsgiapp:app", "--proxy-protocol", "v1",
+                     "--proxy-allow-from", "10.9.8.7")
+    # Plain HTTP from this peer; a PROXY line is then a bad request, never a new address.
+    assert _environ(_raw(s, GET_ENVIRON))["REMOTE_ADDR"] == "127.0.0.1"
+    out = _raw(s, b"PROXY TCP4 192.0.2.7 127.0.0.1 1 443\r\n" + GET_ENVIRON)
+    assert out.startswith(b"HTTP/1.1 400"), out[:200]
+
+
+def test_proxy_protocol_header_trickled_and_timed_out(start_server):
+    s = start_proxied(start_server, "--proxy-protocol", "v2", "--header-timeout", "1",
+                      header=_v2("192.0.2.1", "127.0.0.1", 1, 2))
+    c = socket.create_connection(s.addr, 5)
+    data = _v2("192.0.2.44", "127.0.0.1", 5555, 443) + GET_ENVIRON
+    for i in range(0, len(data), 7):                   # in pieces, within the time
+        c.sendall(data[i:i + 7])
+        time.sleep(0.01)
+    out = b""
+    while not out.endswith(b"}") and len(out) < 1 << 20:
+        chunk = c.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    c.close()
+    assert _environ(out)["REMOTE_ADDR"] == "192.0.2.44"
+    # Half a header and then nothing: dropped after header_timeout.
+    c = socket.create_connection(s.addr, 5)
+    c.sendall(data[:10])
+    t0 = time.monotonic()
+    assert c.recv(100) == b""
+    assert 0.8 < time.monotonic() - t0 < 3
+    c.close()
+
+
+def test_nginx_stream_proxy_protocol_reaches_the_app(start_server, tmp_path):
+    """A real nginx in stream mode (TCP pass-through, `proxy_protocol on`) sends the v1
+    header the way HAProxy or a cloud load balancer would."""
+    upstream = free_port()
+    s = start_proxied(start_server, "--proxy-protocol", "v1",
+                      bind="127.0.0.1:%d" % upstream)
+    d = tmp_path / "nginx-stream"
+    d.mkdir()
+    front = free_port()
+    modules = "/usr/lib/nginx/modules/ngx_stream_module.so"
+    (d / "nginx.conf").write_text("""
+        load_module {modules};
+        daemon off; pid {d}/nginx.pid; error_log {d}/error.log info;
+        events {{ worker_connections 64; }}
+        stream {{
+            server {{ listen 127.0.0.2:{front}; proxy_pass 127.0.0.1:{up}; proxy_protocol on; }}
+        }}
+    """.format(modules=modules, d=d, front=front, up=upstream))
+    proc = subprocess.Popen([NGINX, "-c", str(d / "nginx.conf"), "-p", str(d)],
+                            stdout=subprocess.DEVNULL, stderr=open(d / "stderr", "wb"),
+                            start_new_session=True)
+    try:
+        def up():
+            try:
+                socket.create_connection(("127.0.0.2", front), 0.5).close()
+                return True
+            except OSError:
+                return None
+        assert wait_for(up, 10), (d / "stderr").read_text()
+        # From 127.0.0.3: nginx itself connects to unitcorn from 127.0.0.1.
+        c = socket.create_connection(("127.0.0.2", front), 5, source_address=("127.0.0.3", 0))
+        client_port = c.getsockname()[1]
+        c.sendall(GET_ENVIRON)
+        out = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        c.close()
+        e = _environ(out)
+        assert (e["REMOTE_ADDR"], e["REMOTE_PORT"]) == ("127.0.0.3", str(client_port)), e
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)

@@ -149,6 +149,10 @@ impl fmt::Display for BindAddr {
         match self {
             BindAddr::Tcp(host, port) if host.contains(':') => write!(f, "[{host}]:{port}"),
             BindAddr::Tcp(host, port) => write!(f, "{host}:{port}"),
+            // "unix://" is a prefix parse strips: a path that starts with "//" needs it.
+            BindAddr::Unix(path) if path.to_string_lossy().starts_with("//") => {
+                write!(f, "unix://{}", path.display())
+            }
             BindAddr::Unix(path) => write!(f, "unix:{}", path.display()),
             BindAddr::Fd(FdRef::Num(n)) => write!(f, "fd://{n}"),
             BindAddr::Fd(FdRef::Name(name)) => write!(f, "fd://{name}"),
@@ -231,6 +235,9 @@ mod tests {
             "127.0.0.1:8000",
             "[::1]:80",
             "unix:/run/a.sock",
+            "unix:relative.sock",
+            // A path starting with "//" (found by the fuzzing in properties.rs).
+            "unix:////run/a.sock",
             "fd://3",
             "fd://web",
         ] {

@@ -7,7 +7,7 @@
 pub mod app_spec;
 pub mod bind;
 mod error;
-mod file;
+pub(crate) mod file;
 mod print;
 pub mod settings;
 pub mod table;

@@ -54,6 +54,9 @@ struct Arbiter {
     /// How many workers of the current generation should run (TTIN/TTOU/WINCH move it).
     target: usize,
     reload: Option<Reload>,
+    /// The last reload failed (the old generation serves on): said in every STATUS= until
+    /// a reload succeeds, so `systemctl status` shows it, not only the journal.
+    reload_failed: bool,
     /// The binary this master runs, by path: USR2 starts what is there now.
     exe: Result<std::path::PathBuf, String>,
     /// USR2 in progress: the new master, until it serves.
@@ -156,6 +159,7 @@ pub fn run(
         settings: Arc::new(settings),
         generation: 1,
         reload: None,
+        reload_failed: false,
         exe,
         upgrade: None,
         adopted,
@@ -320,7 +324,7 @@ impl Arbiter {
     /// READY=1 once the first generation serves, STATUS=, watchdog pings, more start time
     /// while the app loads.
     fn tell_systemd(&mut self) {
-        let status = self.workers.status_line(self.generation);
+        let status = self.status_line();
         if !self.notifier.is_ready() {
             if self.workers.ready_count(self.generation) >= self.target.max(1) {
                 self.notifier.ready(status);
@@ -394,6 +398,7 @@ impl Arbiter {
                 tracing::error!("reload aborted, still serving the old configuration: {e}");
                 // Back where the running generation expects the master to be.
                 let _ = std::env::set_current_dir(&self.settings.chdir);
+                self.reload_aborted();
                 return;
             }
         };
@@ -405,6 +410,7 @@ impl Arbiter {
                         "reload aborted, the app did not load (preload_app); still serving \
                          the old generation\n{e}"
                     );
+                    self.reload_aborted();
                     return;
                 }
             }
@@ -589,10 +595,26 @@ impl Arbiter {
         self.generation -= 1;
         self.target = self.settings.workers.max(1) as usize;
         // Out of the reloading state: the old generation still serves.
-        self.notifier.ready(format!(
-            "reload failed; {}",
-            self.workers.status_line(self.generation)
-        ));
+        self.reload_failed = true;
+        self.notifier.ready(self.status_line());
+    }
+
+    /// A reload that never started a generation: systemd may be waiting in `reloading`
+    /// (`unitcorn reload` said RELOADING=1 already): READY=1 ends that, with the failure
+    /// in STATUS=.
+    fn reload_aborted(&mut self) {
+        self.reload_failed = true;
+        self.notifier.ready(self.status_line());
+    }
+
+    /// What `systemctl status` shows: the workers, and a reload that failed.
+    fn status_line(&self) -> String {
+        let workers = self.workers.status_line(self.generation);
+        if self.reload_failed {
+            format!("last reload failed (see the log); {workers}")
+        } else {
+            workers
+        }
     }
 
     /// Bring the worker table to where it should be: spawn, finish a reload, recycle.
@@ -610,8 +632,8 @@ impl Arbiter {
                 reload.started.elapsed().as_millis()
             );
             self.reload = None;
-            self.notifier
-                .ready(self.workers.status_line(self.generation));
+            self.reload_failed = false;
+            self.notifier.ready(self.status_line());
         }
         if self.reload.is_none() {
             self.workers.trim(self.generation, self.target);

@@ -25,6 +25,8 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use super::forwarded::AllowList;
+use super::proxy_protocol::{self, Prefixed};
 use super::sendfile::SendfileIo;
 use super::service::{self, Conn, Worker};
 use super::strict::{self, StrictIo};
@@ -54,6 +56,14 @@ pub(super) struct AcceptCtx {
     pub slot: usize,
     /// Turns true when the worker stops gracefully.
     pub stopping: watch::Receiver<bool>,
+    /// `proxy_protocol`, when on.
+    pub proxy: Option<Rc<ProxyPolicy>>,
+}
+
+/// Who sends PROXY headers, and which versions.
+pub(super) struct ProxyPolicy {
+    pub mode: proxy_protocol::Mode,
+    pub allowed: AllowList,
 }
 
 impl AcceptCtx {
@@ -166,12 +176,10 @@ fn start_connection(
     if is_tcp {
         stream.set_tcp_nodelay(true)?;
         let stream = SendfileIo::new(TcpStream::from_std(stream.into())?);
-        let addr = addr.as_socket();
-        let trusted = ctx.worker.proxies.trusts(addr);
-        spawn_connection(ctx, stream, Peer::new(addr, trusted), socket, permit);
+        spawn_connection(ctx, stream, addr.as_socket(), socket, permit);
     } else {
         let stream = SendfileIo::new(UnixStream::from_std(stream.into())?);
-        spawn_connection(ctx, stream, Peer::new(None, true), socket, permit);
+        spawn_connection(ctx, stream, None, socket, permit);
     }
     Ok(())
 }
@@ -207,7 +215,7 @@ impl Drop for Counted {
 fn spawn_connection<S>(
     ctx: &AcceptCtx,
     stream: S,
-    peer: Peer,
+    addr: Option<std::net::SocketAddr>,
     socket: Arc<std::os::fd::OwnedFd>,
     permit: Option<OwnedSemaphorePermit>,
 ) where
@@ -215,20 +223,52 @@ fn spawn_connection<S>(
 {
     let counted = Counted::new(&ctx.scoreboard, ctx.slot);
     let worker = Rc::clone(&ctx.worker);
-    let log_peer = peer.clone();
-    let stream = StrictIo::new(stream, ctx.strict);
-    let fault = stream.fault();
-    let conn = Rc::new(Conn {
-        worker: Rc::clone(&ctx.worker),
-        environ: Arc::clone(&ctx.environ),
-        socket,
-        peer,
-        fault: Rc::clone(&fault),
-    });
+    let environ = Arc::clone(&ctx.environ);
+    let strict = ctx.strict;
+    // A PROXY header is read only from the peers allowed to send one.
+    let proxy = ctx
+        .proxy
+        .as_ref()
+        .filter(|p| p.allowed.allows(addr))
+        .map(|p| p.mode);
     let linger = ctx.stop_linger;
     let http = Rc::clone(&ctx.http);
     let mut stopping = ctx.stopping.clone();
     tokio::task::spawn_local(async move {
+        let mut stream = stream;
+        let (client, replay) = match proxy {
+            Some(mode) => {
+                let header = proxy_protocol::read_header(&mut stream, mode);
+                match tokio::time::timeout(strict.header_timeout, header).await {
+                    Ok(Ok(read)) => read,
+                    Ok(Err(why)) => {
+                        tracing::info!("Invalid request from ip={}: {why}", peer_ip(addr));
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!(
+                            "Invalid request from ip={}: no PROXY header in time",
+                            peer_ip(addr)
+                        );
+                        return;
+                    }
+                }
+            }
+            None => (None, Vec::new()),
+        };
+        // The header's client is REMOTE_ADDR; trust in forwarding headers stays with
+        // the socket's peer (the proxy).
+        let peer = Peer::new(client.or(addr), worker.proxies.trusts(addr));
+        let log_peer = peer.clone();
+        let stream = StrictIo::new(Prefixed::new(stream, replay), strict);
+        let fault = stream.fault();
+        let conn = Rc::new(Conn {
+            worker: Rc::clone(&worker),
+            environ,
+            socket,
+            peer,
+            fault: Rc::clone(&fault),
+        });
         let service = service_fn(move |req| service::handle(Rc::clone(&conn), req));
         let serving = http.serve_connection(TokioIo::new(stream), service);
         tokio::pin!(serving);
@@ -256,4 +296,9 @@ fn spawn_connection<S>(
         }
         drop((permit, counted));
     });
+}
+
+/// A peer's address for the error log (a unix-socket client has none).
+fn peer_ip(addr: Option<std::net::SocketAddr>) -> String {
+    addr.map_or_else(|| "unix".to_owned(), |a| a.ip().to_string())
 }

@@ -19,21 +19,20 @@ pub struct Forwarded {
     pub path_info: Option<String>,
 }
 
-/// The trust settings of a worker, read once.
+/// Peers by address: IPs, networks (`10.0.0.0/8`) or `*`, as forwarded_allow_ips and
+/// proxy_allow_ips list them. A unix-socket client (no address) is always allowed: the
+/// proxy in front of a unix socket is local.
 #[derive(Debug)]
-pub struct Proxies {
+pub struct AllowList {
     any: bool,
     networks: Vec<(IpAddr, u8)>,
-    secure: Vec<(HeaderName, String)>,
-    script_name: bool,
-    path_info: bool,
 }
 
-impl Proxies {
-    pub fn from_settings(settings: &Settings) -> Proxies {
+impl AllowList {
+    pub fn new(entries: &[String]) -> AllowList {
         let mut networks = Vec::new();
         let mut any = false;
-        for entry in &settings.forwarded_allow_ips {
+        for entry in entries {
             if entry == "*" {
                 any = true;
                 continue;
@@ -46,6 +45,31 @@ impl Proxies {
                 networks.push((addr.to_canonical(), prefix));
             }
         }
+        AllowList { any, networks }
+    }
+
+    pub fn allows(&self, peer: Option<SocketAddr>) -> bool {
+        let Some(peer) = peer else { return true };
+        let ip = peer.ip().to_canonical();
+        self.any
+            || self
+                .networks
+                .iter()
+                .any(|(net, prefix)| in_network(ip, *net, *prefix))
+    }
+}
+
+/// The trust settings of a worker, read once.
+#[derive(Debug)]
+pub struct Proxies {
+    trusted: AllowList,
+    secure: Vec<(HeaderName, String)>,
+    script_name: bool,
+    path_info: bool,
+}
+
+impl Proxies {
+    pub fn from_settings(settings: &Settings) -> Proxies {
         let secure = settings
             .secure_scheme_headers
             .iter()
@@ -57,8 +81,7 @@ impl Proxies {
             .collect();
         let has = |key: &str| settings.forwarder_headers.iter().any(|h| h == key);
         Proxies {
-            any,
-            networks,
+            trusted: AllowList::new(&settings.forwarded_allow_ips),
             secure,
             script_name: has("SCRIPT_NAME"),
             path_info: has("PATH_INFO"),
@@ -67,13 +90,7 @@ impl Proxies {
 
     /// Whether this peer's forwarding headers count; `None` is a unix-socket client.
     pub fn trusts(&self, peer: Option<SocketAddr>) -> bool {
-        let Some(peer) = peer else { return true };
-        let ip = peer.ip().to_canonical();
-        self.any
-            || self
-                .networks
-                .iter()
-                .any(|(net, prefix)| in_network(ip, *net, *prefix))
+        self.trusted.allows(peer)
     }
 
     /// What the proxy said, if the peer is `trusted`; an error (400) when its scheme

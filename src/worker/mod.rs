@@ -10,11 +10,12 @@ mod deadlines;
 mod forwarded;
 pub(crate) mod gevent;
 mod pool;
+pub(crate) mod proxy_protocol;
 mod scrub_env;
 pub(crate) mod sendfile;
 mod service;
 mod signals;
-mod strict;
+pub(crate) mod strict;
 mod wsgi;
 
 use std::rc::Rc;
@@ -47,6 +48,7 @@ pub fn run(boot: WorkerBoot) -> ! {
     // Before the import, which can take long: QUIT meanwhile (a stop, a reload that was
     // superseded) must not kill the worker by the signal's default action (a core dump).
     signals::arm_quit_flag();
+    signals::catch_usr1_early();
     let loaded = match crate::python::preloaded_app() {
         Some(app) => Ok(app),
         None => crate::python::load_app(&settings),
@@ -142,6 +144,12 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>, hub: Option<Arc<gevent::Bridge>>) -> 
     .map_err(|e| format!("cannot build the WSGI environ: {e}"))?;
 
     let http = Rc::new(http_builder(settings));
+    let proxy = proxy_protocol::Mode::from_setting(&settings.proxy_protocol).map(|mode| {
+        Rc::new(accept::ProxyPolicy {
+            mode,
+            allowed: forwarded::AllowList::new(&settings.proxy_allow_ips),
+        })
+    });
     let connections = Arc::new(Semaphore::new(settings.worker_connections.max(1) as usize));
     let local = tokio::task::LocalSet::new();
     let error_log = boot.error_log.clone();
@@ -180,6 +188,7 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>, hub: Option<Arc<gevent::Bridge>>) -> 
                 scoreboard: Arc::clone(&boot.scoreboard),
                 slot: boot.slot,
                 stopping: stopping.clone(),
+                proxy: proxy.clone(),
             };
             tasks.push(tokio::task::spawn_local(accept::accept_loop(listener, ctx)));
         }
