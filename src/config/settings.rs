@@ -124,8 +124,10 @@ TTIN and TTOU change it while running.",
         default: DefaultValue::Const(Const::Str("sync")),
         doc: "sync, gthread or gevent (gunicorn's names)",
         long_doc: "sync serves one request at a time per worker, gthread one per thread \
-(threads); sync with threads above 1 is gthread, as in gunicorn. gunicorn's class paths \
-(gunicorn.workers.sync.SyncWorker, ...) are read as their short names.",
+(threads); sync with threads above 1 is gthread, as in gunicorn. gevent runs up to \
+worker_connections requests at once in greenlets, with the standard library monkey-patched \
+before the app is imported (gevent must be installed in the app's virtualenv). gunicorn's \
+class paths (gunicorn.workers.sync.SyncWorker, ...) are read as their short names.",
     }
     threads: u32 {
         section: WorkerProcesses,
@@ -142,7 +144,7 @@ TTIN and TTOU change it while running.",
         default: DefaultValue::Const(Const::Int(1000)),
         doc: "Most simultaneous clients a worker holds",
         long_doc: "The maximum number of open client connections in one worker, idle \
-keep-alive connections included.",
+keep-alive connections included; with gevent also the most requests it runs at once.",
     }
     max_requests: u64 {
         section: WorkerProcesses,

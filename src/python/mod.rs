@@ -96,6 +96,12 @@ pub fn load_app(settings: &Settings) -> Result<Py<PyAny>, String> {
         virtualenv: venv.as_deref(),
     })
     .map_err(|e| e.to_string())?;
+    // gevent's worker patches the standard library before the app sees it: here, so that
+    // it also holds for the master's import with preload_app (gunicorn patches in the
+    // worker only, after a preloaded app imported the unpatched modules).
+    if settings.worker_class == "gevent" {
+        crate::worker::gevent::monkey_patch()?;
+    }
     let spec = settings
         .wsgi_app
         .as_deref()

@@ -8,6 +8,7 @@ mod accept;
 mod body;
 mod deadlines;
 mod forwarded;
+pub(crate) mod gevent;
 mod pool;
 pub(crate) mod proxy_protocol;
 mod scrub_env;
@@ -66,7 +67,12 @@ pub fn run(boot: WorkerBoot) -> ! {
         );
         std::process::exit(0);
     }
-    match serve(boot, app) {
+    let served = if boot.settings.worker_class == "gevent" {
+        gevent::serve(boot, app)
+    } else {
+        serve(boot, app, None)
+    };
+    match served {
         Ok(()) => std::process::exit(0),
         Err(message) => {
             tracing::error!("worker failed: {message}");
@@ -75,15 +81,30 @@ pub fn run(boot: WorkerBoot) -> ! {
     }
 }
 
-fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
+/// Serve on this thread's runtime; with `hub` the app runs in its greenlets, as many at
+/// once as `worker_connections`, instead of on app threads.
+fn serve(boot: WorkerBoot, app: Py<PyAny>, hub: Option<Arc<gevent::Bridge>>) -> Result<(), String> {
     let settings = &boot.settings;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
-    let threads = settings.threads.max(1) as usize;
+    // Greenlets, not app threads, run a gevent worker's requests (gunicorn ignores
+    // `threads` there too).
+    let threads = match hub {
+        Some(_) => 1,
+        None => settings.threads.max(1) as usize,
+    };
     let pool = AppPool::start(threads).map_err(|e| format!("cannot start app threads: {e}"))?;
-    let deadlines = Deadlines::new(threads, Arc::clone(&boot.scoreboard), boot.slot);
+    let calls = match hub {
+        Some(_) => settings.worker_connections.max(1) as usize,
+        None => threads,
+    };
+    let deadlines = Deadlines::new(calls, Arc::clone(&boot.scoreboard), boot.slot);
+    if let Some(hub) = &hub {
+        let hub = Arc::clone(hub);
+        deadlines.on_expire(Box::new(move |entry| hub.expired(entry)));
+    }
     deadlines
         .watch(Duration::from_secs(settings.timeout))
         .map_err(|e| format!("cannot start the deadline watcher: {e}"))?;
@@ -114,10 +135,11 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
         scoreboard: Arc::clone(&boot.scoreboard),
         slot: boot.slot,
         proxies: forwarded::Proxies::from_settings(settings),
+        gevent: hub.clone(),
     });
     let script_name = std::env::var("SCRIPT_NAME").unwrap_or_default();
     let statics = Python::attach(|py| {
-        wsgi::static_environ(py, threads > 1, settings.workers > 1).map(Bound::unbind)
+        wsgi::static_environ(py, calls > 1, settings.workers > 1).map(Bound::unbind)
     })
     .map_err(|e| format!("cannot build the WSGI environ: {e}"))?;
 
@@ -139,6 +161,7 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
             Arc::clone(&boot.scoreboard),
             boot.slot,
             heartbeat_every,
+            hub,
         ));
         tokio::task::spawn_local(signals::stop_gracefully_on_quit(
             stop_tx,
@@ -216,15 +239,23 @@ fn heartbeat_interval(timeout: u64) -> Duration {
 }
 
 /// The heartbeat: the I/O loop is alive (it stalls while the app runs inline, which the
-/// master tolerates up to `timeout`, as it does a long request).
-async fn beat(scoreboard: Arc<crate::scoreboard::Scoreboard>, slot: usize, every: Duration) {
+/// master tolerates up to `timeout`, as it does a long request); with gevent, the hub's
+/// loop too (a CPU-bound greenlet stalls it).
+async fn beat(
+    scoreboard: Arc<crate::scoreboard::Scoreboard>,
+    slot: usize,
+    every: Duration,
+    hub: Option<Arc<gevent::Bridge>>,
+) {
     let mut ticks = tokio::time::interval(every);
     loop {
         ticks.tick().await;
-        scoreboard.slot(slot).heartbeat_ms.store(
-            crate::scoreboard::now_ms(),
-            std::sync::atomic::Ordering::Release,
-        );
+        let now = crate::scoreboard::now_ms();
+        let alive = hub.as_ref().map_or(now, |hub| hub.hub_beat_ms().min(now));
+        scoreboard
+            .slot(slot)
+            .heartbeat_ms
+            .store(alive, std::sync::atomic::Ordering::Release);
     }
 }
 

@@ -69,6 +69,8 @@ pub struct Worker {
     pub slot: usize,
     /// Which peers may set the scheme and mount point (forwarded_allow_ips).
     pub proxies: Proxies,
+    /// The gevent hub, when the app runs in greenlets (worker_class = gevent).
+    pub gevent: Option<Arc<super::gevent::Bridge>>,
 }
 
 /// What a connection adds: the listener's environ template, the peer.
@@ -222,13 +224,14 @@ async fn call_app(
         BodySource::Started(Bytes::new(), body)
     };
     match source {
+        source if worker.gevent.is_some() => super::gevent::call(conn, head, source).await,
         BodySource::Whole(bytes) if worker.inline => call_inline(conn, head, bytes).await,
         source => call_on_pool(conn, head, source).await,
     }
 }
 
 /// A request body as the app will get it.
-enum BodySource {
+pub(super) enum BodySource {
     /// All of it, in memory.
     Whole(Bytes),
     /// What was read ahead, and the rest still on the connection.
@@ -301,7 +304,7 @@ async fn call_inline(conn: &Conn, head: &RequestHead, bytes: Bytes) -> Response<
 
 /// The response, unless the deadline answered 504 for this call already (the connection
 /// is closed then, and the worker about to be replaced).
-fn answered(
+pub(super) fn answered(
     slot: AppSlot,
     response: impl FnOnce(AppSlot) -> Response<ResponseBody>,
 ) -> Response<ResponseBody> {
@@ -441,7 +444,11 @@ fn failure(py: Python<'_>, err: &PyErr) -> AppFailure {
 }
 
 /// The response for what the app declared; no body where HTTP allows none.
-fn finish(head: &RequestHead, declared: Declared, body: ResponseBody) -> Response<ResponseBody> {
+pub(super) fn finish(
+    head: &RequestHead,
+    declared: Declared,
+    body: ResponseBody,
+) -> Response<ResponseBody> {
     let status = declared.status;
     let bodiless = head.method == Method::HEAD
         || status.is_informational()
@@ -477,13 +484,13 @@ fn finish(head: &RequestHead, declared: Declared, body: ResponseBody) -> Respons
     response
 }
 
-fn internal_error(failure: &AppFailure) -> Response<ResponseBody> {
+pub(super) fn internal_error(failure: &AppFailure) -> Response<ResponseBody> {
     tracing::error!("Error handling request\n{}", failure.traceback.trim_end());
     error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
 }
 
 /// A response of unitcorn's own; the connection is closed after it.
-fn error_response(status: StatusCode, message: &str) -> Response<ResponseBody> {
+pub(super) fn error_response(status: StatusCode, message: &str) -> Response<ResponseBody> {
     let text = format!("{} {}\n", status.as_u16(), message);
     let mut response = Response::new(ResponseBody::full(vec![Bytes::from(text)], None));
     *response.status_mut() = status;
