@@ -280,3 +280,8 @@ def test_quit_lets_a_long_poll_finish(start_server):
     assert r.header("connection") == "close"
     assert 2.9 <= time.monotonic() - t0
     assert code == 0, s.stderr()[-3000:]
+
+
+def test_threads_with_gevent_is_said_not_silently_ignored(start_server):
+    s = gevent_server(start_server, "--threads", "4")
+    assert "threads = 4 is not used with worker_class = gevent" in s.stderr()

@@ -142,6 +142,14 @@ pub fn run(
         settings.wsgi_app.as_deref(),
     );
     tracing::info!("Starting unitcorn {}", env!("CARGO_PKG_VERSION"));
+    if settings.worker_class == "gevent" && settings.threads > 1 {
+        tracing::warn!(
+            "threads = {} is not used with worker_class = gevent: greenlets serve the \
+             requests, up to worker_connections ({}) at once per worker",
+            settings.threads,
+            settings.worker_connections
+        );
+    }
     for l in &listeners {
         tracing::info!("Listening at: {l} ({})", std::process::id());
     }
