@@ -53,7 +53,11 @@ pub async fn stop_gracefully_on_quit(
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::quit()) {
         Ok(mut quit) => {
-            quit.recv().await;
+            // A QUIT that came before this watch existed (the flag's handler has been
+            // in place since before the app import) is not replayed by the stream.
+            if !quit_received() {
+                quit.recv().await;
+            }
             // Peers balancing their accepts must not wait for a worker that left.
             scoreboard
                 .slot(slot)
