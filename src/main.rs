@@ -14,6 +14,7 @@ mod proctitle;
 mod properties;
 mod python;
 mod scoreboard;
+mod statsd;
 mod worker;
 
 use std::process::ExitCode;

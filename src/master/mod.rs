@@ -6,6 +6,7 @@
 //! a worker through the `WorkerMain` it is given and watches it through the scoreboard.
 
 mod fork;
+mod metrics;
 mod notify;
 mod privileges;
 mod setup;
@@ -66,6 +67,7 @@ struct Arbiter {
     workers: Workers,
     signals: SignalQueue,
     error_log: ErrorLogHandle,
+    metrics: metrics::MasterMetrics,
 }
 
 /// Serve until told to stop; the result is the process exit status.
@@ -150,6 +152,7 @@ pub fn run(
         );
         notifier.mute();
     }
+    let metrics = metrics::MasterMetrics::new(&settings);
     let mut arbiter = Arbiter {
         start_dir,
         target: settings.workers.max(1) as usize,
@@ -170,6 +173,7 @@ pub fn run(
         ),
         signals,
         error_log,
+        metrics,
     };
     let status = arbiter.serve();
     tracing::info!("Shutting down: Master");
@@ -261,6 +265,8 @@ impl Arbiter {
             self.workers.murder(&self.settings);
             self.manage()?;
             self.tell_systemd();
+            self.metrics.follow(&self.settings);
+            self.metrics.workers(self.workers.len());
             if let Some(status) = self.follow_upgrade() {
                 return Ok(status);
             }

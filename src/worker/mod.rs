@@ -8,6 +8,7 @@ mod accept;
 mod body;
 mod deadlines;
 mod forwarded;
+mod metrics;
 mod pool;
 pub(crate) mod proxy_protocol;
 mod scrub_env;
@@ -47,6 +48,9 @@ pub fn run(boot: WorkerBoot) -> ! {
     // Before the import, which can take long: QUIT meanwhile (a stop, a reload that was
     // superseded) must not kill the worker by the signal's default action (a core dump).
     signals::arm_quit_flag();
+    // The worker's own StatsD socket (the master's is not shared), before the import, whose
+    // failure is counted too.
+    let statsd = crate::statsd::install_from(&settings);
     let loaded = match crate::python::preloaded_app() {
         Some(app) => Ok(app),
         None => crate::python::load_app(&settings),
@@ -65,7 +69,7 @@ pub fn run(boot: WorkerBoot) -> ! {
         );
         std::process::exit(0);
     }
-    match serve(boot, app) {
+    match serve(boot, app, statsd) {
         Ok(()) => std::process::exit(0),
         Err(message) => {
             tracing::error!("worker failed: {message}");
@@ -74,7 +78,11 @@ pub fn run(boot: WorkerBoot) -> ! {
     }
 }
 
-fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
+fn serve(
+    boot: WorkerBoot,
+    app: Py<PyAny>,
+    statsd: Option<Arc<crate::statsd::Client>>,
+) -> Result<(), String> {
     let settings = &boot.settings;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -113,6 +121,7 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
         scoreboard: Arc::clone(&boot.scoreboard),
         slot: boot.slot,
         proxies: forwarded::Proxies::from_settings(settings),
+        metrics: statsd.map(|client| Rc::new(metrics::RequestMetrics::new(client))),
     });
     let script_name = std::env::var("SCRIPT_NAME").unwrap_or_default();
     let statics = Python::attach(|py| {
@@ -134,6 +143,9 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
     let heartbeat_every = heartbeat_interval(settings.timeout);
     local.block_on(&runtime, async move {
         tokio::task::spawn_local(signals::reopen_logs_on_usr1(error_log, access_log));
+        if let Some(metrics) = &worker.metrics {
+            tokio::task::spawn_local(Rc::clone(metrics).send_lingering());
+        }
         tokio::task::spawn_local(beat(
             Arc::clone(&boot.scoreboard),
             boot.slot,
@@ -186,6 +198,9 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
         let open = &boot.scoreboard.slot(boot.slot).connections;
         while open.load(std::sync::atomic::Ordering::Relaxed) > 0 {
             tokio::time::sleep(CONNECTIONS_POLL).await;
+        }
+        if let Some(metrics) = &worker.metrics {
+            metrics.send();
         }
         Ok(())
     })
