@@ -13,6 +13,7 @@ mod proctitle;
 #[cfg(test)]
 mod properties;
 mod python;
+mod reload_report;
 mod scoreboard;
 mod statsd;
 mod worker;

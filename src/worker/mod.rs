@@ -9,6 +9,7 @@ mod body;
 mod deadlines;
 mod forwarded;
 mod metrics;
+mod module_report;
 mod pool;
 pub(crate) mod proxy_protocol;
 mod scrub_env;
@@ -62,6 +63,12 @@ pub fn run(boot: WorkerBoot) -> ! {
             std::process::exit(APP_LOAD_ERROR);
         }
     };
+    // `reload`: the master learns what to watch before this worker counts as ready.
+    let modules = settings.reload.then(|| {
+        let mut report = module_report::ModuleReport::default();
+        report.report();
+        report
+    });
     if signals::quit_received() {
         tracing::info!(
             "Worker exiting (pid: {}) before serving",
@@ -69,7 +76,7 @@ pub fn run(boot: WorkerBoot) -> ! {
         );
         std::process::exit(0);
     }
-    match serve(boot, app, statsd) {
+    match serve(boot, app, statsd, modules) {
         Ok(()) => std::process::exit(0),
         Err(message) => {
             tracing::error!("worker failed: {message}");
@@ -82,6 +89,7 @@ fn serve(
     boot: WorkerBoot,
     app: Py<PyAny>,
     statsd: Option<Arc<crate::statsd::Client>>,
+    modules: Option<module_report::ModuleReport>,
 ) -> Result<(), String> {
     let settings = &boot.settings;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -145,6 +153,9 @@ fn serve(
         tokio::task::spawn_local(signals::reopen_logs_on_usr1(error_log, access_log));
         if let Some(metrics) = &worker.metrics {
             tokio::task::spawn_local(Rc::clone(metrics).send_lingering());
+        }
+        if let Some(modules) = modules {
+            tokio::task::spawn_local(modules.keep_reporting());
         }
         tokio::task::spawn_local(beat(
             Arc::clone(&boot.scoreboard),
