@@ -189,3 +189,14 @@ def test_without_reload_nothing_is_watched(start_server, tmp_path):
     assert s.workers() == [old]
     assert s.get("/").body == b"v1"
     assert "reload:" not in s.stderr()
+
+
+def test_reload_with_preload_app_serves_the_edit(start_server, tmp_path):
+    """gunicorn's reloader cannot work with preload_app; here the master re-imports the
+    app's own modules first, as at HUP."""
+    d = make_app(tmp_path)
+    s = start_server("reloadapp:app", "--reload", "--preload", "-w", "2", "--chdir", str(d))
+    s.wait_log(r"reload: watching")
+    s.wait_workers(2)
+    write_helper(d, "preloaded v2")
+    serves(s, "/", b"preloaded v2", timeout=5)
