@@ -15,7 +15,9 @@ mod proctitle;
 #[cfg(test)]
 mod properties;
 mod python;
+mod reload_report;
 mod scoreboard;
+mod statsd;
 mod worker;
 
 use std::process::ExitCode;

@@ -5,7 +5,9 @@
 //! It never serves a request and never imports the worker's HTTP or WSGI code; it starts
 //! a worker through the `WorkerMain` it is given and watches it through the scoreboard.
 
+mod code_reload;
 mod fork;
+mod metrics;
 mod notify;
 mod privileges;
 mod setup;
@@ -69,6 +71,9 @@ struct Arbiter {
     workers: Workers,
     signals: SignalQueue,
     error_log: ErrorLogHandle,
+    metrics: metrics::MasterMetrics,
+    /// `reload`: watches the app's files.
+    code_reload: Option<code_reload::CodeReload>,
 }
 
 /// Serve until told to stop; the result is the process exit status.
@@ -161,6 +166,7 @@ pub fn run(
         );
         notifier.mute();
     }
+    let metrics = metrics::MasterMetrics::new(&settings);
     let mut arbiter = Arbiter {
         start_dir,
         target: settings.workers.max(1) as usize,
@@ -182,6 +188,8 @@ pub fn run(
         ),
         signals,
         error_log,
+        metrics,
+        code_reload: None,
     };
     let status = arbiter.serve();
     tracing::info!("Shutting down: Master");
@@ -257,15 +265,25 @@ impl Arbiter {
             let wake = [
                 self.workers.until_next_deadline(&self.settings),
                 self.notifier.until_next_ping(),
+                self.code_reload.as_ref().and_then(|r| r.until_due()),
             ]
             .into_iter()
             .flatten()
             .fold(poll, Duration::min);
-            for signal in self.signals.wait(wake) {
+            let watched = self
+                .code_reload
+                .as_ref()
+                .map(|r| r.fds())
+                .unwrap_or_default();
+            let signals = self.signals.wait_with(wake, &watched);
+            drop(watched);
+            for signal in signals {
                 if let Some(status) = self.handle(signal) {
                     return Ok(status);
                 }
             }
+            // Before manage(), like a HUP: the new generation is forked in this pass.
+            self.reload_changed_code();
             if let Some(status) = self.reap() {
                 self.workers.kill_all();
                 return Ok(status);
@@ -273,6 +291,8 @@ impl Arbiter {
             self.workers.murder(&self.settings);
             self.manage()?;
             self.tell_systemd();
+            self.metrics.follow(&self.settings);
+            self.metrics.workers(self.workers.len());
             if let Some(status) = self.follow_upgrade() {
                 return Ok(status);
             }
@@ -625,8 +645,18 @@ impl Arbiter {
         }
     }
 
+    /// `reload`: a file of the app changed: a new generation, as HUP makes.
+    fn reload_changed_code(&mut self) {
+        if let Some(path) = self.code_reload.as_mut().and_then(|r| r.poll()) {
+            tracing::info!("reload: {} changed", path.display());
+            self.handle_hup();
+        }
+    }
+
     /// Bring the worker table to where it should be: spawn, finish a reload, recycle.
     fn manage(&mut self) -> Result<(), String> {
+        // Before any fork: workers report their modules from their start.
+        code_reload::follow(&mut self.code_reload, &self.settings);
         self.workers.observe(&self.settings);
         self.workers
             .top_up(&self.settings, self.generation, self.target)?;

@@ -226,3 +226,21 @@ pub fn format_exception(py: Python<'_>, err: &PyErr) -> String {
         Err(_) => format!("{err}\n"),
     }
 }
+
+/// The source files of the modules loaded now that belong to the app (not the standard
+/// library's, not an installed package's), for `reload`; `None` when `sys.modules` has not
+/// changed size since `known` modules were counted (the usual case: nothing to look at).
+pub fn app_module_files(known: usize) -> Result<Option<(usize, Vec<String>)>, String> {
+    Python::attach(|py| {
+        let count = py.import("sys")?.getattr("modules")?.len()?;
+        if count == known {
+            return Ok(None);
+        }
+        let files = loader(py)?
+            .getattr("app_module_files")?
+            .call0()?
+            .extract::<Vec<String>>()?;
+        Ok(Some((count, files)))
+    })
+    .map_err(|e: PyErr| e.to_string())
+}

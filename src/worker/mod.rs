@@ -9,6 +9,8 @@ mod body;
 mod deadlines;
 mod forwarded;
 pub(crate) mod gevent;
+mod metrics;
+mod module_report;
 mod pool;
 pub(crate) mod proxy_protocol;
 mod scrub_env;
@@ -49,6 +51,9 @@ pub fn run(boot: WorkerBoot) -> ! {
     // superseded) must not kill the worker by the signal's default action (a core dump).
     signals::arm_quit_flag();
     signals::catch_usr1_early();
+    // The worker's own StatsD socket (the master's is not shared), before the import, whose
+    // failure is counted too.
+    let statsd = crate::statsd::install_from(&settings);
     let loaded = match crate::python::preloaded_app() {
         Some(app) => Ok(app),
         None => crate::python::load_app(&settings),
@@ -60,6 +65,12 @@ pub fn run(boot: WorkerBoot) -> ! {
             std::process::exit(APP_LOAD_ERROR);
         }
     };
+    // `reload`: the master learns what to watch before this worker counts as ready.
+    let modules = settings.reload.then(|| {
+        let mut report = module_report::ModuleReport::default();
+        report.report();
+        report
+    });
     if signals::quit_received() {
         tracing::info!(
             "Worker exiting (pid: {}) before serving",
@@ -67,10 +78,11 @@ pub fn run(boot: WorkerBoot) -> ! {
         );
         std::process::exit(0);
     }
+    let extras = Extras { statsd, modules };
     let served = if boot.settings.worker_class == "gevent" {
-        gevent::serve(boot, app)
+        gevent::serve(boot, app, extras)
     } else {
-        serve(boot, app, None)
+        serve(boot, app, None, extras)
     };
     match served {
         Ok(()) => std::process::exit(0),
@@ -81,9 +93,21 @@ pub fn run(boot: WorkerBoot) -> ! {
     }
 }
 
+/// What a worker may add to serving: StatsD metrics, the module report of `reload`.
+pub(crate) struct Extras {
+    statsd: Option<Arc<crate::statsd::Client>>,
+    modules: Option<module_report::ModuleReport>,
+}
+
 /// Serve on this thread's runtime; with `hub` the app runs in its greenlets, as many at
 /// once as `worker_connections`, instead of on app threads.
-fn serve(boot: WorkerBoot, app: Py<PyAny>, hub: Option<Arc<gevent::Bridge>>) -> Result<(), String> {
+fn serve(
+    boot: WorkerBoot,
+    app: Py<PyAny>,
+    hub: Option<Arc<gevent::Bridge>>,
+    extras: Extras,
+) -> Result<(), String> {
+    let Extras { statsd, modules } = extras;
     let settings = &boot.settings;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -136,6 +160,7 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>, hub: Option<Arc<gevent::Bridge>>) -> 
         slot: boot.slot,
         proxies: forwarded::Proxies::from_settings(settings),
         gevent: hub.clone(),
+        metrics: statsd.map(|client| Rc::new(metrics::RequestMetrics::new(client))),
     });
     let script_name = std::env::var("SCRIPT_NAME").unwrap_or_default();
     let statics = Python::attach(|py| {
@@ -157,6 +182,12 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>, hub: Option<Arc<gevent::Bridge>>) -> 
     let heartbeat_every = heartbeat_interval(settings.timeout);
     local.block_on(&runtime, async move {
         tokio::task::spawn_local(signals::reopen_logs_on_usr1(error_log, access_log));
+        if let Some(metrics) = &worker.metrics {
+            tokio::task::spawn_local(Rc::clone(metrics).send_lingering());
+        }
+        if let Some(modules) = modules {
+            tokio::task::spawn_local(modules.keep_reporting());
+        }
         tokio::task::spawn_local(beat(
             Arc::clone(&boot.scoreboard),
             boot.slot,
@@ -210,6 +241,9 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>, hub: Option<Arc<gevent::Bridge>>) -> 
         let open = &boot.scoreboard.slot(boot.slot).connections;
         while open.load(std::sync::atomic::Ordering::Relaxed) > 0 {
             tokio::time::sleep(CONNECTIONS_POLL).await;
+        }
+        if let Some(metrics) = &worker.metrics {
+            metrics.send();
         }
         Ok(())
     })

@@ -71,6 +71,8 @@ pub struct Worker {
     pub proxies: Proxies,
     /// The gevent hub, when the app runs in greenlets (worker_class = gevent).
     pub gevent: Option<Arc<super::gevent::Bridge>>,
+    /// StatsD request metrics (`statsd_host`); None: no clock read, no work.
+    pub metrics: Option<Rc<super::metrics::RequestMetrics>>,
 }
 
 /// What a connection adds: the listener's environ template, the peer.
@@ -88,11 +90,8 @@ pub async fn handle(
     conn: Rc<Conn>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    // Only the access log needs the clock read here.
-    let received = conn
-        .worker
-        .access_log
-        .is_some()
+    // Only the access log and the metrics need the clock read here.
+    let received = (conn.worker.access_log.is_some() || conn.worker.metrics.is_some())
         .then(|| (SystemTime::now(), Instant::now()));
     let board = conn.worker.scoreboard.slot(conn.worker.slot);
     let served = board.requests.fetch_add(1, Ordering::Relaxed) + 1;
@@ -138,31 +137,66 @@ pub async fn handle(
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
-    if let (Some(log), Some(received)) = (&conn.worker.access_log, received) {
-        log_when_done(log, &conn.peer, head, &mut response, received);
+    if let Some(received) = received {
+        let done = Done {
+            log: conn.worker.access_log.clone(),
+            metrics: conn.worker.metrics.clone(),
+        };
+        done.when_sent(&conn.peer, head, &mut response, received);
     }
     Ok(response)
 }
 
-/// Write the access log line once the body is out (gunicorn logs at the end too, with
-/// the bytes actually sent and the full duration).
+/// What happens once a response is out: its access log line, its metrics.
+struct Done {
+    log: Option<Rc<AccessLog>>,
+    metrics: Option<Rc<super::metrics::RequestMetrics>>,
+}
+
+impl Done {
+    /// Wrap the body so that both happen once it is sent (or dropped), with the bytes
+    /// actually sent and the full duration, as gunicorn measures them.
+    fn when_sent(
+        self,
+        peer: &Peer,
+        head: RequestHead,
+        response: &mut Response<ResponseBody>,
+        received: (SystemTime, Instant),
+    ) {
+        let status = response.status().as_u16();
+        let log = self
+            .log
+            .map(|log| log_when_done(log, peer, head, response.headers(), status, received));
+        let metrics = self.metrics;
+        let body = std::mem::replace(response.body_mut(), ResponseBody::empty());
+        *response.body_mut() = body.on_done(Box::new(move |sent| {
+            if let Some(log) = log {
+                log(sent);
+            }
+            if let Some(metrics) = metrics {
+                metrics.record(status, received.1.elapsed());
+            }
+        }));
+    }
+}
+
+/// What writes the access log line once the body is out (gunicorn logs at the end too,
+/// with the bytes actually sent and the full duration).
 fn log_when_done(
-    log: &Rc<AccessLog>,
+    log: Rc<AccessLog>,
     peer: &Peer,
     head: RequestHead,
-    response: &mut Response<ResponseBody>,
+    headers: &HeaderMap,
+    status: u16,
     (start, began): (SystemTime, Instant),
-) {
-    let status = response.status().as_u16();
+) -> impl FnOnce(u64) + use<> {
     let response_headers = if log.format().uses_response_headers() {
-        response.headers().clone()
+        headers.clone()
     } else {
         HeaderMap::new()
     };
     let peer = peer.clone();
-    let log = Rc::clone(log);
-    let body = std::mem::replace(response.body_mut(), ResponseBody::empty());
-    *response.body_mut() = body.on_done(Box::new(move |sent| {
+    move |sent| {
         let environ = [("REMOTE_PORT", peer.port.as_deref().unwrap_or(""))];
         let record = AccessRecord {
             remote_addr: &peer.ip,
@@ -182,7 +216,7 @@ fn log_when_done(
         if let Err(e) = log.log(&record) {
             tracing::warn!("cannot write the access log: {e}");
         }
-    }));
+    }
 }
 
 /// An HTTP/1.0 client that did not ask for keep-alive is closed after the response; say

@@ -53,7 +53,7 @@ pub fn monkey_patch() -> Result<(), String> {
 
 /// Serve `app` with the hub on this (the main) thread and hyper on an I/O thread; returns
 /// when the I/O side is done (stop), like [`super::serve`].
-pub fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
+pub fn serve(boot: WorkerBoot, app: Py<PyAny>, extras: super::Extras) -> Result<(), String> {
     let entries = boot.settings.worker_connections.max(1) as usize;
     let bridge =
         Arc::new(Bridge::new(entries).map_err(|e| format!("cannot make the hub's eventfd: {e}"))?);
@@ -63,7 +63,7 @@ pub fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
     let io = std::thread::Builder::new()
         .name("io".into())
         .spawn(move || {
-            let served = super::serve(boot, io_app, Some(Arc::clone(&io_bridge)));
+            let served = super::serve(boot, io_app, Some(Arc::clone(&io_bridge)), extras);
             io_bridge.push(bridge::Job::Stop);
             served
         })
