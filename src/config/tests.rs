@@ -110,6 +110,9 @@ fn defaults_are_gunicorns() {
         boot_timeout: 120,
         max_worker_lifetime: 0,
         max_worker_memory: 0,
+        lifespan: "auto".into(),
+        root_path: "".into(),
+        websocket_max_message_size: 16 << 20,
         keepalive: 2,
         limit_request_line: 4094,
         limit_request_fields: 100,
@@ -1015,6 +1018,8 @@ fn worker_class_takes_gunicorns_names_and_refuses_eventlet() {
         ("gthread", "gthread"),
         ("gunicorn.workers.gthread.ThreadWorker", "gthread"),
         ("gunicorn.workers.ggevent.GeventWorker", "gevent"),
+        ("asgi", "asgi"),
+        ("uvicorn.workers.UvicornWorker", "asgi"),
     ] {
         assert_eq!(settings(&["-k", given]).worker_class, short, "{given}");
     }

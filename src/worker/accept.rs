@@ -208,7 +208,7 @@ fn spawn_connection<S>(
     socket: Arc<std::os::fd::OwnedFd>,
     permit: Option<OwnedSemaphorePermit>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let counted = Counted::new(&ctx.scoreboard, ctx.slot);
     let conn = Rc::new(Conn {
@@ -222,7 +222,10 @@ fn spawn_connection<S>(
     let mut stopping = ctx.stopping.clone();
     tokio::task::spawn_local(async move {
         let service = service_fn(move |req| service::handle(Rc::clone(&conn), req));
-        let serving = http.serve_connection(TokioIo::new(stream), service);
+        // with_upgrades: an ASGI app's WebSocket takes the connection over.
+        let serving = http
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
         tokio::pin!(serving);
         // A connection error (client gone, bad request already answered by hyper) is the
         // client's business, not the operator's.

@@ -5,6 +5,7 @@
 //! heartbeat, requests, calls in progress), and the master reads it and its exit status.
 
 mod accept;
+mod asgi;
 mod body;
 mod deadlines;
 mod forwarded;
@@ -88,6 +89,20 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
         tracing::warn!("cannot arm the traceback dump for timeouts: {e}");
     }
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
+    let heartbeat_every = heartbeat_interval(settings.timeout);
+    let asgi = if asgi::wanted(settings, &app)? {
+        Some(Arc::new(asgi::Asgi::start(asgi::StartArgs {
+            settings,
+            app: &app,
+            scoreboard: Arc::clone(&boot.scoreboard),
+            slot: boot.slot,
+            stopping: stopping.clone(),
+            heartbeat_every,
+            body_timeout: body_timeout(settings.timeout),
+        })?))
+    } else {
+        None
+    };
     let worker = Rc::new(Worker {
         app: Arc::new(app),
         deadlines: Arc::clone(&deadlines),
@@ -98,16 +113,13 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
             request_line: settings.limit_request_line as usize,
             field_size: settings.limit_request_field_size as usize,
         },
-        body_timeout: if settings.timeout == 0 {
-            NO_BODY_TIMEOUT
-        } else {
-            Duration::from_secs(settings.timeout)
-        },
+        body_timeout: body_timeout(settings.timeout),
         runtime: runtime.handle().clone(),
         access_log: open_access_log(settings)?.map(Rc::new),
         scoreboard: Arc::clone(&boot.scoreboard),
         slot: boot.slot,
         proxies: forwarded::Proxies::from_settings(settings),
+        asgi: asgi.clone(),
     });
     let script_name = std::env::var("SCRIPT_NAME").unwrap_or_default();
     let statics = Python::attach(|py| {
@@ -118,16 +130,19 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
     let http = Rc::new(http_builder(settings));
     let connections = Arc::new(Semaphore::new(settings.worker_connections.max(1) as usize));
     let local = tokio::task::LocalSet::new();
+    let asgi_in_loop = asgi.clone();
     let error_log = boot.error_log.clone();
     let access_log = worker.access_log.clone();
-    let heartbeat_every = heartbeat_interval(settings.timeout);
-    local.block_on(&runtime, async move {
+    let served = local.block_on(&runtime, async move {
         tokio::task::spawn_local(signals::reopen_logs_on_usr1(error_log, access_log));
-        tokio::task::spawn_local(beat(
-            Arc::clone(&boot.scoreboard),
-            boot.slot,
-            heartbeat_every,
-        ));
+        match &asgi_in_loop {
+            Some(asgi) => tokio::task::spawn_local(Arc::clone(asgi).beat(heartbeat_every)),
+            None => tokio::task::spawn_local(beat(
+                Arc::clone(&boot.scoreboard),
+                boot.slot,
+                heartbeat_every,
+            )),
+        };
         tokio::task::spawn_local(signals::stop_gracefully_on_quit(
             stop_tx,
             Arc::clone(&boot.scoreboard),
@@ -172,7 +187,19 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
             tokio::time::sleep(CONNECTIONS_POLL).await;
         }
         Ok(())
-    })
+    });
+    if let Some(asgi) = &asgi {
+        asgi.shutdown(Duration::from_secs(settings.graceful_timeout.max(1)));
+    }
+    served
+}
+
+fn body_timeout(timeout: u64) -> Duration {
+    if timeout == 0 {
+        NO_BODY_TIMEOUT
+    } else {
+        Duration::from_secs(timeout)
+    }
 }
 
 /// How long a stopping worker waits for the next request of an idle keep-alive

@@ -63,6 +63,8 @@ pub struct Worker {
     pub slot: usize,
     /// Which peers may set the scheme and mount point (forwarded_allow_ips).
     pub proxies: Proxies,
+    /// An ASGI app is served instead of a WSGI one.
+    pub asgi: Option<Arc<super::asgi::Asgi>>,
 }
 
 /// What a connection adds: the listener's environ template, the peer.
@@ -92,7 +94,8 @@ pub async fn handle(
     if let Some(refusal) = check_limits(&conn.worker.limits, &req) {
         return Ok(refusal);
     }
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let forwarded = match conn
         .worker
         .proxies
@@ -117,7 +120,9 @@ pub async fn handle(
     let inline =
         conn.worker.inline && !expects_continue && body_len.is_some_and(|n| n <= INLINE_BODY_MAX);
 
-    let mut response = if inline {
+    let mut response = if let Some(asgi) = &conn.worker.asgi {
+        asgi.call(&conn, &head, body, upgrade).await
+    } else if inline {
         call_inline(&conn, &head, body, body_len).await
     } else {
         call_on_pool(&conn, &head, body).await
@@ -372,7 +377,11 @@ fn failure(py: Python<'_>, err: &PyErr) -> AppFailure {
 }
 
 /// The response for what the app declared; no body where HTTP allows none.
-fn finish(head: &RequestHead, declared: Declared, body: ResponseBody) -> Response<ResponseBody> {
+pub(super) fn finish(
+    head: &RequestHead,
+    declared: Declared,
+    body: ResponseBody,
+) -> Response<ResponseBody> {
     let status = declared.status;
     let bodiless = head.method == Method::HEAD
         || status.is_informational()
@@ -414,7 +423,7 @@ fn internal_error(failure: &AppFailure) -> Response<ResponseBody> {
 }
 
 /// A response of unitcorn's own; the connection is closed after it.
-fn error_response(status: StatusCode, message: &str) -> Response<ResponseBody> {
+pub(super) fn error_response(status: StatusCode, message: &str) -> Response<ResponseBody> {
     let text = format!("{} {}\n", status.as_u16(), message);
     let mut response = Response::new(ResponseBody::full(vec![Bytes::from(text)], None));
     *response.status_mut() = status;
