@@ -7,7 +7,6 @@ WebSocket `receive`/`send` callables are Rust (src/worker/asgi/).
 """
 import asyncio
 import inspect
-import io
 import threading
 import traceback
 
@@ -71,10 +70,20 @@ async def run(app, scope, receive, send, cycle):
 
 
 def task_stack(task):
-    """Where a task is stuck, as the error log shows it (for a request past `timeout`)."""
-    out = io.StringIO()
-    task.print_stack(file=out)
-    return out.getvalue()
+    """Where a task is stuck, as the error log shows it (for a request past `timeout`): the
+    whole chain of awaits down to the innermost coroutine (Task.print_stack shows only the
+    outermost frame of a suspended coroutine)."""
+    frames = []
+    coro = task.get_coro()
+    for _ in range(1000):
+        if coro is None:
+            break
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            frames.append((frame, frame.f_lineno))
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    stack = traceback.StackSummary.extract(frames)
+    return "Stack for %r (most recent call last):\n%s" % (task, "".join(stack.format()))
 
 
 def call_in_loop(loop, coro, timeout):

@@ -38,7 +38,11 @@ pub async fn stop_gracefully_on_quit(
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::quit()) {
         Ok(mut quit) => {
-            quit.recv().await;
+            // A QUIT that came before this handler existed (during an ASGI app's lifespan
+            // startup, say) set only the flag: act on it now.
+            if !quit_received() {
+                quit.recv().await;
+            }
             // Peers balancing their accepts must not wait for a worker that left.
             scoreboard
                 .slot(slot)

@@ -35,6 +35,11 @@ impl Flow {
         true
     }
 
+    /// The backlog is down to the low-water mark: a waiting `send` may go on.
+    pub fn drained(&self) -> bool {
+        self.unacked.load(Ordering::SeqCst) <= LOW_WATER
+    }
+
     /// The connection took `n` bytes; true when a waiting `send` must be woken now.
     pub fn taken(&self, n: usize) -> bool {
         let left = self

@@ -150,7 +150,7 @@ impl Exchange {
                     .map(|m| (inbox.receive_waiter.take(), m)),
                 false => None,
             };
-            let drain = if inbox.disconnected || inbox.response_done {
+            let drain = if inbox.disconnected || inbox.response_done || self.flow.drained() {
                 inbox.drain_waiter.take()
             } else {
                 None

@@ -143,7 +143,12 @@ impl Exchange {
             } else {
                 None
             };
-            (receive, inbox.drain_waiter.take())
+            let drain = if inbox.closed.is_some() || self.flow.drained() {
+                inbox.drain_waiter.take()
+            } else {
+                None
+            };
+            (receive, drain)
         };
         if let Some((Some(fut), message)) = receive {
             match to_py(py, message) {
