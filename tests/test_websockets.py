@@ -82,7 +82,7 @@ def test_rejection_before_accept_is_403(start_server):
 
 
 def test_oversize_message_closes_with_1009(start_server):
-    s = start_server("asgiapp:app", "-w", "1", "--websocket-max-message-size", "1024")
+    s = start_server("asgiapp:app", "-w", "1", "--ws-max-size", "1024")
     with connect(url(s, "/ws/echo"), open_timeout=5) as ws:
         ws.send("y" * 1024)                 # at the limit: fine
         assert ws.recv(timeout=5) == "y" * 1024

@@ -122,7 +122,7 @@ TTIN and TTOU change it while running.",
         cli: Cli::opt(Some('k'), "worker-class", "STRING"),
         kind: Kind::Text(Some(check_worker_class)),
         default: DefaultValue::Const(Const::Str("sync")),
-        doc: "sync, gthread, gevent or asgi (gunicorn's names)",
+        doc: "sync, gthread, gevent or asgi",
         long_doc: "sync serves one request at a time per worker, gthread one per thread \
 (threads); sync with threads above 1 is gthread, as in gunicorn. asgi runs an ASGI 3 app on \
 an asyncio loop per worker; an app whose call is a coroutine function (async def app(scope, \
@@ -238,12 +238,13 @@ with it (the proxy stripped the prefix); a trusted proxy's SCRIPT_NAME header ov
     }
     websocket_max_message_size: u64 {
         section: WorkerProcesses,
-        cli: Cli::opt(None, "websocket-max-message-size", "BYTES"),
+        cli: Cli::opt(None, "ws-max-size", "BYTES"),
         kind: Kind::Int { min: 1, max: u64::MAX },
         default: DefaultValue::Const(Const::Int(16 * 1024 * 1024)),
         doc: "Largest WebSocket message taken (bytes)",
         long_doc: "ASGI apps only: a client message (or frame) larger than this closes the \
-WebSocket with code 1009 (message too big), and the app gets websocket.disconnect.",
+WebSocket with code 1009 (message too big), and the app gets websocket.disconnect. The \
+flag is uvicorn's.",
     }
     keepalive: u64 {
         section: WorkerProcesses,

@@ -13,7 +13,7 @@ pub struct Ready {
 
 impl Ready {
     /// An awaitable whose result is `value` (`None`: Python's None).
-    pub fn new(py: Python<'_>, value: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+    pub fn awaitable(py: Python<'_>, value: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
         Ok(Py::new(py, Ready { value })?.into_any())
     }
 }

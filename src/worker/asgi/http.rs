@@ -222,7 +222,7 @@ impl HttpCycle {
         if let Some(message) = inbox.next_message() {
             drop(inbox);
             let message = message.to_py(py)?;
-            return super::awaitable::Ready::new(py, Some(message));
+            return super::awaitable::Ready::awaitable(py, Some(message));
         }
         let fut = self.ctx.create_future.call0(py)?;
         inbox.receive_waiter = Some(fut.clone_ref(py));

@@ -182,7 +182,7 @@ impl Asgi {
                     .unbind(),
                 state,
                 root_path: settings.root_path.clone(),
-                done: awaitable::Ready::new(py, None)?,
+                done: awaitable::Ready::awaitable(py, None)?,
                 track_tasks: !timeout.is_zero(),
                 header_names: Mutex::new(HashMap::new()),
             })

@@ -207,7 +207,7 @@ impl WsCycle {
         }
         if let Some(message) = inbox.next_message() {
             drop(inbox);
-            return super::awaitable::Ready::new(py, Some(to_py(py, message)?));
+            return super::awaitable::Ready::awaitable(py, Some(to_py(py, message)?));
         }
         let fut = self.ctx.create_future.call0(py)?;
         inbox.receive_waiter = Some(fut.clone_ref(py));
