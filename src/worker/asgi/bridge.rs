@@ -16,9 +16,18 @@ use pyo3::prelude::*;
 /// Work for the loop thread.
 pub type Job = Box<dyn FnOnce(Python<'_>) + Send>;
 
+/// Work for the I/O thread (completing a request's response head).
+pub type Reply = Box<dyn FnOnce() + Send>;
+
 pub struct Bridge {
     queue: Mutex<Vec<Job>>,
     wake: OwnedFd,
+    /// Replies from the loop, delivered in one batch per turn of the loop: waking the I/O
+    /// thread costs a syscall, so it is woken once for all of a turn's responses.
+    replies: Mutex<Vec<Reply>>,
+    /// A flush of `replies` is scheduled on the loop (`call_soon`).
+    flush_scheduled: std::sync::atomic::AtomicBool,
+    replies_ready: tokio::sync::Notify,
     /// When the loop last turned (ms since the epoch), for the heartbeat.
     loop_beat_ms: AtomicU64,
 }
@@ -36,6 +45,9 @@ impl Bridge {
         Ok(Arc::new(Bridge {
             queue: Mutex::new(Vec::new()),
             wake,
+            replies: Mutex::new(Vec::new()),
+            flush_scheduled: std::sync::atomic::AtomicBool::new(false),
+            replies_ready: tokio::sync::Notify::new(),
             loop_beat_ms: AtomicU64::new(crate::scoreboard::now_ms()),
         }))
     }
@@ -68,6 +80,28 @@ impl Bridge {
         }
     }
 
+    /// On the loop thread: queue a reply; true when the caller must schedule a flush
+    /// (`Flush` through `loop.call_soon`), i.e. this is the turn's first reply.
+    pub fn reply(&self, reply: Reply) -> bool {
+        self.replies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(reply);
+        !self.flush_scheduled.swap(true, Ordering::AcqRel)
+    }
+
+    /// On the I/O thread, for as long as the worker runs: deliver the replies.
+    pub async fn deliver_replies(&self) {
+        loop {
+            self.replies_ready.notified().await;
+            let replies =
+                std::mem::take(&mut *self.replies.lock().unwrap_or_else(|e| e.into_inner()));
+            for reply in replies {
+                reply();
+            }
+        }
+    }
+
     pub fn loop_beat_ms(&self) -> u64 {
         self.loop_beat_ms.load(Ordering::Acquire)
     }
@@ -81,6 +115,21 @@ pub struct Drain(pub Arc<Bridge>);
 impl Drain {
     fn __call__(&self, py: Python<'_>) {
         self.0.drain(py);
+    }
+}
+
+/// Scheduled with `loop.call_soon` by a turn's first reply: it runs once the turn's ready
+/// callbacks (the other tasks' steps) ran, and wakes the I/O thread for them all.
+#[pyclass(module = "unitcorn", frozen)]
+pub struct Flush(pub Arc<Bridge>);
+
+#[pymethods]
+impl Flush {
+    fn __call__(&self) {
+        // Replies queued from now on schedule a new flush (the loop thread runs both, so
+        // none is left behind).
+        self.0.flush_scheduled.store(false, Ordering::Release);
+        self.0.replies_ready.notify_one();
     }
 }
 

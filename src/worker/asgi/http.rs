@@ -20,7 +20,7 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::bridge::Bridge;
 use super::deadlines::TimerGuard;
@@ -36,14 +36,9 @@ use crate::worker::wsgi::start_response::Declared;
 /// its first `receive()` then answers at once.
 const INLINE_BODY_MAX: u64 = 64 * 1024;
 
-/// What the app sends, as the I/O side takes it.
-enum Out {
+/// How the response starts, as the I/O side takes it.
+enum Start {
     Head(Box<Head>),
-    Chunk(Bytes),
-    End,
-    /// The app failed mid-response: the connection is cut (the client must not take a
-    /// truncated body for a whole one).
-    Abort,
     /// The app failed, or returned, before its response started: 500.
     Failed,
 }
@@ -52,7 +47,17 @@ struct Head {
     status: StatusCode,
     headers: HeaderMap,
     first: Bytes,
-    more: bool,
+    /// The rest of the body, when the first message said more_body.
+    more: Option<mpsc::UnboundedReceiver<Out>>,
+}
+
+/// The rest of a streamed response body.
+enum Out {
+    Chunk(Bytes),
+    End,
+    /// The app failed mid-response: the connection is cut (the client must not take a
+    /// truncated body for a whole one).
+    Abort,
 }
 
 /// The request side, shared by the I/O thread (body, disconnect) and the loop thread.
@@ -203,7 +208,10 @@ fn set_exception(py: Python<'_>, fut: &Py<PyAny>, err: PyErr) {
 pub struct HttpCycle {
     ex: Arc<Exchange>,
     ctx: Arc<AppCtx>,
-    out: mpsc::UnboundedSender<Out>,
+    /// Where the response head goes (through the bridge's batched replies).
+    head_tx: Option<oneshot::Sender<Start>>,
+    /// Where the rest of a streamed body goes.
+    out: Option<mpsc::UnboundedSender<Out>>,
     /// `http.response.start`, held until the first body message.
     start: Option<(StatusCode, HeaderMap)>,
     head_sent: bool,
@@ -272,24 +280,34 @@ impl HttpCycle {
                     None => false,
                 };
                 let len = body.len();
-                let out = if self.head_sent {
-                    Out::Chunk(body)
+                let gone = if self.head_sent {
+                    let out = self.out.as_ref();
+                    let gone = out.is_none_or(|out| out.send(Out::Chunk(body)).is_err());
+                    if !more && let Some(out) = self.out.take() {
+                        let _ = out.send(Out::End);
+                    }
+                    gone
                 } else {
                     let (status, headers) = self.start.take().ok_or_else(|| {
                         PyRuntimeError::new_err("http.response.body before http.response.start")
                     })?;
                     self.head_sent = true;
-                    Out::Head(Box::new(Head {
+                    let rest = more.then(|| {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        self.out = Some(tx);
+                        rx
+                    });
+                    let head = Start::Head(Box::new(Head {
                         status,
                         headers,
                         first: body,
-                        more,
-                    }))
+                        more: rest,
+                    }));
+                    self.reply(head);
+                    false
                 };
-                let gone = self.out.send(out).is_err();
                 if !more {
                     self.complete = true;
-                    let _ = self.out.send(Out::End);
                     self.ex.update(|inbox| inbox.response_done = true);
                     // (update() wakes a receive() waiting for the disconnect, on the loop.)
                     return Ok(self.ctx.done.clone_ref(py));
@@ -335,15 +353,29 @@ impl HttpCycle {
             if exc.is_none() {
                 tracing::error!("ASGI callable returned without sending a response body");
             }
-            let _ = self.out.send(Out::Failed);
+            self.reply(Start::Failed);
         } else if !self.complete {
             if exc.is_none() {
                 tracing::error!("ASGI callable returned without completing the response");
             }
-            let _ = self.out.send(Out::Abort);
+            if let Some(out) = self.out.take() {
+                let _ = out.send(Out::Abort);
+            }
         }
         self.complete = true;
         self.ex.release_sender();
+    }
+}
+
+impl HttpCycle {
+    /// Hand the response head to the I/O side, batched with the other replies of this turn
+    /// of the loop (one wake-up of the I/O thread for all of them).
+    fn reply(&mut self, start: Start) {
+        if let Some(tx) = self.head_tx.take() {
+            self.ctx.reply(Box::new(move || {
+                let _ = tx.send(start);
+            }));
+        }
     }
 }
 
@@ -372,8 +404,9 @@ fn start(
     ctx: &Arc<AppCtx>,
     src: ScopeSource,
     ex: Arc<Exchange>,
-    out: mpsc::UnboundedSender<Out>,
+    head_tx: oneshot::Sender<Start>,
 ) {
+    let mut head_tx = Some(head_tx);
     let started = (|| -> PyResult<()> {
         let scope = scope::build(py, ctx, &src, false)?;
         let cycle = Bound::new(
@@ -381,7 +414,8 @@ fn start(
             HttpCycle {
                 ex: Arc::clone(&ex),
                 ctx: Arc::clone(ctx),
-                out: out.clone(),
+                head_tx: head_tx.take(),
+                out: None,
                 start: None,
                 head_sent: false,
                 complete: false,
@@ -403,7 +437,9 @@ fn start(
             "cannot start the ASGI app for a request\n{}",
             crate::python::format_exception(py, &e).trim_end()
         );
-        let _ = out.send(Out::Failed);
+        if let Some(tx) = head_tx {
+            let _ = tx.send(Start::Failed);
+        }
     }
 }
 
@@ -460,6 +496,9 @@ struct Streaming {
     _live: Live,
     _timer: TimerGuard,
     _pump: Option<AbortOnDrop>,
+    /// The app failed: the error is reported on the next poll, once hyper had a chance to
+    /// write what came before it.
+    failing: bool,
 }
 
 impl Streaming {
@@ -475,6 +514,9 @@ impl Stream for Streaming {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Chunk>> {
         let this = &mut *self;
+        if this.failing {
+            return Poll::Ready(Some(Err(())));
+        }
         if let Some(first) = this.first.take() {
             this.taken(first.len());
             if !first.is_empty() {
@@ -492,8 +534,11 @@ impl Stream for Streaming {
                     Poll::Ready(Some(Ok(chunk)))
                 }
                 Poll::Ready(Some(Out::End)) => Poll::Ready(None),
-                Poll::Ready(None) | Poll::Ready(Some(Out::Abort | Out::Failed | Out::Head(_))) => {
-                    Poll::Ready(Some(Err(())))
+                Poll::Ready(None) | Poll::Ready(Some(Out::Abort)) => {
+                    // Pending with an immediate wake: hyper flushes what it holds first.
+                    this.failing = true;
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
                 }
             };
         }
@@ -551,15 +596,15 @@ pub(super) async fn serve(
             asgi.body_timeout,
         )))
     });
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel();
+    let (head_tx, head_rx) = oneshot::channel();
     let ctx = Arc::clone(&asgi.ctx);
     let job_ex = Arc::clone(&ex);
     let src = asgi.scope_source(conn, head);
     asgi.bridge
-        .post(Box::new(move |py| start(py, &ctx, src, job_ex, out_tx)));
+        .post(Box::new(move |py| start(py, &ctx, src, job_ex, head_tx)));
 
-    let started = match out_rx.recv().await {
-        Some(Out::Head(started)) => started,
+    let started = match head_rx.await {
+        Ok(Start::Head(started)) => started,
         _ => {
             return match timer.answer() {
                 true => service::error_response(
@@ -583,15 +628,16 @@ pub(super) async fn serve(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let body = if more {
+    let body = if let Some(rest) = more {
         ResponseBody::stream(
             Box::pin(Streaming {
-                rx: out_rx,
+                rx: rest,
                 first: Some(first),
                 ex,
                 _live: live,
                 _timer: timer,
                 _pump: pump,
+                failing: false,
             }),
             content_length,
         )

@@ -57,11 +57,26 @@ pub struct AppCtx {
     done: Py<PyAny>,
     /// Keep each request's task at hand (`timeout` is set).
     track_tasks: bool,
+    bridge: Arc<Bridge>,
+    /// `loop.call_soon(flush)`: schedules the delivery of this turn's replies.
+    call_soon: Py<PyAny>,
+    flush: Py<PyAny>,
     /// Header names as bytes objects: clients send few distinct ones.
     header_names: Mutex<HashMap<HeaderName, Py<PyBytes>>>,
 }
 
 impl AppCtx {
+    /// On the loop thread: a reply for the I/O thread (see `Bridge::reply`).
+    fn reply(&self, reply: bridge::Reply) {
+        if self.bridge.reply(reply) {
+            Python::attach(|py| {
+                if let Err(e) = self.call_soon.call1(py, (self.flush.bind(py),)) {
+                    tracing::error!("cannot schedule the delivery of ASGI responses: {e}");
+                }
+            });
+        }
+    }
+
     fn header_name<'py>(&self, py: Python<'py>, name: &HeaderName) -> Bound<'py, PyBytes> {
         const MAX_CACHED: usize = 256;
         // Only the loop thread gets here: never contended.
@@ -184,6 +199,9 @@ impl Asgi {
                 root_path: settings.root_path.clone(),
                 done: awaitable::Ready::awaitable(py, None)?,
                 track_tasks: !timeout.is_zero(),
+                bridge: Arc::clone(&bridge),
+                call_soon: event_loop.getattr("call_soon")?.unbind(),
+                flush: Py::new(py, bridge::Flush(Arc::clone(&bridge)))?.into_any(),
                 header_names: Mutex::new(HashMap::new()),
             })
         })
@@ -249,6 +267,9 @@ impl Asgi {
     /// asyncio loop did, so the master sees a loop blocked by the app (`time.sleep` in an
     /// `async def`) as a worker that stopped answering.
     pub async fn beat(self: Arc<Self>, every: Duration) {
+        // The replies' delivery runs as long as the beat: the worker's whole life.
+        let bridge = Arc::clone(&self.bridge);
+        tokio::task::spawn_local(async move { bridge.deliver_replies().await });
         let mut ticks = tokio::time::interval(every);
         loop {
             ticks.tick().await;
