@@ -298,6 +298,8 @@ def test_blocked_loop_is_replaced_through_the_heartbeat(start_server):
     assert r.status == 504 and time.monotonic() - t0 < 3.5
     s.wait_log(r"WORKER TIMEOUT \(pid:%d\)[^\n]*heartbeat" % w, timeout=6)
     assert wait_for(lambda: not alive(w), 5), "blocked worker %d never killed" % w
+    # the traceback dump (SIGABRT) shows the loop thread inside the blocking handler
+    s.wait_log(r'File "[^"]*asgiapp\.py", line \d+ in http', timeout=5)
     r = s.wait_ready(timeout=10, path="/pid")
     assert int(r.body) != w
 
