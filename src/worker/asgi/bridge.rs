@@ -30,6 +30,8 @@ pub struct Bridge {
     replies_ready: tokio::sync::Notify,
     /// When the loop last turned (ms since the epoch), for the heartbeat.
     loop_beat_ms: AtomicU64,
+    /// A task on the I/O thread will write to `wake` (see `post_batched`).
+    wake_pending: std::sync::atomic::AtomicBool,
 }
 
 impl Bridge {
@@ -49,6 +51,7 @@ impl Bridge {
             flush_scheduled: std::sync::atomic::AtomicBool::new(false),
             replies_ready: tokio::sync::Notify::new(),
             loop_beat_ms: AtomicU64::new(crate::scoreboard::now_ms()),
+            wake_pending: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -66,6 +69,27 @@ impl Bridge {
         // A non-empty queue has a wake-up pending already: the drain takes this job too.
         if first {
             let _ = nix::unistd::write(&self.wake, &1u64.to_ne_bytes());
+        }
+    }
+
+    /// On the I/O thread (inside its LocalSet): queue `job`, and wake the loop once the
+    /// I/O thread's current batch of ready tasks ran, not at once: the requests that
+    /// arrived in the same turn of the I/O loop then share one eventfd write and one
+    /// wake-up of the loop thread, where writing for each would cost a syscall and a
+    /// context switch per request.
+    pub fn post_batched(self: &Arc<Self>, job: Job) {
+        let first = {
+            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.push(job);
+            queue.len() == 1
+        };
+        if first && !self.wake_pending.swap(true, Ordering::AcqRel) {
+            let bridge = Arc::clone(self);
+            // Spawned tasks run after those already ready: the rest of this batch.
+            tokio::task::spawn_local(async move {
+                bridge.wake_pending.store(false, Ordering::Release);
+                let _ = nix::unistd::write(&bridge.wake, &1u64.to_ne_bytes());
+            });
         }
     }
 

@@ -601,7 +601,7 @@ pub(super) async fn serve(
     let job_ex = Arc::clone(&ex);
     let src = asgi.scope_source(conn, head);
     asgi.bridge
-        .post(Box::new(move |py| start(py, &ctx, src, job_ex, head_tx)));
+        .post_batched(Box::new(move |py| start(py, &ctx, src, job_ex, head_tx)));
 
     let started = match head_rx.await {
         Ok(Start::Head(started)) => started,

@@ -406,7 +406,7 @@ pub(super) async fn serve(
     let src = asgi.scope_source(conn, head);
     let job_ex = Arc::clone(&ex);
     asgi.bridge
-        .post(Box::new(move |py| start(py, &ctx, src, job_ex, out_tx)));
+        .post_batched(Box::new(move |py| start(py, &ctx, src, job_ex, out_tx)));
 
     // Until the app decides, a client that goes away is a disconnect for it.
     let mut gone = Gone(Some(Arc::clone(&ex)));
