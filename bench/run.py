@@ -32,23 +32,31 @@ HOST = "127.0.0.1"
 WORKERS = 2
 GTHREAD_THREADS = 4
 
+# name: (APP argument, description, interface)
 APPS = {
-    "hello": ("hello:app", "plain WSGI, b'Hello, World!' (13 B)"),
-    "flask": ("flaskjson:app", "Flask `jsonify` of a 4-key dict"),
-    "big": ("big:app", "1 MiB body, one bytes object"),
-    "stream": ("stream:app", "generator of 100 x 1 KiB chunks (chunked)"),
-    "sleep": ("sleep:app", "time.sleep(0.1) (gevent's under -k gevent), then 13 B"),
+    "hello": ("hello:app", "plain WSGI, b'Hello, World!' (13 B)", "wsgi"),
+    "flask": ("flaskjson:app", "Flask `jsonify` of a 4-key dict", "wsgi"),
+    "big": ("big:app", "1 MiB body, one bytes object", "wsgi"),
+    "stream": ("stream:app", "generator of 100 x 1 KiB chunks (chunked)", "wsgi"),
+    "asgi-hello": ("asgihello:app", "plain ASGI function, b'Hello, World!' (13 B)", "asgi"),
+    "sleep": ("sleep:app", "time.sleep(0.1) (gevent's under -k gevent), then 13 B", "wsgi"),
 }
 SERVER_NAMES = ["unitcorn", "gunicorn-sync", "gunicorn-gthread", "granian", "fastwsgi", "fastpysgi",
-                "unitcorn-gevent", "gunicorn-gevent"]
+                "uvicorn", "granian-asgi", "unitcorn-gevent", "gunicorn-gevent"]
 # Run unless --servers / --apps name them: the greenlet servers and the app made for them.
 DEFAULT_SERVERS = [n for n in SERVER_NAMES if not n.endswith("-gevent")]
 DEFAULT_APPS = [a for a in APPS if a != "sleep"]
 # pip package -> module to import to check it is there (gevent: both -k gevent workers;
 # packaging: gunicorn's gevent worker, its gunicorn[gevent] extra)
 PACKAGES = {"gunicorn": "gunicorn", "granian": "granian", "flask": "flask",
-            "fastwsgi": "fastwsgi", "fastpysgi": "fastpysgi", "gevent": "gevent",
-            "packaging": "packaging"}
+            "fastwsgi": "fastwsgi", "fastpysgi": "fastpysgi",
+            "uvicorn": "uvicorn", "uvloop": "uvloop", "httptools": "httptools",
+            "gevent": "gevent", "packaging": "packaging"}
+# server -> the packages it needs (unitcorn's ASGI worker uses uvloop when installed)
+NEEDS = {"unitcorn": ["uvloop"], "gunicorn-sync": ["gunicorn"], "gunicorn-gthread": ["gunicorn"],
+         "granian": ["granian"], "granian-asgi": ["granian", "uvloop"], "fastwsgi": ["fastwsgi"],
+         "fastpysgi": ["fastpysgi"], "uvicorn": ["uvicorn", "uvloop", "httptools"],
+         "unitcorn-gevent": ["gevent"], "gunicorn-gevent": ["gunicorn", "gevent", "packaging"]}
 GEVENT_CONNECTIONS = 1000
 
 
@@ -58,6 +66,7 @@ class Server:
     describe: str
     argv: object          # function(port, target) -> list of str
     env: dict = field(default_factory=dict)
+    interfaces: tuple = ("wsgi",)
 
 
 @dataclass
@@ -115,14 +124,15 @@ def venv_python():
     return os.path.join(VENV, "bin", "python")
 
 
-def ensure_venv():
-    """Create bench/.venv with /usr/bin/python3 and install what is missing; return {pkg: ok}."""
+def ensure_venv(wanted):
+    """Create bench/.venv with /usr/bin/python3 and install what the `wanted` packages miss;
+    return {pkg: ok} for every package (those not wanted: whether they are there)."""
     if not os.path.exists(venv_python()):
         log("creating " + VENV)
         subprocess.run(["/usr/bin/python3", "-m", "venv", VENV], check=True, timeout=300)
     available = {}
     for pkg, module in PACKAGES.items():
-        if not importable(module):
+        if pkg in wanted and not importable(module):
             log(f"pip install {pkg} ...")
             r = run_cmd([venv_python(), "-m", "pip", "install", "-q", pkg], 900)
             if r.returncode != 0:
@@ -168,7 +178,7 @@ def server_list(unitcorn, available):
             "unitcorn", f"`unitcorn -w {WORKERS}` (defaults: --threads 1, no access log)",
             lambda port, t: [unitcorn, "-w", str(WORKERS), "-b", f"{HOST}:{port}",
                              "--chdir", APPS_DIR, "--log-level", "warning", t],
-            {"VIRTUAL_ENV": VENV}))
+            {"VIRTUAL_ENV": VENV}, ("wsgi", "asgi")))
     else:
         skipped.append("unitcorn")
     if unitcorn and available["gevent"]:
@@ -209,6 +219,26 @@ def server_list(unitcorn, available):
                              "--host", HOST, "--port", str(port), "--working-dir", APPS_DIR, t]))
     else:
         skipped.append("granian")
+    if available["uvicorn"]:
+        servers.append(Server(
+            "uvicorn", f"`uvicorn --workers {WORKERS} --loop uvloop --http httptools --no-access-log`",
+            lambda port, t: [f"{vbin}/uvicorn", "--workers", str(WORKERS), "--loop", "uvloop",
+                             "--http", "httptools", "--no-access-log", "--log-level", "warning",
+                             "--host", HOST, "--port", str(port), "--app-dir", APPS_DIR, t],
+            interfaces=("asgi",)))
+    else:
+        skipped.append("uvicorn")
+    if available["granian"]:
+        servers.append(Server(
+            "granian-asgi", f"`granian --interface asgi --workers {WORKERS} --http 1 --no-ws "
+                            "--loop uvloop --no-access-log` (1 runtime thread)",
+            lambda port, t: [f"{vbin}/granian", "--interface", "asgi", "--workers", str(WORKERS),
+                             "--http", "1", "--no-ws", "--loop", "uvloop", "--no-access-log",
+                             "--log-level", "warning", "--host", HOST, "--port", str(port),
+                             "--working-dir", APPS_DIR, t],
+            interfaces=("asgi",)))
+    else:
+        skipped.append("granian-asgi")
     for name in ("fastwsgi", "fastpysgi"):
         if available[name]:
             servers.append(Server(
@@ -416,7 +446,7 @@ def run_rounds(servers, apps, conns, args, running_list, results):
     os.makedirs(logdir, exist_ok=True)
     rng = random.Random(args.seed)
     for rnd in range(args.rounds):
-        groups = [(s, a) for s in servers for a in apps]
+        groups = [(s, a) for s in servers for a in apps if APPS[a][2] in s.interfaces]
         rng.shuffle(groups)
         conn_order = conns if rnd % 2 == 0 else conns[::-1]
         for i, (server, app) in enumerate(groups, 1):
@@ -468,6 +498,8 @@ def render_table(results, servers, apps, conns, header_lines):
                   "|---:|---|---:|---:|---:|---:|---:|---:|"]
         for c in conns:
             for server in servers:
+                if APPS[app][2] not in server.interfaces:
+                    continue
                 base = summarize(results.get((baseline(server.name), app, c), []))
                 lines.append(render_row(c, server.name, summarize(results.get((server.name, app, c), [])), base))
     return "\n".join(lines) + "\n"
@@ -501,6 +533,8 @@ def header(args, servers, skipped, unitcorn_note, conns):
              f"- unitcorn: {unitcorn_note}", "- servers (2 worker processes each):"]
     for s in servers:
         version = "" if s.name.startswith("unitcorn") else " " + package_version(s.name.split("-")[0])
+        if s.name == "unitcorn" and importable("uvloop"):
+            version = f" (ASGI on uvloop {package_version('uvloop')})"
         lines.append(f"  - {s.name}{version}: {s.describe}")
     for name in skipped:
         lines.append(f"  - {name}: not available, skipped")
@@ -522,14 +556,17 @@ def main():
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGHUP, signal.default_int_handler)
     ensure_wrk()
-    available = ensure_venv()
     wanted = pick(SERVER_NAMES, args.servers, "server", DEFAULT_SERVERS)
+    apps = pick(list(APPS), args.apps, "app", DEFAULT_APPS)
+    packages = {pkg for name in wanted for pkg in NEEDS[name]}
+    if "flask" in apps:
+        packages.add("flask")
+    available = ensure_venv(packages)
     uses_unitcorn = any(n.startswith("unitcorn") for n in wanted)
     unitcorn, unitcorn_note = find_unitcorn() if uses_unitcorn else (None, "not selected")
     servers, skipped = server_list(unitcorn, available)
     servers = [s for s in servers if s.name in wanted]
     skipped = [n for n in skipped if n in wanted]
-    apps = pick(list(APPS), args.apps, "app", DEFAULT_APPS)
     if not available["flask"] and "flask" in apps:
         log("flask is not installed: skipping the flask app")
         apps.remove("flask")

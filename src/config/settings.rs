@@ -122,12 +122,15 @@ TTIN and TTOU change it while running.",
         cli: Cli::opt(Some('k'), "worker-class", "STRING"),
         kind: Kind::Text(Some(check_worker_class)),
         default: DefaultValue::Const(Const::Str("sync")),
-        doc: "sync, gthread or gevent (gunicorn's names)",
+        doc: "sync, gthread, gevent or asgi",
         long_doc: "sync serves one request at a time per worker, gthread one per thread \
 (threads); sync with threads above 1 is gthread, as in gunicorn. gevent runs up to \
 worker_connections requests at once in greenlets, with the standard library monkey-patched \
-before the app is imported (gevent must be installed in the app's virtualenv). gunicorn's \
-class paths (gunicorn.workers.sync.SyncWorker, ...) are read as their short names.",
+before the app is imported (gevent must be installed in the app's virtualenv). asgi runs an \
+ASGI 3 app on an asyncio loop per worker; an app whose call is a coroutine function (async \
+def app(scope, receive, send), a Starlette or FastAPI app) is served as ASGI whatever the \
+class. gunicorn's class paths (gunicorn.workers.sync.SyncWorker, ...) are read as their \
+short names; uvicorn.workers.UvicornWorker is asgi.",
     }
     threads: u32 {
         section: WorkerProcesses,
@@ -209,6 +212,41 @@ it finishes its requests and exits. unitcorn's own setting.",
         doc: "Replace a worker above this RSS (0: never)",
         long_doc: "A worker whose resident memory grows past this many MiB is replaced: its \
 replacement starts first, then it finishes its requests and exits. unitcorn's own setting.",
+    }
+    lifespan: String {
+        section: WorkerProcesses,
+        cli: Cli::opt(None, "lifespan", "MODE"),
+        kind: Kind::Text(Some(check_lifespan)),
+        default: DefaultValue::Const(Const::Str("auto")),
+        doc: "ASGI lifespan protocol: auto, on or off",
+        long_doc: "ASGI apps only. Each worker runs the app's startup before it serves and its \
+shutdown on a graceful stop. auto runs it and carries on when the app does not support it; \
+on makes any failure fatal; off skips it. A startup that fails stops the worker in every \
+mode.",
+    }
+    root_path: String {
+        section: WorkerProcesses,
+        cli: Cli::opt(None, "root-path", "PATH"),
+        kind: Kind::Text(None),
+        default: DefaultValue::Env {
+            var: "SCRIPT_NAME",
+            format: "{}",
+            fallback: Const::Str(""),
+        },
+        doc: "ASGI root_path: where the app is mounted",
+        long_doc: "ASGI apps only: the scope's root_path (uvicorn's --root-path), by default \
+$SCRIPT_NAME as on the WSGI side. A request path that does not start with it is prefixed \
+with it (the proxy stripped the prefix); a trusted proxy's SCRIPT_NAME header overrides it.",
+    }
+    websocket_max_message_size: u64 {
+        section: WorkerProcesses,
+        cli: Cli::opt(None, "ws-max-size", "BYTES"),
+        kind: Kind::Int { min: 1, max: u64::MAX },
+        default: DefaultValue::Const(Const::Int(16 * 1024 * 1024)),
+        doc: "Largest WebSocket message taken (bytes)",
+        long_doc: "ASGI apps only: a client message (or frame) larger than this closes the \
+WebSocket with code 1009 (message too big), and the app gets websocket.disconnect. The \
+flag is uvicorn's.",
     }
     keepalive: u64 {
         section: WorkerProcesses,
@@ -718,19 +756,28 @@ fn check_worker_class(s: &str) -> Result<String, String> {
             "GeventWorker" | "GeventPyWSGIWorker" => "gevent",
             "EventletWorker" => "eventlet",
             "TornadoWorker" => "tornado",
+            "UvicornWorker" | "UvicornH11Worker" => "asgi",
             _ => name,
         },
         None => name,
     };
     match short {
-        "sync" | "gthread" | "gevent" => Ok(short.to_owned()),
+        "sync" | "gthread" | "gevent" | "asgi" => Ok(short.to_owned()),
         "eventlet" => Err(format!(
             "{s:?}: eventlet is not supported (gunicorn 26 removed it too); use gevent for \
              greenlets, or gthread"
         )),
         _ => Err(format!(
-            "{s:?} is not a worker class unitcorn runs (sync, gthread, gevent)"
+            "{s:?} is not a worker class unitcorn runs (sync, gthread, gevent, asgi)"
         )),
+    }
+}
+
+/// `lifespan`: uvicorn's modes.
+fn check_lifespan(s: &str) -> Result<String, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        mode @ ("auto" | "on" | "off") => Ok(mode.to_owned()),
+        _ => Err(format!("{s:?} is not auto, on or off")),
     }
 }
 

@@ -110,6 +110,9 @@ fn defaults_are_gunicorns() {
         boot_timeout: 120,
         max_worker_lifetime: 0,
         max_worker_memory: 0,
+        lifespan: "auto".into(),
+        root_path: "".into(),
+        websocket_max_message_size: 16 << 20,
         keepalive: 2,
         header_timeout: 10,
         limit_request_line: 4094,
@@ -223,6 +226,14 @@ fn samples() -> Vec<(&'static str, &'static str, Value, &'static str)> {
         ("workers", "3", Value::Int(3), "7"),
         ("worker_class", "gthread", s("gthread"), "sync"),
         ("threads", "4", Value::Int(4), "2"),
+        ("lifespan", "on", s("on"), "off"),
+        ("root_path", "/api", s("/api"), "/v1"),
+        (
+            "websocket_max_message_size",
+            "1024",
+            Value::Int(1024),
+            "2048",
+        ),
         ("worker_connections", "50", Value::Int(50), "60"),
         ("max_requests", "1000", Value::Int(1000), "10"),
         ("max_requests_jitter", "50", Value::Int(50), "5"),
@@ -1050,6 +1061,8 @@ fn worker_class_takes_gunicorns_names_and_refuses_eventlet() {
         ("gthread", "gthread"),
         ("gunicorn.workers.gthread.ThreadWorker", "gthread"),
         ("gunicorn.workers.ggevent.GeventWorker", "gevent"),
+        ("asgi", "asgi"),
+        ("uvicorn.workers.UvicornWorker", "asgi"),
     ] {
         assert_eq!(settings(&["-k", given]).worker_class, short, "{given}");
     }

@@ -219,7 +219,7 @@ fn spawn_connection<S>(
     socket: Arc<std::os::fd::OwnedFd>,
     permit: Option<OwnedSemaphorePermit>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let counted = Counted::new(&ctx.scoreboard, ctx.slot);
     let worker = Rc::clone(&ctx.worker);
@@ -267,10 +267,13 @@ fn spawn_connection<S>(
             environ,
             socket,
             peer,
-            fault: Rc::clone(&fault),
+            fault: Arc::clone(&fault),
         });
         let service = service_fn(move |req| service::handle(Rc::clone(&conn), req));
-        let serving = http.serve_connection(TokioIo::new(stream), service);
+        // with_upgrades: an ASGI app's WebSocket takes the connection over.
+        let serving = http
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
         tokio::pin!(serving);
         let ended = tokio::select! {
             ended = serving.as_mut() => ended,
@@ -292,7 +295,7 @@ fn spawn_connection<S>(
         // A connection error (client gone, bad request already answered by hyper) is the
         // client's business, not the operator's: logged at info at most.
         if let Err(err) = ended {
-            service::connection_ended(&worker, &log_peer, &err, fault.get());
+            service::connection_ended(&worker, &log_peer, &err, fault.get().copied());
         }
         drop((permit, counted));
     });

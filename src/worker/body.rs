@@ -38,7 +38,12 @@ enum Source {
     Inline(AppIter),
     /// A pool thread walks the iterable and sends the chunks.
     Channel(mpsc::Receiver<Chunk>),
+    /// Another producer (an ASGI app's `send`).
+    Stream(ChunkStream),
 }
+
+/// Chunks from a producer that is neither an iterable nor a pool thread.
+pub type ChunkStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Chunk>>>;
 
 pub struct ResponseBody {
     queued: VecDeque<Bytes>,
@@ -89,6 +94,10 @@ impl ResponseBody {
         declared_len: Option<u64>,
     ) -> Self {
         Self::new(chunks, Source::Channel(rx), declared_len)
+    }
+
+    pub fn stream(stream: ChunkStream, declared_len: Option<u64>) -> Self {
+        Self::new(Vec::new(), Source::Stream(stream), declared_len)
     }
 
     pub fn close_after(mut self, closer: Option<AppIter>) -> Self {
@@ -172,6 +181,15 @@ impl Body for ResponseBody {
                     Err(()) => {
                         this.finish();
                         return Poll::Ready(Some(Err(BodyError("the app raised mid-response"))));
+                    }
+                },
+                Source::Stream(stream) => match stream.as_mut().poll_next(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(None) => None,
+                    Poll::Ready(Some(Ok(chunk))) => Some(chunk),
+                    Poll::Ready(Some(Err(()))) => {
+                        this.finish();
+                        return Poll::Ready(Some(Err(BodyError("the app failed mid-response"))));
                     }
                 },
                 Source::Channel(rx) => match rx.poll_recv(cx) {

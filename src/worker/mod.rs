@@ -5,6 +5,7 @@
 //! heartbeat, requests, calls in progress), and the master reads it and its exit status.
 
 mod accept;
+mod asgi;
 mod body;
 mod deadlines;
 mod forwarded;
@@ -136,6 +137,20 @@ fn serve(
         tracing::warn!("cannot arm the traceback dump for timeouts: {e}");
     }
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
+    let heartbeat_every = heartbeat_interval(settings.timeout);
+    let asgi = if asgi::wanted(settings, &app)? {
+        Some(Arc::new(asgi::Asgi::start(asgi::StartArgs {
+            settings,
+            app: &app,
+            scoreboard: Arc::clone(&boot.scoreboard),
+            slot: boot.slot,
+            stopping: stopping.clone(),
+            heartbeat_every,
+            body_timeout: body_timeout(settings.timeout),
+        })?))
+    } else {
+        None
+    };
     let worker = Rc::new(Worker {
         app: Arc::new(app),
         deadlines: Arc::clone(&deadlines),
@@ -149,11 +164,7 @@ fn serve(
             any_method: settings.permit_unconventional_http_method,
             casefold_method: settings.casefold_http_method,
         },
-        body_timeout: if settings.timeout == 0 {
-            NO_BODY_TIMEOUT
-        } else {
-            Duration::from_secs(settings.timeout)
-        },
+        body_timeout: body_timeout(settings.timeout),
         runtime: runtime.handle().clone(),
         access_log: open_access_log(settings)?.map(Rc::new),
         scoreboard: Arc::clone(&boot.scoreboard),
@@ -161,6 +172,7 @@ fn serve(
         proxies: forwarded::Proxies::from_settings(settings),
         gevent: hub.clone(),
         metrics: statsd.map(|client| Rc::new(metrics::RequestMetrics::new(client))),
+        asgi: asgi.clone(),
     });
     let script_name = std::env::var("SCRIPT_NAME").unwrap_or_default();
     let statics = Python::attach(|py| {
@@ -177,10 +189,10 @@ fn serve(
     });
     let connections = Arc::new(Semaphore::new(settings.worker_connections.max(1) as usize));
     let local = tokio::task::LocalSet::new();
+    let asgi_in_loop = asgi.clone();
     let error_log = boot.error_log.clone();
     let access_log = worker.access_log.clone();
-    let heartbeat_every = heartbeat_interval(settings.timeout);
-    local.block_on(&runtime, async move {
+    let served = local.block_on(&runtime, async move {
         tokio::task::spawn_local(signals::reopen_logs_on_usr1(error_log, access_log));
         if let Some(metrics) = &worker.metrics {
             tokio::task::spawn_local(Rc::clone(metrics).send_lingering());
@@ -188,12 +200,15 @@ fn serve(
         if let Some(modules) = modules {
             tokio::task::spawn_local(modules.keep_reporting());
         }
-        tokio::task::spawn_local(beat(
-            Arc::clone(&boot.scoreboard),
-            boot.slot,
-            heartbeat_every,
-            hub,
-        ));
+        match &asgi_in_loop {
+            Some(asgi) => tokio::task::spawn_local(Arc::clone(asgi).beat(heartbeat_every)),
+            None => tokio::task::spawn_local(beat(
+                Arc::clone(&boot.scoreboard),
+                boot.slot,
+                heartbeat_every,
+                hub,
+            )),
+        };
         tokio::task::spawn_local(signals::stop_gracefully_on_quit(
             stop_tx,
             Arc::clone(&boot.scoreboard),
@@ -246,7 +261,19 @@ fn serve(
             metrics.send();
         }
         Ok(())
-    })
+    });
+    if let Some(asgi) = &asgi {
+        asgi.shutdown(Duration::from_secs(settings.graceful_timeout.max(1)));
+    }
+    served
+}
+
+fn body_timeout(timeout: u64) -> Duration {
+    if timeout == 0 {
+        NO_BODY_TIMEOUT
+    } else {
+        Duration::from_secs(timeout)
+    }
 }
 
 /// How long a stopping worker waits for the next request of an idle keep-alive

@@ -73,6 +73,8 @@ pub struct Worker {
     pub gevent: Option<Arc<super::gevent::Bridge>>,
     /// StatsD request metrics (`statsd_host`); None: no clock read, no work.
     pub metrics: Option<Rc<super::metrics::RequestMetrics>>,
+    /// An ASGI app is served instead of a WSGI one.
+    pub asgi: Option<Arc<super::asgi::Asgi>>,
 }
 
 /// What a connection adds: the listener's environ template, the peer.
@@ -83,7 +85,7 @@ pub struct Conn {
     pub environ: Arc<EnvironBuilder>,
     pub peer: Peer,
     /// Why the connection's byte checks cut the stream, if they did (strict.rs).
-    pub fault: Rc<std::cell::Cell<Option<super::strict::Fault>>>,
+    pub fault: super::strict::FaultSeen,
 }
 
 pub async fn handle(
@@ -98,7 +100,9 @@ pub async fn handle(
     if conn.worker.retire_after == Some(served) {
         board.retire.store(1, Ordering::Release);
     }
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // hyper's upgrade handle (WebSockets), for an ASGI app only.
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     // Contradicting scheme headers from a trusted proxy are refused like a bad head.
     let (forwarded, bad_scheme) = match conn
         .worker
@@ -124,7 +128,10 @@ pub async fn handle(
             if limits.casefold_method {
                 casefold(&mut head.method);
             }
-            call_app(&conn, &head, body, body_len).await
+            match &conn.worker.asgi {
+                Some(asgi) => asgi.call(&conn, &head, body, upgrade).await,
+                None => call_app(&conn, &head, body, body_len).await,
+            }
         }
     };
     // A stopping worker closes each connection after its response, and says so.
@@ -251,7 +258,7 @@ async fn call_app(
         match read_ahead(body, worker.body_timeout, worker.limits.body).await {
             Ok(source) => source,
             Err((status, why)) => {
-                return refuse(&conn.peer, status, conn.fault.get().unwrap_or(why));
+                return refuse(&conn.peer, status, conn.fault.get().copied().unwrap_or(why));
             }
         }
     } else {

@@ -53,8 +53,8 @@ pub async fn stop_gracefully_on_quit(
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::quit()) {
         Ok(mut quit) => {
-            // A QUIT that came before this watch existed (the flag's handler has been
-            // in place since before the app import) is not replayed by the stream.
+            // A QUIT that came before this watch existed (during the app import, or an
+            // ASGI app's lifespan startup) set only the flag: act on it now.
             if !quit_received() {
                 quit.recv().await;
             }

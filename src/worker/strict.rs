@@ -90,6 +90,10 @@ struct HeadFacts {
 /// Why a message is refused: for the error log.
 pub type Fault = &'static str;
 
+/// The first fault of a connection, for the log line when it ends. Shared and `Send`: an
+/// upgraded connection (WebSocket) moves the stream to hyper's `Upgraded`, which is.
+pub type FaultSeen = std::sync::Arc<std::sync::OnceLock<Fault>>;
+
 /// What one scan of newly read bytes found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -351,7 +355,7 @@ pub struct StrictIo<S> {
     /// A fault was found: from then on hyper reads end of stream.
     refused: bool,
     /// What the fault was, once, for the connection's error log line.
-    fault_seen: std::rc::Rc<std::cell::Cell<Option<Fault>>>,
+    fault_seen: FaultSeen,
 }
 
 impl<S> StrictIo<S> {
@@ -368,8 +372,8 @@ impl<S> StrictIo<S> {
     }
 
     /// Where the connection learns why it was refused (if it was).
-    pub fn fault(&self) -> std::rc::Rc<std::cell::Cell<Option<Fault>>> {
-        std::rc::Rc::clone(&self.fault_seen)
+    pub fn fault(&self) -> FaultSeen {
+        std::sync::Arc::clone(&self.fault_seen)
     }
 
     fn arm(&mut self) {
@@ -383,7 +387,7 @@ impl<S> StrictIo<S> {
 
     fn refuse(&mut self, fault: Fault) {
         self.refused = true;
-        self.fault_seen.set(Some(fault));
+        let _ = self.fault_seen.set(fault);
     }
 }
 

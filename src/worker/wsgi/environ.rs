@@ -63,6 +63,8 @@ pub struct EnvironBuilder {
     server_name: String,
     /// A unix-socket listener: `SERVER_NAME`/`SERVER_PORT` come from each request's Host.
     server_from_host: bool,
+    /// The listener's address (TCP).
+    server: Option<(Arc<str>, u16)>,
     script_name: String,
     header_keys: Mutex<HashMap<HeaderName, Py<PyString>>>,
 }
@@ -84,13 +86,23 @@ impl EnvironBuilder {
             template.set_item(intern!(py, "SERVER_NAME"), server_name.as_str())?;
             template.set_item(intern!(py, "SERVER_PORT"), port.as_str())?;
         }
+        let server = server_port
+            .as_deref()
+            .and_then(|p| p.parse().ok())
+            .map(|port| (Arc::from(server_name.as_str()), port));
         Ok(EnvironBuilder {
             template: template.unbind(),
             server_name,
             server_from_host: server_port.is_none(),
+            server,
             script_name,
             header_keys: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The listener's address (TCP), for an ASGI scope's `server`.
+    pub fn server(&self) -> Option<(Arc<str>, u16)> {
+        self.server.clone()
     }
 
     /// The environ for `head`; `input` becomes `wsgi.input`.

@@ -1,0 +1,655 @@
+//! One ASGI HTTP request: the I/O side (hand-off to the loop, request body pump, response)
+//! and the app side (the `receive` and `send` callables), which meet in `Exchange`.
+//!
+//! The response head is held until the first `http.response.body` and goes out with it, so a
+//! response of one body message is one hand-off and gets a Content-Length.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use http::header::{CONTENT_LENGTH, EXPECT};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::bridge::Bridge;
+use super::deadlines::TimerGuard;
+use super::flow::Flow;
+use super::scope::{self, ScopeSource};
+use super::{AppCtx, Asgi, TaskSlot};
+use crate::worker::body::{Chunk, ResponseBody};
+use crate::worker::service::{self, Conn};
+use crate::worker::wsgi::environ::RequestHead;
+use crate::worker::wsgi::start_response::Declared;
+
+/// A body up to this size with a Content-Length is read whole before the app is called:
+/// its first `receive()` then answers at once.
+const INLINE_BODY_MAX: u64 = 64 * 1024;
+
+/// How the response starts, as the I/O side takes it.
+enum Start {
+    Head(Box<Head>),
+    /// The app failed, or returned, before its response started: 500.
+    Failed,
+}
+
+struct Head {
+    status: StatusCode,
+    headers: HeaderMap,
+    first: Bytes,
+    /// The rest of the body, when the first message said more_body.
+    more: Option<mpsc::UnboundedReceiver<Out>>,
+}
+
+/// The rest of a streamed response body.
+enum Out {
+    Chunk(Bytes),
+    End,
+    /// The app failed mid-response: the connection is cut (the client must not take a
+    /// truncated body for a whole one).
+    Abort,
+}
+
+/// The request side, shared by the I/O thread (body, disconnect) and the loop thread.
+#[derive(Default)]
+struct Inbox {
+    chunks: VecDeque<Bytes>,
+    body_done: bool,
+    /// The last `http.request` (more_body False) went to the app.
+    body_delivered: bool,
+    disconnected: bool,
+    response_done: bool,
+    receive_waiter: Option<Py<PyAny>>,
+    drain_waiter: Option<Py<PyAny>>,
+}
+
+impl Inbox {
+    /// The next message for `receive()`, if there is one yet.
+    fn next_message(&mut self) -> Option<Incoming_> {
+        if let Some(chunk) = self.chunks.pop_front() {
+            let more = !(self.chunks.is_empty() && self.body_done);
+            self.body_delivered = !more;
+            return Some(Incoming_::Request(chunk, more));
+        }
+        if self.body_done && !self.body_delivered {
+            self.body_delivered = true;
+            return Some(Incoming_::Request(Bytes::new(), false));
+        }
+        if self.disconnected || (self.body_delivered && self.response_done) {
+            return Some(Incoming_::Disconnect);
+        }
+        None
+    }
+}
+
+enum Incoming_ {
+    Request(Bytes, bool),
+    Disconnect,
+}
+
+impl Incoming_ {
+    fn to_py(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let message = PyDict::new(py);
+        match self {
+            Incoming_::Request(body, more) => {
+                message.set_item(intern!(py, "type"), intern!(py, "http.request"))?;
+                message.set_item(intern!(py, "body"), PyBytes::new(py, body))?;
+                message.set_item(intern!(py, "more_body"), *more)?;
+            }
+            Incoming_::Disconnect => {
+                message.set_item(intern!(py, "type"), intern!(py, "http.disconnect"))?;
+            }
+        }
+        Ok(message.into_any().unbind())
+    }
+}
+
+pub(super) struct Exchange {
+    inbox: Mutex<Inbox>,
+    /// The app waits for more of the request body: the pump reads the next frame.
+    want_body: Notify,
+    flow: Flow,
+    bridge: Arc<Bridge>,
+    pub task: TaskSlot,
+}
+
+impl Exchange {
+    fn inbox(&self) -> MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// From the I/O side: something changed; let the loop answer whoever waits.
+    fn update(self: &Arc<Self>, change: impl FnOnce(&mut Inbox)) {
+        let waiting = {
+            let mut inbox = self.inbox();
+            change(&mut inbox);
+            inbox.receive_waiter.is_some() || inbox.drain_waiter.is_some()
+        };
+        if waiting {
+            self.wake();
+        }
+    }
+
+    fn wake(self: &Arc<Self>) {
+        let ex = Arc::clone(self);
+        self.bridge.post(Box::new(move |py| ex.resolve(py)));
+    }
+
+    /// On the loop thread: complete the futures that can be completed now.
+    fn resolve(&self, py: Python<'_>) {
+        let (receive, drain) = {
+            let mut inbox = self.inbox();
+            let receive = match inbox.receive_waiter.is_some() {
+                true => inbox
+                    .next_message()
+                    .map(|m| (inbox.receive_waiter.take(), m)),
+                false => None,
+            };
+            let drain = if inbox.disconnected || inbox.response_done || self.flow.drained() {
+                inbox.drain_waiter.take()
+            } else {
+                None
+            };
+            (receive, drain)
+        };
+        if let Some((Some(fut), message)) = receive {
+            match message.to_py(py) {
+                Ok(message) => set_result(py, &fut, message),
+                Err(e) => set_exception(py, &fut, e),
+            }
+        }
+        if let Some(fut) = drain {
+            set_result(py, &fut, py.None());
+        }
+    }
+
+    fn release_sender(self: &Arc<Self>) {
+        let waiter = self.inbox().drain_waiter.take();
+        if let Some(fut) = waiter {
+            self.bridge
+                .post(Box::new(move |py| set_result(py, &fut, py.None())));
+        }
+    }
+}
+
+/// Complete an asyncio future unless it was cancelled meanwhile.
+pub(super) fn set_result(py: Python<'_>, fut: &Py<PyAny>, value: Py<PyAny>) {
+    let fut = fut.bind(py);
+    if fut
+        .call_method0(intern!(py, "done"))
+        .and_then(|d| d.is_truthy())
+        .unwrap_or(true)
+    {
+        return;
+    }
+    if let Err(e) = fut.call_method1(intern!(py, "set_result"), (value,)) {
+        tracing::warn!("cannot complete an ASGI receive/send: {e}");
+    }
+}
+
+fn set_exception(py: Python<'_>, fut: &Py<PyAny>, err: PyErr) {
+    let _ = fut
+        .bind(py)
+        .call_method1(intern!(py, "set_exception"), (err.into_value(py),));
+}
+
+/// The app's side of one request: `receive` and `send` are its bound methods.
+#[pyclass(module = "unitcorn")]
+pub struct HttpCycle {
+    ex: Arc<Exchange>,
+    ctx: Arc<AppCtx>,
+    /// Where the response head goes (through the bridge's batched replies).
+    head_tx: Option<oneshot::Sender<Start>>,
+    /// Where the rest of a streamed body goes.
+    out: Option<mpsc::UnboundedSender<Out>>,
+    /// `http.response.start`, held until the first body message.
+    start: Option<(StatusCode, HeaderMap)>,
+    head_sent: bool,
+    complete: bool,
+}
+
+#[pymethods]
+impl HttpCycle {
+    fn receive(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let mut inbox = self.ex.inbox();
+        if inbox.receive_waiter.is_some() {
+            return Err(PyRuntimeError::new_err(
+                "receive() called again before the previous call returned",
+            ));
+        }
+        if let Some(message) = inbox.next_message() {
+            drop(inbox);
+            let message = message.to_py(py)?;
+            return super::awaitable::Ready::awaitable(py, Some(message));
+        }
+        let fut = self.ctx.create_future.call0(py)?;
+        inbox.receive_waiter = Some(fut.clone_ref(py));
+        let needs_body = !inbox.body_done;
+        drop(inbox);
+        if needs_body {
+            self.ex.want_body.notify_one();
+        }
+        Ok(fut)
+    }
+
+    fn send(&mut self, py: Python<'_>, message: &Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
+        let kind = message
+            .get_item(intern!(py, "type"))?
+            .ok_or_else(|| PyValueError::new_err("ASGI message without a 'type'"))?;
+        let kind = kind.extract::<&str>()?;
+        match kind {
+            "http.response.start" => {
+                if self.start.is_some() || self.head_sent {
+                    return Err(PyRuntimeError::new_err("http.response.start sent twice"));
+                }
+                let status = message
+                    .get_item(intern!(py, "status"))?
+                    .ok_or_else(|| PyValueError::new_err("http.response.start without a status"))?
+                    .extract::<u16>()?;
+                let status = StatusCode::from_u16(status)
+                    .map_err(|_| PyValueError::new_err(format!("invalid status {status}")))?;
+                let headers = match message.get_item(intern!(py, "headers"))? {
+                    Some(headers) => header_map(&headers)?,
+                    None => HeaderMap::new(),
+                };
+                self.start = Some((status, headers));
+                Ok(self.ctx.done.clone_ref(py))
+            }
+            "http.response.body" => {
+                if self.complete {
+                    return Err(PyRuntimeError::new_err(
+                        "http.response.body sent after the response was complete",
+                    ));
+                }
+                let body = match message.get_item(intern!(py, "body"))? {
+                    Some(body) => Bytes::from(body.extract::<Vec<u8>>()?),
+                    None => Bytes::new(),
+                };
+                let more = match message.get_item(intern!(py, "more_body"))? {
+                    Some(more) => more.is_truthy()?,
+                    None => false,
+                };
+                let len = body.len();
+                let gone = if self.head_sent {
+                    let out = self.out.as_ref();
+                    let gone = out.is_none_or(|out| out.send(Out::Chunk(body)).is_err());
+                    if !more && let Some(out) = self.out.take() {
+                        let _ = out.send(Out::End);
+                    }
+                    gone
+                } else {
+                    let (status, headers) = self.start.take().ok_or_else(|| {
+                        PyRuntimeError::new_err("http.response.body before http.response.start")
+                    })?;
+                    self.head_sent = true;
+                    let rest = more.then(|| {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        self.out = Some(tx);
+                        rx
+                    });
+                    let head = Start::Head(Box::new(Head {
+                        status,
+                        headers,
+                        first: body,
+                        more: rest,
+                    }));
+                    self.reply(head);
+                    false
+                };
+                if !more {
+                    self.complete = true;
+                    self.ex.update(|inbox| inbox.response_done = true);
+                    // (update() wakes a receive() waiting for the disconnect, on the loop.)
+                    return Ok(self.ctx.done.clone_ref(py));
+                }
+                if gone || !self.ex.flow.sent(len) {
+                    return Ok(self.ctx.done.clone_ref(py));
+                }
+                // The client is behind: wait until the connection took most of it.
+                let fut = self.ctx.create_future.call0(py)?;
+                self.ex.inbox().drain_waiter = Some(fut.clone_ref(py));
+                if !self.ex.flow.wait() {
+                    self.ex.inbox().drain_waiter = None;
+                    return Ok(self.ctx.done.clone_ref(py));
+                }
+                Ok(fut)
+            }
+            other => Err(PyValueError::new_err(format!(
+                "unexpected ASGI message type {other:?} for an HTTP request"
+            ))),
+        }
+    }
+
+    /// The task ended: `exc` is what it raised, or None.
+    fn finish(&mut self, py: Python<'_>, exc: Option<Bound<'_, PyAny>>) {
+        self.ex
+            .task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let cancelled = exc
+            .as_ref()
+            .is_some_and(|e| e.is_instance_of::<pyo3::exceptions::asyncio::CancelledError>());
+        if let Some(exc) = &exc
+            && !cancelled
+        {
+            let err = PyErr::from_value(exc.clone());
+            tracing::error!(
+                "Exception in ASGI application\n{}",
+                crate::python::format_exception(py, &err).trim_end()
+            );
+        }
+        if !self.head_sent {
+            if exc.is_none() {
+                tracing::error!("ASGI callable returned without sending a response body");
+            }
+            self.reply(Start::Failed);
+        } else if !self.complete {
+            if exc.is_none() {
+                tracing::error!("ASGI callable returned without completing the response");
+            }
+            if let Some(out) = self.out.take() {
+                let _ = out.send(Out::Abort);
+            }
+        }
+        self.complete = true;
+        self.ex.release_sender();
+    }
+}
+
+impl HttpCycle {
+    /// Hand the response head to the I/O side, batched with the other replies of this turn
+    /// of the loop (one wake-up of the I/O thread for all of them).
+    fn reply(&mut self, start: Start) {
+        if let Some(tx) = self.head_tx.take() {
+            self.ctx.reply(Box::new(move || {
+                let _ = tx.send(start);
+            }));
+        }
+    }
+}
+
+/// The response headers of `http.response.start`: an iterable of (name, value) byte pairs.
+fn header_map(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
+    let mut map = HeaderMap::new();
+    for pair in headers.try_iter()? {
+        let pair = pair?;
+        let (name, value): (Vec<u8>, Vec<u8>) = pair.extract()?;
+        let name = HeaderName::from_bytes(&name).map_err(|_| {
+            PyValueError::new_err(format!(
+                "invalid header name {:?}",
+                String::from_utf8_lossy(&name)
+            ))
+        })?;
+        let value = HeaderValue::from_bytes(&value)
+            .map_err(|_| PyValueError::new_err(format!("invalid value for header {name}")))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// On the loop thread: build the scope and start the app's task.
+fn start(
+    py: Python<'_>,
+    ctx: &Arc<AppCtx>,
+    src: ScopeSource,
+    ex: Arc<Exchange>,
+    head_tx: oneshot::Sender<Start>,
+) {
+    let mut head_tx = Some(head_tx);
+    let started = (|| -> PyResult<()> {
+        let scope = scope::build(py, ctx, &src, false)?;
+        let cycle = Bound::new(
+            py,
+            HttpCycle {
+                ex: Arc::clone(&ex),
+                ctx: Arc::clone(ctx),
+                head_tx: head_tx.take(),
+                out: None,
+                start: None,
+                head_sent: false,
+                complete: false,
+            },
+        )?;
+        let receive = cycle.getattr(intern!(py, "receive"))?;
+        let send = cycle.getattr(intern!(py, "send"))?;
+        let coro = ctx
+            .run
+            .call1(py, (ctx.app.bind(py), scope, receive, send, cycle))?;
+        let task = ctx.create_task.call1(py, (coro,))?;
+        if ctx.track_tasks {
+            *ex.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        }
+        Ok(())
+    })();
+    if let Err(e) = started {
+        tracing::error!(
+            "cannot start the ASGI app for a request\n{}",
+            crate::python::format_exception(py, &e).trim_end()
+        );
+        if let Some(tx) = head_tx {
+            let _ = tx.send(Start::Failed);
+        }
+    }
+}
+
+/// Marks the client gone (for `http.disconnect`) when the request's I/O side ends: the
+/// response was written, or hyper dropped the request because the connection closed.
+struct Live(Arc<Exchange>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.update(|inbox| inbox.disconnected = true);
+    }
+}
+
+/// Aborts the request body pump with the request.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads the request body as the app asks for it (back-pressure to the client).
+async fn pump(mut body: Incoming, ex: Arc<Exchange>, timeout: Duration) {
+    loop {
+        ex.want_body.notified().await;
+        loop {
+            match tokio::time::timeout(timeout, body.frame()).await {
+                Ok(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) if !data.is_empty() => {
+                        ex.update(|inbox| inbox.chunks.push_back(data));
+                        break;
+                    }
+                    _ => continue,
+                },
+                Ok(None) => {
+                    ex.update(|inbox| inbox.body_done = true);
+                    return;
+                }
+                Ok(Some(Err(_))) | Err(_) => {
+                    ex.update(|inbox| inbox.disconnected = true);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The response body after the first chunk: what the app sends next.
+struct Streaming {
+    rx: mpsc::UnboundedReceiver<Out>,
+    first: Option<Bytes>,
+    ex: Arc<Exchange>,
+    _live: Live,
+    _timer: TimerGuard,
+    _pump: Option<AbortOnDrop>,
+    /// The app failed: the error is reported on the next poll, once hyper had a chance to
+    /// write what came before it.
+    failing: bool,
+}
+
+impl Streaming {
+    fn taken(&self, n: usize) {
+        if self.ex.flow.taken(n) {
+            self.ex.wake();
+        }
+    }
+}
+
+impl Stream for Streaming {
+    type Item = Chunk;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Chunk>> {
+        let this = &mut *self;
+        if this.failing {
+            return Poll::Ready(Some(Err(())));
+        }
+        if let Some(first) = this.first.take() {
+            this.taken(first.len());
+            if !first.is_empty() {
+                return Poll::Ready(Some(Ok(first)));
+            }
+        }
+        loop {
+            return match this.rx.poll_recv(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Some(Out::Chunk(chunk))) => {
+                    this.taken(chunk.len());
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    Poll::Ready(Some(Ok(chunk)))
+                }
+                Poll::Ready(Some(Out::End)) => Poll::Ready(None),
+                Poll::Ready(None) | Poll::Ready(Some(Out::Abort)) => {
+                    // Pending with an immediate wake: hyper flushes what it holds first.
+                    this.failing = true;
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+            };
+        }
+    }
+}
+
+/// The I/O side of one request: hand it to the loop, wait for the response head.
+pub(super) async fn serve(
+    asgi: &Asgi,
+    conn: &Conn,
+    head: &RequestHead,
+    body: Incoming,
+) -> Response<ResponseBody> {
+    let expects_continue = head
+        .headers
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let body_len = body.size_hint().exact();
+    let mut inbox = Inbox::default();
+    let mut streaming_body = None;
+    if body_len == Some(0) {
+        inbox.body_done = true;
+    } else if !expects_continue && body_len.is_some_and(|n| n <= INLINE_BODY_MAX) {
+        match tokio::time::timeout(asgi.body_timeout, body.collect()).await {
+            Ok(Ok(collected)) => {
+                inbox.chunks.push_back(collected.to_bytes());
+                inbox.body_done = true;
+            }
+            Ok(Err(_)) => {
+                return service::error_response(StatusCode::BAD_REQUEST, "incomplete request body");
+            }
+            Err(_) => {
+                return service::error_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body timed out",
+                );
+            }
+        }
+    } else {
+        streaming_body = Some(body);
+    }
+    let ex = Arc::new(Exchange {
+        inbox: Mutex::new(inbox),
+        want_body: Notify::new(),
+        flow: Flow::default(),
+        bridge: Arc::clone(&asgi.bridge),
+        task: TaskSlot::default(),
+    });
+    let timer = asgi.timers.start(&conn.socket, Arc::clone(&ex.task));
+    let live = Live(Arc::clone(&ex));
+    let pump = streaming_body.map(|body| {
+        AbortOnDrop(tokio::task::spawn_local(pump(
+            body,
+            Arc::clone(&ex),
+            asgi.body_timeout,
+        )))
+    });
+    let (head_tx, head_rx) = oneshot::channel();
+    let ctx = Arc::clone(&asgi.ctx);
+    let job_ex = Arc::clone(&ex);
+    let src = asgi.scope_source(conn, head);
+    asgi.bridge
+        .post_batched(Box::new(move |py| start(py, &ctx, src, job_ex, head_tx)));
+
+    let started = match head_rx.await {
+        Ok(Start::Head(started)) => started,
+        _ => {
+            return match timer.answer() {
+                true => service::error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal Server Error",
+                ),
+                false => service::error_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout"),
+            };
+        }
+    };
+    if !timer.answer() {
+        return service::error_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout");
+    }
+    let Head {
+        status,
+        headers,
+        first,
+        more,
+    } = *started;
+    let content_length = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let body = if let Some(rest) = more {
+        ResponseBody::stream(
+            Box::pin(Streaming {
+                rx: rest,
+                first: Some(first),
+                ex,
+                _live: live,
+                _timer: timer,
+                _pump: pump,
+                failing: false,
+            }),
+            content_length,
+        )
+    } else {
+        ResponseBody::full(vec![first], content_length)
+    };
+    let declared = Declared {
+        status,
+        reason: None,
+        headers,
+        content_length,
+        close: false,
+    };
+    service::finish(head, declared, body)
+}
