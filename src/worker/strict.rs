@@ -356,6 +356,9 @@ pub struct StrictIo<S> {
     refused: bool,
     /// What the fault was, once, for the connection's error log line.
     fault_seen: FaultSeen,
+    /// A `101 Switching Protocols` went out: the client's bytes are another protocol's
+    /// (WebSocket frames) and pass unscanned.
+    tunnel: bool,
 }
 
 impl<S> StrictIo<S> {
@@ -368,6 +371,7 @@ impl<S> StrictIo<S> {
             armed: false,
             refused: false,
             fault_seen: Default::default(),
+            tunnel: false,
         }
     }
 
@@ -385,6 +389,15 @@ impl<S> StrictIo<S> {
         self.armed = true;
     }
 
+    /// hyper writes a response head in one piece, status line first: a 101 ends HTTP on
+    /// this connection (a client sends its frames only once it has read the 101).
+    fn watch_for_switch(&mut self, written: &[u8]) {
+        if !self.tunnel && written.starts_with(b"HTTP/1.1 101 ") {
+            self.tunnel = true;
+            self.armed = false;
+        }
+    }
+
     fn refuse(&mut self, fault: Fault) {
         self.refused = true;
         let _ = self.fault_seen.set(fault);
@@ -400,6 +413,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for StrictIo<S> {
         let this = self.get_mut();
         if this.refused {
             return Poll::Ready(Ok(()));
+        }
+        if this.tunnel {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
         let start = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
@@ -452,6 +468,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for StrictIo<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.watch_for_switch(buf);
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -460,6 +477,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for StrictIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            self.watch_for_switch(first);
+        }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
