@@ -44,6 +44,9 @@ macro_rules! settings {
                 #[doc = $long]
                 pub $name: $ty,
             )*
+            /// What the config file gives beyond values: server hooks, notes for the
+            /// start. Not a setting: no flag, no key of its own.
+            pub extras: super::extras::Extras,
         }
 
         /// The settings table, in `--help` order, grouped by section.
@@ -66,6 +69,7 @@ macro_rules! settings {
             pub(crate) fn from_values(mut value: impl FnMut(&'static str) -> Value) -> Settings {
                 Settings {
                     $( $name: Field::from_value(value(stringify!($name))), )*
+                    extras: super::extras::Extras::default(),
                 }
             }
         }

@@ -12,6 +12,7 @@ use pyo3::types::PyModule;
 
 use crate::config::Settings;
 
+pub mod config;
 mod fork;
 
 pub use fork::around_fork;
