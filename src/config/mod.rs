@@ -29,7 +29,7 @@ pub use settings::{SETTINGS, Settings};
 
 use error::{ArgsSource, Origin};
 use table::{DefaultValue, Kind, Setting};
-use value::Value;
+pub(crate) use value::Value;
 
 impl Command {
     /// The settings of a command that has them (all but help and version).

@@ -96,7 +96,10 @@ fn running_pid(path: &Path) -> Option<i32> {
 /// `-D/--daemon`: detach from the terminal (fork, setsid, stdio to /dev/null), before
 /// anything else is set up, as gunicorn does.
 pub fn daemonize() -> Result<(), String> {
-    nix::unistd::daemon(true, false).map_err(|e| format!("cannot daemonize (daemon): {e}"))
+    // The parent exits inside daemon(3): whoever returns is the child. A Python config
+    // file started the interpreter already, which must hear of the fork.
+    crate::python::around_fork(|| nix::unistd::daemon(true, false), |_| true)
+        .map_err(|e| format!("cannot daemonize (daemon): {e}"))
 }
 
 impl PidFile {

@@ -14,6 +14,7 @@ use crate::config::Settings;
 
 pub mod config;
 mod fork;
+pub mod hooks;
 
 pub use fork::around_fork;
 

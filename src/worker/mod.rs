@@ -37,6 +37,14 @@ use wsgi::environ::EnvironBuilder;
 /// The worker's entry point after `fork()`; exits the process.
 pub fn run(boot: WorkerBoot) -> ! {
     boot.error_log.enter_worker();
+    // gunicorn's post_fork: a failure is the worker's boot failure.
+    if let Err(tb) = crate::python::hooks::forked_child() {
+        tracing::error!(
+            "Exception in worker process (post_fork hook)\n{}",
+            tb.trim_end()
+        );
+        std::process::exit(WORKER_BOOT_ERROR);
+    }
     scrub_env::remove_master_only_vars();
     let settings = Arc::clone(&boot.settings);
     crate::proctitle::set(
@@ -58,14 +66,25 @@ pub fn run(boot: WorkerBoot) -> ! {
             std::process::exit(APP_LOAD_ERROR);
         }
     };
+    if let Err(tb) = crate::python::hooks::post_worker_init(&app) {
+        tracing::error!(
+            "Exception in worker process (post_worker_init hook)\n{}",
+            tb.trim_end()
+        );
+        crate::python::hooks::worker_exit();
+        std::process::exit(WORKER_BOOT_ERROR);
+    }
     if signals::quit_received() {
         tracing::info!(
             "Worker exiting (pid: {}) before serving",
             std::process::id()
         );
+        crate::python::hooks::worker_exit();
         std::process::exit(0);
     }
-    match serve(boot, app) {
+    let served = serve(boot, app);
+    crate::python::hooks::worker_exit();
+    match served {
         Ok(()) => std::process::exit(0),
         Err(message) => {
             tracing::error!("worker failed: {message}");

@@ -39,6 +39,7 @@ pub async fn stop_gracefully_on_quit(
     match signal(SignalKind::quit()) {
         Ok(mut quit) => {
             quit.recv().await;
+            crate::python::hooks::worker_int();
             // Peers balancing their accepts must not wait for a worker that left.
             scoreboard
                 .slot(slot)
