@@ -106,6 +106,20 @@ pub fn status(name: &str) -> Option<Status> {
     }
 }
 
+/// What the master logs at start about the configuration: gunicorn settings given that
+/// have no effect here (the file's notes, and unitcorn's inert settings when set).
+pub fn start_notes(settings: &super::Settings) -> Vec<String> {
+    let mut notes = settings.extras.notes.clone();
+    for (name, status) in GUNICORN {
+        if let (Status::Inert(why), Some(setting)) = (status, find(name))
+            && !matches!((setting.get)(settings), super::Value::Unset)
+        {
+            notes.push(format!("setting {name:?} has no effect in unitcorn: {why}"));
+        }
+    }
+    notes
+}
+
 /// The positional arguments of the hook `name`, if it is one unitcorn calls.
 pub fn hook_args(name: &str) -> Option<usize> {
     match status(name)? {

@@ -562,7 +562,9 @@ permit_unconventional_http_method, which lets lowercase methods in.",
         kind: Kind::Flag,
         default: DefaultValue::Const(Const::Bool(false)),
         doc: "Trace every line of Python the server runs",
-        long_doc: "The nuclear option: very noisy.",
+        long_doc: "The nuclear option: very noisy. Each line is printed to stdout as \
+module:line: source, from the thread that imports the app on (with one thread per worker, \
+the app's calls too) and the threads the app starts.",
     }
     check_config: bool {
         section: Debugging,

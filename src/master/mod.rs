@@ -86,7 +86,7 @@ pub fn run(
     setup::prepare_process(&mut settings, &start_dir)?;
     // An unknown user fails the start before anything is bound.
     let target = privileges::resolve(&settings)?;
-    for note in &settings.extras.notes {
+    for note in crate::config::gunicorn::start_notes(&settings) {
         tracing::warn!("{note}");
     }
     crate::python::hooks::configure(&Arc::new(settings.clone()));

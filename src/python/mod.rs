@@ -15,6 +15,7 @@ use crate::config::Settings;
 pub mod config;
 mod fork;
 pub mod hooks;
+mod spew;
 
 pub use fork::around_fork;
 
@@ -98,6 +99,9 @@ pub fn load_app(settings: &Settings) -> Result<Py<PyAny>, String> {
         virtualenv: venv.as_deref(),
     })
     .map_err(|e| e.to_string())?;
+    if settings.spew {
+        spew::install().map_err(|e| format!("cannot install the spew trace: {e}"))?;
+    }
     let spec = settings
         .wsgi_app
         .as_deref()

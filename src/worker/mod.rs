@@ -4,6 +4,7 @@
 //! It never touches the worker table: it writes only its own scoreboard slot (ready,
 //! heartbeat, requests, calls in progress), and the master reads it and its exit status.
 
+mod abort_hook;
 mod accept;
 mod body;
 mod deadlines;
@@ -105,6 +106,9 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
     deadlines
         .watch(Duration::from_secs(settings.timeout))
         .map_err(|e| format!("cannot start the deadline watcher: {e}"))?;
+    if let Err(e) = abort_hook::arm() {
+        tracing::warn!("the worker_abort hook will not be called: {e}");
+    }
     if let Err(e) = crate::python::dump_tracebacks_on_fatal_signals(boot.error_log.raw_fd()) {
         tracing::warn!("cannot arm the traceback dump for timeouts: {e}");
     }
@@ -132,6 +136,7 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
         scoreboard: Arc::clone(&boot.scoreboard),
         slot: boot.slot,
         proxies: forwarded::Proxies::from_settings(settings),
+        request_hooks: crate::python::hooks::request_hooks().map(Rc::new),
     });
     let script_name = std::env::var("SCRIPT_NAME").unwrap_or_default();
     let statics = Python::attach(|py| {
