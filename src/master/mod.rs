@@ -90,6 +90,8 @@ pub fn run(
         tracing::warn!("{note}");
     }
     crate::python::hooks::configure(&Arc::new(settings.clone()));
+    // gunicorn sets its worker count (nworkers_changed, old None) before on_starting.
+    crate::python::hooks::workers_target(settings.workers.max(1) as usize);
     // Before binding, as gunicorn (which binds after it); a failure stops the start there too.
     crate::python::hooks::server_hook("on_starting")
         .map_err(|tb| format!("the on_starting hook raised; stopping\n{}", tb.trim_end()))?;

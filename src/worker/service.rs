@@ -173,7 +173,11 @@ async fn call_hooked(
             (1, 1)
         },
         headers: &head.headers,
-        scheme: if head.forwarded.https { "https" } else { "http" },
+        scheme: if head.forwarded.https {
+            "https"
+        } else {
+            "http"
+        },
         peer: (&head.peer.ip, head.peer.port.as_deref()),
     };
     let (mut response, req, environ) = match hooks.before(&info) {
