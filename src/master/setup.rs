@@ -23,6 +23,7 @@ pub fn prepare_process(settings: &mut Settings, start_dir: &Path) -> Result<(), 
         // workers are separate processes with their own copy of the environment, so
         // nothing reads it concurrently (at start, and again at a reload).
         unsafe { std::env::set_var(key, value) };
+        crate::python::export_env(key, value);
     }
     Ok(())
 }

@@ -163,6 +163,19 @@ pub fn forget_env(names: &[&str]) {
     });
 }
 
+/// Set `name=value` in `os.environ` of an interpreter started already (a Python config
+/// file runs before `raw_env` is applied, and os.environ is read once, at start).
+pub fn export_env(name: &str, value: &str) {
+    if !fork::started() {
+        return;
+    }
+    Python::attach(|py| {
+        if let Ok(environ) = py.import("os").and_then(|os| os.getattr("environ")) {
+            let _ = environ.set_item(name, value);
+        }
+    });
+}
+
 /// The app imported by the master before forking (`preload_app`), shared by the workers
 /// copy-on-write.
 static PRELOADED: std::sync::Mutex<Option<Py<PyAny>>> = std::sync::Mutex::new(None);

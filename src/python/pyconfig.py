@@ -114,10 +114,12 @@ def _failure(path, exc):
 
 
 def run(location, cwd):
-    """Run the config file `location` (a path, or `python:module`); cwd goes on sys.path
-    first, as the current directory does for `python file.py`."""
-    if cwd and cwd not in sys.path:
-        sys.path.insert(0, cwd)
+    """Run the config file `location` (a path, or `python:module`); `cwd` (the app's
+    directory) and the working directory go first on sys.path, as the current directory
+    does for `python file.py`."""
+    for directory in (os.getcwd(), cwd):
+        if directory and directory not in sys.path:
+            sys.path.insert(0, directory)
     if location.startswith("python:"):
         name = location[len("python:"):]
         try:
