@@ -897,6 +897,16 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_carries_the_generated_table() {
+        let readme = include_str!("../../README.md");
+        let table = migration_table();
+        assert!(
+            readme.contains(&table),
+            "README.md's migration guide is out of date; paste this table there:\n{table}"
+        );
+    }
+
+    #[test]
     fn the_hooks_are_gunicorns_fifteen() {
         assert_eq!(hooks().count(), 15);
         assert_eq!(hook_args("post_request"), Some(4));

@@ -592,9 +592,10 @@ the app's calls too) and the threads the app starts.",
         kind: Kind::OptPath,
         default: DefaultValue::Const(Const::Unset),
         scope: CommandLine,
-        doc: "The config file (TOML, gunicorn setting names)",
+        doc: "The config file: TOML, or gunicorn's Python file",
         long_doc: "Keys are gunicorn's setting names (workers = 4, bind = [\"unix:/run/app.sock\"]). \
-Python config files are not supported yet.",
+A .py file (or python:MODULE) is run as gunicorn runs it: its module-level names are the \
+settings, its functions the server hooks. Without -c, ./gunicorn.conf.py is read if it exists.",
     }
     wsgi_app: Option<String> {
         section: ConfigFile,
