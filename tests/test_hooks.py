@@ -227,3 +227,23 @@ def test_spew_prints_every_line_the_app_runs(start_server, tmp_path):
     assert s.get("/hello").status == 200
     assert wait_for(lambda: re.search(r"^wsgiapp:\d+: ", s.stdout(), re.M), 10), \
         s.stdout()[-2000:]
+
+
+def test_pre_exec_runs_before_a_usr2_upgrade(start_server, tmp_path):
+    from test_upgrade import new_master_of, quit_and_wait
+    cfg = _config(tmp_path, textwrap.dedent('''
+        def pre_exec(server):
+            server.log.info("HOOK pre_exec in %s", server.pid)
+        def when_ready(server):
+            server.log.info("HOOK when_ready in %s", server.pid)
+    '''))
+    s = start_server("wsgiapp:app", "-c", cfg, "-w", "1", "-p", tmp_path / "app.pid")
+    s.signal(signal.SIGUSR2)
+    new = new_master_of(s)
+    try:
+        s.wait_log(r"HOOK pre_exec in %d" % s.pid)
+        # The new master ran the config again: its own when_ready.
+        s.wait_log(r"HOOK when_ready in %d" % new)
+        assert s.wait_exit(15) == 0
+    finally:
+        quit_and_wait(new)
