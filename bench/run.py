@@ -37,11 +37,19 @@ APPS = {
     "flask": ("flaskjson:app", "Flask `jsonify` of a 4-key dict"),
     "big": ("big:app", "1 MiB body, one bytes object"),
     "stream": ("stream:app", "generator of 100 x 1 KiB chunks (chunked)"),
+    "sleep": ("sleep:app", "time.sleep(0.1) (gevent's under -k gevent), then 13 B"),
 }
-SERVER_NAMES = ["unitcorn", "gunicorn-sync", "gunicorn-gthread", "granian", "fastwsgi", "fastpysgi"]
-# pip package -> module to import to check it is there
+SERVER_NAMES = ["unitcorn", "gunicorn-sync", "gunicorn-gthread", "granian", "fastwsgi", "fastpysgi",
+                "unitcorn-gevent", "gunicorn-gevent"]
+# Run unless --servers / --apps name them: the greenlet servers and the app made for them.
+DEFAULT_SERVERS = [n for n in SERVER_NAMES if not n.endswith("-gevent")]
+DEFAULT_APPS = [a for a in APPS if a != "sleep"]
+# pip package -> module to import to check it is there (gevent: both -k gevent workers;
+# packaging: gunicorn's gevent worker, its gunicorn[gevent] extra)
 PACKAGES = {"gunicorn": "gunicorn", "granian": "granian", "flask": "flask",
-            "fastwsgi": "fastwsgi", "fastpysgi": "fastpysgi"}
+            "fastwsgi": "fastwsgi", "fastpysgi": "fastpysgi", "gevent": "gevent",
+            "packaging": "packaging"}
+GEVENT_CONNECTIONS = 1000
 
 
 @dataclass
@@ -70,6 +78,11 @@ def run_cmd(argv, timeout, **kw):
     return subprocess.run(argv, timeout=timeout, capture_output=True, text=True, **kw)
 
 
+def baseline(name):
+    """The server a row's req/s is compared with: greenlet servers with unitcorn's."""
+    return "unitcorn-gevent" if name.endswith("-gevent") else "unitcorn"
+
+
 # ---------------------------------------------------------------- set-up
 
 def parse_args():
@@ -79,8 +92,10 @@ def parse_args():
     p.add_argument("--warmup", type=int, default=2, help="seconds of wrk warm-up after each start (2)")
     p.add_argument("--connections", default="64,256", help="comma-separated wrk -c values (64,256)")
     p.add_argument("--wrk-threads", type=int, default=1, help="wrk -t (1: leave the 2nd core to the servers)")
-    p.add_argument("--servers", default="", help="comma-separated subset of servers (default: all)")
-    p.add_argument("--apps", default="", help="comma-separated subset of " + ",".join(APPS))
+    p.add_argument("--servers", default="", help="comma-separated servers of " + ",".join(SERVER_NAMES) +
+                   " (default: all but the -gevent ones)")
+    p.add_argument("--apps", default="", help="comma-separated subset of " + ",".join(APPS) +
+                   " (default: all but sleep)")
     p.add_argument("--seed", type=int, default=None, help="seed of the shuffled order")
     return p.parse_args()
 
@@ -156,6 +171,23 @@ def server_list(unitcorn, available):
             {"VIRTUAL_ENV": VENV}))
     else:
         skipped.append("unitcorn")
+    if unitcorn and available["gevent"]:
+        servers.append(Server(
+            "unitcorn-gevent", f"`unitcorn -k gevent -w {WORKERS} --worker-connections {GEVENT_CONNECTIONS}`",
+            lambda port, t: [unitcorn, "-k", "gevent", "-w", str(WORKERS),
+                             "--worker-connections", str(GEVENT_CONNECTIONS), "-b", f"{HOST}:{port}",
+                             "--chdir", APPS_DIR, "--log-level", "warning", t],
+            {"VIRTUAL_ENV": VENV}))
+    else:
+        skipped.append("unitcorn-gevent")
+    if available["gunicorn"] and available["gevent"] and available["packaging"]:
+        servers.append(Server(
+            "gunicorn-gevent", f"`gunicorn -k gevent -w {WORKERS} --worker-connections {GEVENT_CONNECTIONS}`",
+            lambda port, t: [f"{vbin}/gunicorn", "-k", "gevent", "-w", str(WORKERS),
+                             "--worker-connections", str(GEVENT_CONNECTIONS), "-b", f"{HOST}:{port}",
+                             "--chdir", APPS_DIR, "--log-level", "warning", t]))
+    else:
+        skipped.append("gunicorn-gevent")
     if available["gunicorn"]:
         servers.append(Server(
             "gunicorn-sync", f"`gunicorn -k sync -w {WORKERS}` (no access log by default)",
@@ -432,11 +464,11 @@ def render_table(results, servers, apps, conns, header_lines):
     lines = list(header_lines)
     for app in apps:
         lines += ["", f"### {app}: {APPS[app][1]}", "",
-                  "| conns | server | req/s | vs unitcorn | p50 ms | p99 ms | errors | RSS MiB |",
+                  "| conns | server | req/s | vs unitcorn (-gevent) | p50 ms | p99 ms | errors | RSS MiB |",
                   "|---:|---|---:|---:|---:|---:|---:|---:|"]
         for c in conns:
-            base = summarize(results.get(("unitcorn", app, c), []))
             for server in servers:
+                base = summarize(results.get((baseline(server.name), app, c), []))
                 lines.append(render_row(c, server.name, summarize(results.get((server.name, app, c), [])), base))
     return "\n".join(lines) + "\n"
 
@@ -468,16 +500,16 @@ def header(args, servers, skipped, unitcorn_note, conns):
              "+ non-2xx) summed over rounds; RSS = sum of VmRSS over the server's process tree after the load",
              f"- unitcorn: {unitcorn_note}", "- servers (2 worker processes each):"]
     for s in servers:
-        version = "" if s.name == "unitcorn" else " " + package_version(s.name.split("-")[0])
+        version = "" if s.name.startswith("unitcorn") else " " + package_version(s.name.split("-")[0])
         lines.append(f"  - {s.name}{version}: {s.describe}")
     for name in skipped:
         lines.append(f"  - {name}: not available, skipped")
     return lines
 
 
-def pick(names, wanted, what):
+def pick(names, wanted, what, default=None):
     if not wanted:
-        return names
+        return list(default or names)
     chosen = [n for n in wanted.split(",") if n]
     unknown = [n for n in chosen if n not in names]
     if unknown:
@@ -491,12 +523,13 @@ def main():
     signal.signal(signal.SIGHUP, signal.default_int_handler)
     ensure_wrk()
     available = ensure_venv()
-    wanted = pick(SERVER_NAMES, args.servers, "server")
-    unitcorn, unitcorn_note = find_unitcorn() if "unitcorn" in wanted else (None, "not selected")
+    wanted = pick(SERVER_NAMES, args.servers, "server", DEFAULT_SERVERS)
+    uses_unitcorn = any(n.startswith("unitcorn") for n in wanted)
+    unitcorn, unitcorn_note = find_unitcorn() if uses_unitcorn else (None, "not selected")
     servers, skipped = server_list(unitcorn, available)
     servers = [s for s in servers if s.name in wanted]
     skipped = [n for n in skipped if n in wanted]
-    apps = pick(list(APPS), args.apps, "app")
+    apps = pick(list(APPS), args.apps, "app", DEFAULT_APPS)
     if not available["flask"] and "flask" in apps:
         log("flask is not installed: skipping the flask app")
         apps.remove("flask")

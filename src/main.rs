@@ -8,12 +8,16 @@ mod config;
 mod control;
 mod listeners;
 mod logging;
+#[cfg(test)]
+mod man;
 mod master;
 mod proctitle;
 #[cfg(test)]
 mod properties;
 mod python;
+mod reload_report;
 mod scoreboard;
+mod statsd;
 mod worker;
 
 use std::process::ExitCode;

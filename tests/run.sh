@@ -26,7 +26,10 @@ need=()
 # systemd-container: systemd-nspawn, for test_systemd.py (it boots the host's own systemd in
 # a container; installing it also upgrades the host's systemd libraries to the same
 # version, harmless where systemd is not running). procps: /bin/kill, used by that test.
-for pkg in python3 python3-venv libpython3.11-dev strace nginx-core libnginx-mod-stream openssl systemd-container procps; do
+# test_packaging.py: dpkg-dev (dpkg-shlibdeps), rpm (rpmbuild), lintian, man-db and
+# groff-base (man --warnings), adduser (the .deb depends on it).
+for pkg in python3 python3-venv libpython3.11-dev strace nginx-core libnginx-mod-stream openssl \
+    systemd-container procps dpkg-dev rpm lintian man-db groff-base adduser; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         need+=("$pkg")
     fi

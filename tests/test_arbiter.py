@@ -751,3 +751,29 @@ def test_scoreboard_figures(start_server):
     board = read_scoreboard(s.pid)
     assert sorted(board) == new, board
     assert {x["generation"] for x in board.values()} == {2}, board
+
+
+def test_usr1_while_a_worker_boots_does_not_kill_it(start_server, tmp_path):
+    """logrotate's USR1 can come at any time, also while a worker imports the app: the
+    worker must live on and reopen its logs once it serves."""
+    err = tmp_path / "error.log"
+    s = start_server("slow_boot:app", "-w", "1", "--error-logfile", err,
+                     env_extra={"SLOW_BOOT_S": "1"}, wait=False)
+    (worker,) = s.wait_workers(1)
+    os.rename(err, str(err) + ".1")
+    s.signal(signal.SIGUSR1)
+    s.wait_ready(timeout=15)
+    assert s.workers() == [worker]
+    log = open(str(err) + ".1").read()
+    assert "was sent SIGUSR1" not in log, log[-2000:]
+    # The worker reopened the error log after its boot: no fd of it on the moved file.
+
+    def worker_on_new_file():
+        targets = []
+        for fd in os.listdir("/proc/%d/fd" % worker):
+            try:
+                targets.append(os.readlink("/proc/%d/fd/%s" % (worker, fd)))
+            except OSError:
+                pass
+        return str(err) in targets and not any(t.endswith(".log.1") for t in targets)
+    assert wait_for(worker_on_new_file, 5)

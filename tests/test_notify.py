@@ -149,3 +149,22 @@ def test_reload_helper_names_a_missing_master():
                        text=True, timeout=10)
     assert r.returncode == 1
     assert "cannot send HUP to the master, pid 999999999" in r.stderr, r.stderr
+
+
+def test_an_aborted_reload_ends_the_reloading_state_and_stays_in_status(start_server, notify,
+                                                                         tmp_path):
+    """A config that no longer parses: the reload never starts a generation, yet systemd
+    (told RELOADING=1 by `unitcorn reload`) gets READY=1, and STATUS= says the reload
+    failed until one succeeds."""
+    cfg = tmp_path / "app.toml"
+    cfg.write_text("workers = 1\n")
+    s = _start(start_server, notify, "-c", str(cfg))
+    notify.expect("READY")
+    cfg.write_text("workers = \n")
+    s.signal(signal.SIGHUP)
+    fields, pid = notify.expect("READY")
+    assert pid == s.pid and "last reload failed" in fields.get("STATUS", ""), fields
+    cfg.write_text("workers = 1\n")
+    s.signal(signal.SIGHUP)
+    fields, _ = notify.expect("READY")
+    assert "generation 2" in fields["STATUS"] and "failed" not in fields["STATUS"], fields

@@ -99,7 +99,7 @@ def test_passed_unix_socket_is_never_unlinked(activated, tmp_path):
     r = _get(path, "/hello")
     assert r.status == 200
     s.signal(signal.SIGQUIT)
-    assert s.wait_exit(15) == 0
+    assert s.wait_exit(15) == 0, s.stderr()[-3000:]
     assert socket.socket(socket.AF_UNIX).connect_ex(path) != 2, "socket file removed"
 
 

@@ -142,7 +142,8 @@ const SYSLOG: &str = "unitcorn does not write syslog; under systemd the error lo
                       the journal (errorlog = \"journald\" or \"-\")";
 const PYLOGGING: &str = "unitcorn's error log is not Python's logging module; set errorlog \
                          and loglevel (the app's own logging is untouched)";
-const STATSD: &str = "StatsD metrics are not in this build of unitcorn";
+const STATSD: &str = "the socket backlog is not measured; unitcorn's StatsD metrics are \
+                      those of statsd_host";
 const HTTP2: &str = "unitcorn serves HTTP/1.1; let the proxy speak HTTP/2 to clients";
 const ASGI: &str = "ASGI settings: this build of unitcorn serves WSGI apps";
 const DIRTY: &str = "gunicorn's dirty arbiters have no counterpart in unitcorn";
@@ -170,20 +171,8 @@ pub static GUNICORN: &[(&str, Status)] = &[
     ("limit_request_fields", Status::Setting),
     ("limit_request_field_size", Status::Setting),
     ("reload", Status::Setting),
-    (
-        "reload_engine",
-        Status::Refused {
-            default: Default::Str("auto"),
-            why: "the reloader's engine cannot be chosen in this build",
-        },
-    ),
-    (
-        "reload_extra_files",
-        Status::Refused {
-            default: Default::Empty,
-            why: "extra files to watch are not supported in this build",
-        },
-    ),
+    ("reload_engine", Status::Setting),
+    ("reload_extra_files", Status::Setting),
     ("spew", Status::Setting),
     ("check_config", Status::Setting),
     ("print_config", Status::Setting),
@@ -309,27 +298,9 @@ pub static GUNICORN: &[(&str, Status)] = &[
             why: "a daemonized unitcorn keeps its stdout and stderr as they were given",
         },
     ),
-    (
-        "statsd_host",
-        Status::Refused {
-            default: Default::None,
-            why: STATSD,
-        },
-    ),
-    (
-        "dogstatsd_tags",
-        Status::Refused {
-            default: Default::Empty,
-            why: STATSD,
-        },
-    ),
-    (
-        "statsd_prefix",
-        Status::Refused {
-            default: Default::Empty,
-            why: STATSD,
-        },
-    ),
+    ("statsd_host", Status::Setting),
+    ("dogstatsd_tags", Status::Setting),
+    ("statsd_prefix", Status::Setting),
     (
         "enable_backlog_metric",
         Status::Refused {

@@ -128,8 +128,10 @@ TTIN and TTOU change it while running.",
         default: DefaultValue::Const(Const::Str("sync")),
         doc: "sync, gthread or gevent (gunicorn's names)",
         long_doc: "sync serves one request at a time per worker, gthread one per thread \
-(threads); sync with threads above 1 is gthread, as in gunicorn. gunicorn's class paths \
-(gunicorn.workers.sync.SyncWorker, ...) are read as their short names.",
+(threads); sync with threads above 1 is gthread, as in gunicorn. gevent runs up to \
+worker_connections requests at once in greenlets, with the standard library monkey-patched \
+before the app is imported (gevent must be installed in the app's virtualenv). gunicorn's \
+class paths (gunicorn.workers.sync.SyncWorker, ...) are read as their short names.",
     }
     threads: u32 {
         section: WorkerProcesses,
@@ -146,7 +148,7 @@ TTIN and TTOU change it while running.",
         default: DefaultValue::Const(Const::Int(1000)),
         doc: "Most simultaneous clients a worker holds",
         long_doc: "The maximum number of open client connections in one worker, idle \
-keep-alive connections included.",
+keep-alive connections included; with gevent also the most requests it runs at once.",
     }
     max_requests: u64 {
         section: WorkerProcesses,
@@ -471,6 +473,37 @@ b response length, f referer, a user agent, and gunicorn's other atoms.",
         doc: "debug, info, warning, error or critical",
         long_doc: "The least severe messages that go to the error log.",
     }
+    // StatsD (gunicorn's instrumentation): see crate::statsd.
+    statsd_host: Option<String> {
+        section: Logging,
+        cli: Cli::opt(None, "statsd-host", "ADDR"),
+        kind: Kind::OptText(Some(crate::statsd::address::check)),
+        default: DefaultValue::Const(Const::Unset),
+        doc: "Send StatsD metrics to HOST:PORT (UDP)",
+        long_doc: "HOST:PORT, HOST (port 8125), [IPv6]:PORT, or unix:PATH for a datagram unix \
+socket. Workers send gunicorn.requests, gunicorn.request.duration (ms) and \
+gunicorn.request.status.CODE for each request, the master gunicorn.workers; every process counts \
+gunicorn.log.critical/error/warning/exception. Sending never blocks nor fails a request. Unset: \
+nothing is measured.",
+    }
+    statsd_prefix: String {
+        section: Logging,
+        cli: Cli::opt(None, "statsd-prefix", "PREFIX"),
+        kind: Kind::Text(None),
+        default: DefaultValue::Const(Const::Str("")),
+        doc: "Prefix of every StatsD metric name",
+        long_doc: "Joined to the name with one dot, as gunicorn does: \"app\" and \"app.\" both \
+give app.gunicorn.requests.",
+    }
+    dogstatsd_tags: String {
+        section: Logging,
+        cli: Cli::opt(None, "dogstatsd-tags", "TAGS"),
+        kind: Kind::Text(None),
+        default: DefaultValue::Const(Const::Str("")),
+        doc: "DogStatsD tags added to every metric",
+        long_doc: "Comma-separated tags, e.g. env:prod,app:shop, appended to each metric as \
+|#env:prod,app:shop (Datadog's format).",
+    }
 
     // ----- Process naming
     proc_name: Option<String> {
@@ -554,7 +587,10 @@ permit_unconventional_http_method, which lets lowercase methods in.",
         kind: Kind::Flag,
         default: DefaultValue::Const(Const::Bool(false)),
         doc: "Restart workers when the code changes",
-        long_doc: "For development only.",
+        long_doc: "For development. A change to a Python file of the app (a module it \
+imported from outside the standard library and site-packages) or to reload_extra_files starts a \
+new generation of workers, as HUP does: the old one serves until the new one does, and keeps \
+serving if the new code does not load (the error log says why).",
     }
     spew: bool {
         section: Debugging,
@@ -566,13 +602,33 @@ permit_unconventional_http_method, which lets lowercase methods in.",
 module:line: source, from the thread that imports the app on (with one thread per worker, \
 the app's calls too) and the threads the app starts.",
     }
+    // Code reloading (`reload`): see master::code_reload.
+    reload_engine: String {
+        section: Debugging,
+        cli: Cli::opt(None, "reload-engine", "ENGINE"),
+        kind: Kind::Text(Some(check_reload_engine)),
+        default: DefaultValue::Const(Const::Str("auto")),
+        doc: "Change detection: auto, poll or inotify",
+        long_doc: "inotify asks the kernel; poll compares modification times every second; \
+auto is inotify when the kernel allows it, else poll.",
+    }
+    reload_extra_files: Vec<String> {
+        section: Debugging,
+        cli: Cli::opt(None, "reload-extra-file", "GLOB"),
+        kind: Kind::Repeated(non_empty),
+        default: DefaultValue::Const(Const::List(&[])),
+        doc: "More files whose change reloads (globs)",
+        long_doc: "With reload: a path or a glob (*, ?, [abc], ** for any depth), relative to \
+chdir, e.g. templates/**/*.html; a change to a matching file reloads like a change to the app's \
+code.",
+    }
     check_config: bool {
         section: Debugging,
         cli: Cli::opt(None, "check-config", ""),
         kind: Kind::Flag,
         default: DefaultValue::Const(Const::Bool(false)),
         scope: CommandLine,
-        doc: "Check the configuration and the app, then exit",
+        doc: "Check the settings and the app, then exit",
         long_doc: "Exits 0 when the configuration is valid and the app imports.",
     }
     print_config: bool {
@@ -581,7 +637,7 @@ the app's calls too) and the threads the app starts.",
         kind: Kind::Flag,
         default: DefaultValue::Const(Const::Bool(false)),
         scope: CommandLine,
-        doc: "Print the resolved configuration as TOML, then exit",
+        doc: "Print the resolved settings as TOML, exit",
         long_doc: "The output is a valid config file: feed it back with -c.",
     }
 
@@ -614,6 +670,16 @@ fn non_empty(s: &str) -> Result<String, String> {
         Err("an empty value is not allowed".into())
     } else {
         Ok(s.to_owned())
+    }
+}
+
+/// `reload_engine`: gunicorn's names.
+fn check_reload_engine(s: &str) -> Result<String, String> {
+    match s {
+        "auto" | "poll" | "inotify" => Ok(s.to_owned()),
+        _ => Err(format!(
+            "{s:?} is not a reload engine; use auto, poll or inotify"
+        )),
     }
 }
 

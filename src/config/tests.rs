@@ -150,6 +150,11 @@ fn defaults_are_gunicorns() {
         umask: 0,
         reload: false,
         spew: false,
+        reload_engine: "auto".into(),
+        reload_extra_files: vec![],
+        statsd_host: None,
+        statsd_prefix: "".into(),
+        dogstatsd_tags: "".into(),
         tmp_upload_dir: None,
         worker_tmp_dir: None,
         extras: Default::default(),
@@ -282,6 +287,21 @@ fn samples() -> Vec<(&'static str, &'static str, Value, &'static str)> {
         ("limit_request_fields", "200", Value::Int(200), "32768"),
         ("limit_request_field_size", "0", Value::Int(0), "100"),
         ("limit_request_body", "1048576", Value::Int(1048576), "0"),
+        ("reload_engine", "poll", s("poll"), "inotify"),
+        (
+            "reload_extra_files",
+            "templates/**/*.html",
+            l(&["templates/**/*.html"]),
+            "conf.ini",
+        ),
+        (
+            "statsd_host",
+            "localhost:8125",
+            s("localhost:8125"),
+            "unix:/run/s.sock",
+        ),
+        ("statsd_prefix", "shop", s("shop"), "web."),
+        ("dogstatsd_tags", "env:prod,app", s("env:prod,app"), "a:b"),
     ]
 }
 
@@ -601,6 +621,14 @@ fn bad_command_line_values_name_the_flag() {
     assert_eq!(
         err(&["app:app", "-b", "127.0.0.1:8000", "-b", "::1"]),
         r#"command line: --bind: bind address "::1" looks like an IPv6 address without brackets; write it as [ADDR]:PORT, e.g. [::1]:8000"#
+    );
+    assert_eq!(
+        err(&["app:app", "--statsd-host", "localhost:http"]),
+        r#"command line: --statsd-host: "localhost:http" has a port "http" that is not a number from 1 to 65535"#
+    );
+    assert_eq!(
+        err(&["app:app", "--reload-engine", "watchdog"]),
+        r#"command line: --reload-engine: "watchdog" is not a reload engine; use auto, poll or inotify"#
     );
     assert_eq!(
         err(&["app:app", "-e", "NOVALUE"]),

@@ -255,6 +255,8 @@ fn subscriber(
         .with(level)
         .with(journal.map(|j| j.layer()))
         .with(lines)
+        // gunicorn.log.* StatsD counters (off until statsd_host is set).
+        .with(crate::statsd::LogCounts)
 }
 
 /// Formats each event as one error log line and writes it.

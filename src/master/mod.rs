@@ -5,7 +5,9 @@
 //! It never serves a request and never imports the worker's HTTP or WSGI code; it starts
 //! a worker through the `WorkerMain` it is given and watches it through the scoreboard.
 
+mod code_reload;
 mod fork;
+mod metrics;
 mod notify;
 mod privileges;
 mod setup;
@@ -54,6 +56,9 @@ struct Arbiter {
     /// How many workers of the current generation should run (TTIN/TTOU/WINCH move it).
     target: usize,
     reload: Option<Reload>,
+    /// The last reload failed (the old generation serves on): said in every STATUS= until
+    /// a reload succeeds, so `systemctl status` shows it, not only the journal.
+    reload_failed: bool,
     /// The binary this master runs, by path: USR2 starts what is there now.
     exe: Result<std::path::PathBuf, String>,
     /// USR2 in progress: the new master, until it serves.
@@ -66,6 +71,9 @@ struct Arbiter {
     workers: Workers,
     signals: SignalQueue,
     error_log: ErrorLogHandle,
+    metrics: metrics::MasterMetrics,
+    /// `reload`: watches the app's files.
+    code_reload: Option<code_reload::CodeReload>,
 }
 
 /// Serve until told to stop; the result is the process exit status.
@@ -148,6 +156,14 @@ pub fn run(
         settings.wsgi_app.as_deref(),
     );
     tracing::info!("Starting unitcorn {}", env!("CARGO_PKG_VERSION"));
+    if settings.worker_class == "gevent" && settings.threads > 1 {
+        tracing::warn!(
+            "threads = {} is not used with worker_class = gevent: greenlets serve the \
+             requests, up to worker_connections ({}) at once per worker",
+            settings.threads,
+            settings.worker_connections
+        );
+    }
     for l in &listeners {
         tracing::info!("Listening at: {l} ({})", std::process::id());
     }
@@ -159,12 +175,14 @@ pub fn run(
         );
         notifier.mute();
     }
+    let metrics = metrics::MasterMetrics::new(&settings);
     let mut arbiter = Arbiter {
         start_dir,
         target: settings.workers.max(1) as usize,
         settings: Arc::new(settings),
         generation: 1,
         reload: None,
+        reload_failed: false,
         exe,
         upgrade: None,
         adopted,
@@ -179,6 +197,8 @@ pub fn run(
         ),
         signals,
         error_log,
+        metrics,
+        code_reload: None,
     };
     // Before the first worker is forked, as gunicorn; a failure stops the start there too.
     if let Err(tb) = crate::python::hooks::server_hook("when_ready") {
@@ -263,15 +283,25 @@ impl Arbiter {
             let wake = [
                 self.workers.until_next_deadline(&self.settings),
                 self.notifier.until_next_ping(),
+                self.code_reload.as_ref().and_then(|r| r.until_due()),
             ]
             .into_iter()
             .flatten()
             .fold(poll, Duration::min);
-            for signal in self.signals.wait(wake) {
+            let watched = self
+                .code_reload
+                .as_ref()
+                .map(|r| r.fds())
+                .unwrap_or_default();
+            let signals = self.signals.wait_with(wake, &watched);
+            drop(watched);
+            for signal in signals {
                 if let Some(status) = self.handle(signal) {
                     return Ok(status);
                 }
             }
+            // Before manage(), like a HUP: the new generation is forked in this pass.
+            self.reload_changed_code();
             if let Some(status) = self.reap() {
                 self.workers.kill_all();
                 return Ok(status);
@@ -279,6 +309,8 @@ impl Arbiter {
             self.workers.murder(&self.settings);
             self.manage()?;
             self.tell_systemd();
+            self.metrics.follow(&self.settings);
+            self.metrics.workers(self.workers.len());
             if let Some(status) = self.follow_upgrade() {
                 return Ok(status);
             }
@@ -338,7 +370,7 @@ impl Arbiter {
     /// READY=1 once the first generation serves, STATUS=, watchdog pings, more start time
     /// while the app loads.
     fn tell_systemd(&mut self) {
-        let status = self.workers.status_line(self.generation);
+        let status = self.status_line();
         if !self.notifier.is_ready() {
             if self.workers.ready_count(self.generation) >= self.target.max(1) {
                 self.notifier.ready(status);
@@ -412,6 +444,7 @@ impl Arbiter {
                 tracing::error!("reload aborted, still serving the old configuration: {e}");
                 // Back where the running generation expects the master to be.
                 let _ = std::env::set_current_dir(&self.settings.chdir);
+                self.reload_aborted();
                 return;
             }
         };
@@ -423,6 +456,7 @@ impl Arbiter {
                         "reload aborted, the app did not load (preload_app); still serving \
                          the old generation\n{e}"
                     );
+                    self.reload_aborted();
                     return;
                 }
             }
@@ -611,15 +645,41 @@ impl Arbiter {
         self.generation -= 1;
         self.target = self.settings.workers.max(1) as usize;
         // Out of the reloading state: the old generation still serves.
-        self.notifier.ready(format!(
-            "reload failed; {}",
-            self.workers.status_line(self.generation)
-        ));
+        self.reload_failed = true;
+        self.notifier.ready(self.status_line());
+    }
+
+    /// A reload that never started a generation: systemd may be waiting in `reloading`
+    /// (`unitcorn reload` said RELOADING=1 already): READY=1 ends that, with the failure
+    /// in STATUS=.
+    fn reload_aborted(&mut self) {
+        self.reload_failed = true;
+        self.notifier.ready(self.status_line());
+    }
+
+    /// What `systemctl status` shows: the workers, and a reload that failed.
+    fn status_line(&self) -> String {
+        let workers = self.workers.status_line(self.generation);
+        if self.reload_failed {
+            format!("last reload failed (see the log); {workers}")
+        } else {
+            workers
+        }
+    }
+
+    /// `reload`: a file of the app changed: a new generation, as HUP makes.
+    fn reload_changed_code(&mut self) {
+        if let Some(path) = self.code_reload.as_mut().and_then(|r| r.poll()) {
+            tracing::info!("reload: {} changed", path.display());
+            self.handle_hup();
+        }
     }
 
     /// Bring the worker table to where it should be: spawn, finish a reload, recycle.
     fn manage(&mut self) -> Result<(), String> {
         crate::python::hooks::workers_target(self.target);
+        // Before any fork: workers report their modules from their start.
+        code_reload::follow(&mut self.code_reload, &self.settings);
         self.workers.observe(&self.settings);
         self.workers
             .top_up(&self.settings, self.generation, self.target)?;
@@ -633,8 +693,8 @@ impl Arbiter {
                 reload.started.elapsed().as_millis()
             );
             self.reload = None;
-            self.notifier
-                .ready(self.workers.status_line(self.generation));
+            self.reload_failed = false;
+            self.notifier.ready(self.status_line());
         }
         if self.reload.is_none() {
             self.workers.trim(self.generation, self.target);

@@ -1,7 +1,7 @@
 //! The master's signals: handlers only record the signal in a self-pipe; the master loop
 //! reads them back, in order, and does the work.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
@@ -66,9 +66,17 @@ impl SignalQueue {
 
     /// Wait up to `timeout` for signals; return those that arrived, in order.
     pub fn wait(&self, timeout: Duration) -> Vec<Signal> {
+        self.wait_with(timeout, &[])
+    }
+
+    /// `wait`, also woken when one of `also` is readable (the caller reads it).
+    pub fn wait_with(&self, timeout: Duration, also: &[BorrowedFd<'_>]) -> Vec<Signal> {
         // Rounded up: waking a hair before a deadline would find it not yet due.
         let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-        let mut fds = [PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
+        let mut fds: Vec<PollFd<'_>> = std::iter::once(self.read.as_fd())
+            .chain(also.iter().copied())
+            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+            .collect();
         let _ = poll(
             &mut fds,
             PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),

@@ -112,3 +112,30 @@ def format_exception(exc, tb=None):
     if isinstance(exc, AppLoadError):
         return "Failed to load the app: %s\n" % exc
     return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+
+
+def app_module_files():
+    """The files of the loaded modules that are the app's own: not the standard library's,
+    not an installed package's (site-packages, dist-packages). What `reload` watches, as
+    gunicorn's reloader watches the loaded modules."""
+    import sysconfig
+    paths = sysconfig.get_paths()
+    stdlib = tuple(os.path.join(os.path.abspath(paths[k]), "")
+                   for k in ("stdlib", "platstdlib") if paths.get(k))
+    out = []
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not isinstance(path, str):
+            continue
+        path = os.path.abspath(path)
+        if path.endswith(".pyc"):
+            # A module run from its cache: its source is what an editor changes.
+            source = getattr(getattr(module, "__spec__", None), "origin", None)
+            if isinstance(source, str) and source.endswith(".py"):
+                path = os.path.abspath(source)
+        parts = path.split(os.sep)
+        if "site-packages" in parts or "dist-packages" in parts or path.startswith(stdlib):
+            continue
+        if os.path.isfile(path):
+            out.append(path)
+    return out

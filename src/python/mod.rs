@@ -99,6 +99,12 @@ pub fn load_app(settings: &Settings) -> Result<Py<PyAny>, String> {
         virtualenv: venv.as_deref(),
     })
     .map_err(|e| e.to_string())?;
+    // gevent's worker patches the standard library before the app sees it: here, so that
+    // it also holds for the master's import with preload_app (gunicorn patches in the
+    // worker only, after a preloaded app imported the unpatched modules).
+    if settings.worker_class == "gevent" {
+        crate::worker::gevent::monkey_patch()?;
+    }
     if settings.spew {
         spew::install().map_err(|e| format!("cannot install the spew trace: {e}"))?;
     }
@@ -238,4 +244,22 @@ pub fn format_exception(py: Python<'_>, err: &PyErr) -> String {
         Ok(text) => text,
         Err(_) => format!("{err}\n"),
     }
+}
+
+/// The source files of the modules loaded now that belong to the app (not the standard
+/// library's, not an installed package's), for `reload`; `None` when `sys.modules` has not
+/// changed size since `known` modules were counted (the usual case: nothing to look at).
+pub fn app_module_files(known: usize) -> Result<Option<(usize, Vec<String>)>, String> {
+    Python::attach(|py| {
+        let count = py.import("sys")?.getattr("modules")?.len()?;
+        if count == known {
+            return Ok(None);
+        }
+        let files = loader(py)?
+            .getattr("app_module_files")?
+            .call0()?
+            .extract::<Vec<String>>()?;
+        Ok(Some((count, files)))
+    })
+    .map_err(|e: PyErr| e.to_string())
 }

@@ -5,9 +5,10 @@
 //! thread, and a hung app call would hold any task back. The master, which sees the same
 //! start times in the scoreboard, then sends SIGABRT (tracebacks) and SIGKILL.
 
+use std::collections::BTreeSet;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -30,12 +31,24 @@ struct Call {
     timed_out: bool,
 }
 
-/// The app calls of one worker, one entry per app slot (`--threads`).
+/// The app calls of one worker, one entry per app slot (`--threads`, or
+/// `worker_connections` for gevent).
 pub struct Deadlines {
     calls: Box<[Mutex<Option<Call>>]>,
     slots: Arc<Semaphore>,
+    /// Which entries are free and when the busy ones started: with a thousand slots
+    /// (gevent) a scan of every entry per request would cost more than the request.
+    index: Mutex<Index>,
     scoreboard: Arc<Scoreboard>,
     slot: usize,
+    /// Told the entry of a call just answered 504 (gevent kills its greenlet).
+    on_expire: OnceLock<Box<dyn Fn(usize) + Send + Sync>>,
+}
+
+struct Index {
+    free: Vec<usize>,
+    /// `(started_ms, entry)` of every call in progress, oldest first.
+    started: BTreeSet<(u64, usize)>,
 }
 
 /// An app slot held by one request, from before the app is called until its response
@@ -48,12 +61,28 @@ pub struct AppSlot {
 
 impl Deadlines {
     pub fn new(threads: usize, scoreboard: Arc<Scoreboard>, slot: usize) -> Arc<Self> {
+        let n = threads.max(1);
         Arc::new(Deadlines {
-            calls: (0..threads.max(1)).map(|_| Mutex::new(None)).collect(),
-            slots: Arc::new(Semaphore::new(threads.max(1))),
+            calls: (0..n).map(|_| Mutex::new(None)).collect(),
+            slots: Arc::new(Semaphore::new(n)),
+            // Popped from the end: entry 0 first.
+            index: Mutex::new(Index {
+                free: (0..n).rev().collect(),
+                started: BTreeSet::new(),
+            }),
             scoreboard,
             slot,
+            on_expire: OnceLock::new(),
         })
+    }
+
+    /// Call `f` with the entry of each call the watcher answers 504 (from its thread).
+    pub fn on_expire(&self, f: Box<dyn Fn(usize) + Send + Sync>) {
+        let _ = self.on_expire.set(f);
+    }
+
+    fn index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn call(&self, index: usize) -> MutexGuard<'_, Option<Call>> {
@@ -63,17 +92,23 @@ impl Deadlines {
     /// Wait for a free app slot and record the call; `None` when the worker is stopping.
     pub async fn acquire(self: &Arc<Self>, socket: &Arc<OwnedFd>) -> Option<AppSlot> {
         let permit = Arc::clone(&self.slots).acquire_owned().await.ok()?;
-        // A permit guarantees a free entry: there are as many entries as permits.
-        let index = (0..self.calls.len()).find(|&i| self.call(i).is_none())?;
+        let started_ms = now_ms();
+        let index = {
+            let mut index = self.index();
+            // A permit guarantees a free entry: there are as many entries as permits.
+            let entry = index.free.pop()?;
+            index.started.insert((started_ms, entry));
+            self.publish_oldest(&index);
+            entry
+        };
         *self.call(index) = Some(Call {
             socket: Arc::clone(socket),
-            started_ms: now_ms(),
+            started_ms,
             answered: false,
             timed_out: false,
         });
         let board = self.scoreboard.slot(self.slot);
         board.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.publish_oldest();
         Some(AppSlot {
             deadlines: Arc::clone(self),
             index,
@@ -82,11 +117,8 @@ impl Deadlines {
     }
 
     /// The oldest call's start, for the master's deadline check.
-    fn publish_oldest(&self) {
-        let oldest = (0..self.calls.len())
-            .filter_map(|i| self.call(i).as_ref().map(|c| c.started_ms))
-            .min()
-            .unwrap_or(0);
+    fn publish_oldest(&self, index: &Index) {
+        let oldest = index.started.first().map_or(0, |&(started, _)| started);
         self.scoreboard
             .slot(self.slot)
             .oldest_ms
@@ -138,11 +170,19 @@ impl Deadlines {
                     "answered 504"
                 }
             );
+            if let Some(expired) = self.on_expire.get() {
+                expired(index);
+            }
         }
     }
 }
 
 impl AppSlot {
+    /// This call's entry, as `on_expire` names it.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
     /// The app has produced its response head: a deadline can no longer answer 504.
     /// False when the deadline already answered for it (the response must be dropped).
     pub fn answer(&self) -> bool {
@@ -158,12 +198,17 @@ impl AppSlot {
 
 impl Drop for AppSlot {
     fn drop(&mut self) {
-        *self.deadlines.call(self.index) = None;
+        let call = self.deadlines.call(self.index).take();
         self.deadlines
             .scoreboard
             .slot(self.deadlines.slot)
             .in_flight
             .fetch_sub(1, Ordering::Relaxed);
-        self.deadlines.publish_oldest();
+        let mut index = self.deadlines.index();
+        if let Some(call) = call {
+            index.started.remove(&(call.started_ms, self.index));
+        }
+        index.free.push(self.index);
+        self.deadlines.publish_oldest(&index);
     }
 }

@@ -9,6 +9,9 @@ mod accept;
 mod body;
 mod deadlines;
 mod forwarded;
+pub(crate) mod gevent;
+mod metrics;
+mod module_report;
 mod pool;
 pub(crate) mod proxy_protocol;
 mod scrub_env;
@@ -56,6 +59,10 @@ pub fn run(boot: WorkerBoot) -> ! {
     // Before the import, which can take long: QUIT meanwhile (a stop, a reload that was
     // superseded) must not kill the worker by the signal's default action (a core dump).
     signals::arm_quit_flag();
+    signals::catch_usr1_early();
+    // The worker's own StatsD socket (the master's is not shared), before the import, whose
+    // failure is counted too.
+    let statsd = crate::statsd::install_from(&settings);
     let loaded = match crate::python::preloaded_app() {
         Some(app) => Ok(app),
         None => crate::python::load_app(&settings),
@@ -75,6 +82,12 @@ pub fn run(boot: WorkerBoot) -> ! {
         crate::python::hooks::worker_exit();
         std::process::exit(WORKER_BOOT_ERROR);
     }
+    // `reload`: the master learns what to watch before this worker counts as ready.
+    let modules = settings.reload.then(|| {
+        let mut report = module_report::ModuleReport::default();
+        report.report();
+        report
+    });
     if signals::quit_received() {
         tracing::info!(
             "Worker exiting (pid: {}) before serving",
@@ -83,7 +96,12 @@ pub fn run(boot: WorkerBoot) -> ! {
         crate::python::hooks::worker_exit();
         std::process::exit(0);
     }
-    let served = serve(boot, app);
+    let extras = Extras { statsd, modules };
+    let served = if boot.settings.worker_class == "gevent" {
+        gevent::serve(boot, app, extras)
+    } else {
+        serve(boot, app, None, extras)
+    };
     crate::python::hooks::worker_exit();
     match served {
         Ok(()) => std::process::exit(0),
@@ -94,15 +112,42 @@ pub fn run(boot: WorkerBoot) -> ! {
     }
 }
 
-fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
+/// What a worker may add to serving: StatsD metrics, the module report of `reload`.
+pub(crate) struct Extras {
+    statsd: Option<Arc<crate::statsd::Client>>,
+    modules: Option<module_report::ModuleReport>,
+}
+
+/// Serve on this thread's runtime; with `hub` the app runs in its greenlets, as many at
+/// once as `worker_connections`, instead of on app threads.
+fn serve(
+    boot: WorkerBoot,
+    app: Py<PyAny>,
+    hub: Option<Arc<gevent::Bridge>>,
+    extras: Extras,
+) -> Result<(), String> {
+    let Extras { statsd, modules } = extras;
     let settings = &boot.settings;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
-    let threads = settings.threads.max(1) as usize;
+    // Greenlets, not app threads, run a gevent worker's requests (gunicorn ignores
+    // `threads` there too).
+    let threads = match hub {
+        Some(_) => 1,
+        None => settings.threads.max(1) as usize,
+    };
     let pool = AppPool::start(threads).map_err(|e| format!("cannot start app threads: {e}"))?;
-    let deadlines = Deadlines::new(threads, Arc::clone(&boot.scoreboard), boot.slot);
+    let calls = match hub {
+        Some(_) => settings.worker_connections.max(1) as usize,
+        None => threads,
+    };
+    let deadlines = Deadlines::new(calls, Arc::clone(&boot.scoreboard), boot.slot);
+    if let Some(hub) = &hub {
+        let hub = Arc::clone(hub);
+        deadlines.on_expire(Box::new(move |entry| hub.expired(entry)));
+    }
     deadlines
         .watch(Duration::from_secs(settings.timeout))
         .map_err(|e| format!("cannot start the deadline watcher: {e}"))?;
@@ -137,10 +182,12 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
         slot: boot.slot,
         proxies: forwarded::Proxies::from_settings(settings),
         request_hooks: crate::python::hooks::request_hooks().map(Rc::new),
+        gevent: hub.clone(),
+        metrics: statsd.map(|client| Rc::new(metrics::RequestMetrics::new(client))),
     });
     let script_name = std::env::var("SCRIPT_NAME").unwrap_or_default();
     let statics = Python::attach(|py| {
-        wsgi::static_environ(py, threads > 1, settings.workers > 1).map(Bound::unbind)
+        wsgi::static_environ(py, calls > 1, settings.workers > 1).map(Bound::unbind)
     })
     .map_err(|e| format!("cannot build the WSGI environ: {e}"))?;
 
@@ -158,10 +205,17 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
     let heartbeat_every = heartbeat_interval(settings.timeout);
     local.block_on(&runtime, async move {
         tokio::task::spawn_local(signals::reopen_logs_on_usr1(error_log, access_log));
+        if let Some(metrics) = &worker.metrics {
+            tokio::task::spawn_local(Rc::clone(metrics).send_lingering());
+        }
+        if let Some(modules) = modules {
+            tokio::task::spawn_local(modules.keep_reporting());
+        }
         tokio::task::spawn_local(beat(
             Arc::clone(&boot.scoreboard),
             boot.slot,
             heartbeat_every,
+            hub,
         ));
         tokio::task::spawn_local(signals::stop_gracefully_on_quit(
             stop_tx,
@@ -211,6 +265,9 @@ fn serve(boot: WorkerBoot, app: Py<PyAny>) -> Result<(), String> {
         while open.load(std::sync::atomic::Ordering::Relaxed) > 0 {
             tokio::time::sleep(CONNECTIONS_POLL).await;
         }
+        if let Some(metrics) = &worker.metrics {
+            metrics.send();
+        }
         Ok(())
     })
 }
@@ -239,15 +296,23 @@ fn heartbeat_interval(timeout: u64) -> Duration {
 }
 
 /// The heartbeat: the I/O loop is alive (it stalls while the app runs inline, which the
-/// master tolerates up to `timeout`, as it does a long request).
-async fn beat(scoreboard: Arc<crate::scoreboard::Scoreboard>, slot: usize, every: Duration) {
+/// master tolerates up to `timeout`, as it does a long request); with gevent, the hub's
+/// loop too (a CPU-bound greenlet stalls it).
+async fn beat(
+    scoreboard: Arc<crate::scoreboard::Scoreboard>,
+    slot: usize,
+    every: Duration,
+    hub: Option<Arc<gevent::Bridge>>,
+) {
     let mut ticks = tokio::time::interval(every);
     loop {
         ticks.tick().await;
-        scoreboard.slot(slot).heartbeat_ms.store(
-            crate::scoreboard::now_ms(),
-            std::sync::atomic::Ordering::Release,
-        );
+        let now = crate::scoreboard::now_ms();
+        let alive = hub.as_ref().map_or(now, |hub| hub.hub_beat_ms().min(now));
+        scoreboard
+            .slot(slot)
+            .heartbeat_ms
+            .store(alive, std::sync::atomic::Ordering::Release);
     }
 }
 

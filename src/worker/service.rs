@@ -72,6 +72,10 @@ pub struct Worker {
     pub proxies: Proxies,
     /// gunicorn's pre_request/post_request, when the config sets one of them.
     pub request_hooks: Option<Rc<RequestHooks>>,
+    /// The gevent hub, when the app runs in greenlets (worker_class = gevent).
+    pub gevent: Option<Arc<super::gevent::Bridge>>,
+    /// StatsD request metrics (`statsd_host`); None: no clock read, no work.
+    pub metrics: Option<Rc<super::metrics::RequestMetrics>>,
 }
 
 /// Where an app call leaves its environ for post_request (set only when that hook is).
@@ -92,11 +96,8 @@ pub async fn handle(
     conn: Rc<Conn>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    // Only the access log needs the clock read here.
-    let received = conn
-        .worker
-        .access_log
-        .is_some()
+    // Only the access log and the metrics need the clock read here.
+    let received = (conn.worker.access_log.is_some() || conn.worker.metrics.is_some())
         .then(|| (SystemTime::now(), Instant::now()));
     let board = conn.worker.scoreboard.slot(conn.worker.slot);
     let served = board.requests.fetch_add(1, Ordering::Relaxed) + 1;
@@ -145,8 +146,12 @@ pub async fn handle(
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
-    if let (Some(log), Some(received)) = (&conn.worker.access_log, received) {
-        log_when_done(log, &conn.peer, head, &mut response, received);
+    if let Some(received) = received {
+        let done = Done {
+            log: conn.worker.access_log.clone(),
+            metrics: conn.worker.metrics.clone(),
+        };
+        done.when_sent(&conn.peer, head, &mut response, received);
     }
     Ok(response)
 }
@@ -201,25 +206,56 @@ async fn call_hooked(
     response
 }
 
-/// Write the access log line once the body is out (gunicorn logs at the end too, with
-/// the bytes actually sent and the full duration).
+/// What happens once a response is out: its access log line, its metrics.
+struct Done {
+    log: Option<Rc<AccessLog>>,
+    metrics: Option<Rc<super::metrics::RequestMetrics>>,
+}
+
+impl Done {
+    /// Wrap the body so that both happen once it is sent (or dropped), with the bytes
+    /// actually sent and the full duration, as gunicorn measures them.
+    fn when_sent(
+        self,
+        peer: &Peer,
+        head: RequestHead,
+        response: &mut Response<ResponseBody>,
+        received: (SystemTime, Instant),
+    ) {
+        let status = response.status().as_u16();
+        let log = self
+            .log
+            .map(|log| log_when_done(log, peer, head, response.headers(), status, received));
+        let metrics = self.metrics;
+        let body = std::mem::replace(response.body_mut(), ResponseBody::empty());
+        *response.body_mut() = body.on_done(Box::new(move |sent| {
+            if let Some(log) = log {
+                log(sent);
+            }
+            if let Some(metrics) = metrics {
+                metrics.record(status, received.1.elapsed());
+            }
+        }));
+    }
+}
+
+/// What writes the access log line once the body is out (gunicorn logs at the end too,
+/// with the bytes actually sent and the full duration).
 fn log_when_done(
-    log: &Rc<AccessLog>,
+    log: Rc<AccessLog>,
     peer: &Peer,
     head: RequestHead,
-    response: &mut Response<ResponseBody>,
+    headers: &HeaderMap,
+    status: u16,
     (start, began): (SystemTime, Instant),
-) {
-    let status = response.status().as_u16();
+) -> impl FnOnce(u64) + use<> {
     let response_headers = if log.format().uses_response_headers() {
-        response.headers().clone()
+        headers.clone()
     } else {
         HeaderMap::new()
     };
     let peer = peer.clone();
-    let log = Rc::clone(log);
-    let body = std::mem::replace(response.body_mut(), ResponseBody::empty());
-    *response.body_mut() = body.on_done(Box::new(move |sent| {
+    move |sent| {
         let environ = [("REMOTE_PORT", peer.port.as_deref().unwrap_or(""))];
         let record = AccessRecord {
             remote_addr: &peer.ip,
@@ -239,7 +275,7 @@ fn log_when_done(
         if let Err(e) = log.log(&record) {
             tracing::warn!("cannot write the access log: {e}");
         }
-    }));
+    }
 }
 
 /// An HTTP/1.0 client that did not ask for keep-alive is closed after the response; say
@@ -282,6 +318,7 @@ async fn call_app(
         BodySource::Started(Bytes::new(), body)
     };
     match source {
+        source if worker.gevent.is_some() => super::gevent::call(conn, head, source).await,
         BodySource::Whole(bytes) if worker.inline => {
             call_inline(conn, head, bytes, environ_out).await
         }
@@ -290,7 +327,7 @@ async fn call_app(
 }
 
 /// A request body as the app will get it.
-enum BodySource {
+pub(super) enum BodySource {
     /// All of it, in memory.
     Whole(Bytes),
     /// What was read ahead, and the rest still on the connection.
@@ -369,7 +406,7 @@ async fn call_inline(
 
 /// The response, unless the deadline answered 504 for this call already (the connection
 /// is closed then, and the worker about to be replaced).
-fn answered(
+pub(super) fn answered(
     slot: AppSlot,
     response: impl FnOnce(AppSlot) -> Response<ResponseBody>,
 ) -> Response<ResponseBody> {
@@ -531,7 +568,11 @@ fn failure(py: Python<'_>, err: &PyErr) -> AppFailure {
 }
 
 /// The response for what the app declared; no body where HTTP allows none.
-fn finish(head: &RequestHead, declared: Declared, body: ResponseBody) -> Response<ResponseBody> {
+pub(super) fn finish(
+    head: &RequestHead,
+    declared: Declared,
+    body: ResponseBody,
+) -> Response<ResponseBody> {
     let status = declared.status;
     let bodiless = head.method == Method::HEAD
         || status.is_informational()
@@ -567,13 +608,13 @@ fn finish(head: &RequestHead, declared: Declared, body: ResponseBody) -> Respons
     response
 }
 
-fn internal_error(failure: &AppFailure) -> Response<ResponseBody> {
+pub(super) fn internal_error(failure: &AppFailure) -> Response<ResponseBody> {
     tracing::error!("Error handling request\n{}", failure.traceback.trim_end());
     error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
 }
 
 /// A response of unitcorn's own; the connection is closed after it.
-fn error_response(status: StatusCode, message: &str) -> Response<ResponseBody> {
+pub(super) fn error_response(status: StatusCode, message: &str) -> Response<ResponseBody> {
     let text = format!("{} {}\n", status.as_u16(), message);
     let mut response = Response::new(ResponseBody::full(vec![Bytes::from(text)], None));
     *response.status_mut() = status;

@@ -8,6 +8,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static QUIT_RECEIVED: AtomicBool = AtomicBool::new(false);
+/// USR1 arrived before the I/O loop watched for it (while the app was imported).
+static USR1_EARLY: AtomicBool = AtomicBool::new(false);
+
+/// Before the app import: a USR1 (logrotate) meanwhile must not kill the worker by the
+/// signal's default action; it is remembered and acted on once the loop runs.
+pub fn catch_usr1_early() {
+    // SAFETY: the action only stores to an atomic, which is async-signal-safe; tokio's
+    // own handler for USR1 chains with it through the same registry later.
+    let armed = unsafe {
+        signal_hook_registry::register(libc::SIGUSR1, || USR1_EARLY.store(true, Ordering::Relaxed))
+    };
+    if let Err(e) = armed {
+        tracing::warn!("cannot watch SIGUSR1 ({e}): a USR1 during boot would stop the worker");
+    }
+}
 
 /// Set the QUIT flag from the signal handler (alongside tokio's own QUIT handler).
 pub fn arm_quit_flag() {
@@ -38,7 +53,11 @@ pub async fn stop_gracefully_on_quit(
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::quit()) {
         Ok(mut quit) => {
-            quit.recv().await;
+            // A QUIT that came before this watch existed (the flag's handler has been
+            // in place since before the app import) is not replayed by the stream.
+            if !quit_received() {
+                quit.recv().await;
+            }
             crate::python::hooks::worker_int();
             // Peers balancing their accepts must not wait for a worker that left.
             scoreboard
@@ -62,14 +81,25 @@ pub async fn reopen_logs_on_usr1(
         tracing::warn!("cannot watch SIGUSR1: log files will not be reopened");
         return;
     };
+    // One that came during the boot: the files may have moved already.
+    if USR1_EARLY.swap(false, Ordering::Relaxed) {
+        reopen(&error_log, access_log.as_deref());
+    }
     while usr1.recv().await.is_some() {
-        if let Err(e) = error_log.reopen() {
-            tracing::error!("cannot reopen the error log: {e}");
-        }
-        if let Some(log) = &access_log
-            && let Err(e) = log.reopen()
-        {
-            tracing::error!("cannot reopen the access log: {e}");
-        }
+        reopen(&error_log, access_log.as_deref());
+    }
+}
+
+fn reopen(
+    error_log: &crate::logging::ErrorLogHandle,
+    access_log: Option<&crate::logging::AccessLog>,
+) {
+    if let Err(e) = error_log.reopen() {
+        tracing::error!("cannot reopen the error log: {e}");
+    }
+    if let Some(log) = access_log
+        && let Err(e) = log.reopen()
+    {
+        tracing::error!("cannot reopen the access log: {e}");
     }
 }

@@ -4,7 +4,8 @@
 //! body is pulled from the connection chunk by chunk as the app reads, so a large upload
 //! never sits whole in memory and `Expect: 100-continue` is answered only when the app
 //! first reads. Reading blocks the calling app thread, never the I/O thread: a streamed
-//! input is only ever given to an app running on a pool thread.
+//! input is only ever given to an app running on a pool thread — or in a greenlet, whose
+//! reads wait on the gevent hub (`Source::Pull`).
 
 use std::time::Duration;
 
@@ -29,7 +30,13 @@ pub enum Source {
         limit: u64,
         received: u64,
     },
+    /// Chunks handed over by a callback (`None`: the end), which may wait without blocking
+    /// the thread: the gevent worker's greenlets wait on the hub.
+    Pull(Puller),
 }
+
+/// The next non-empty chunk of a body, `None` at its end.
+pub type Puller = Box<dyn FnMut(Python<'_>) -> PyResult<Option<Bytes>> + Send + Sync>;
 
 #[pyclass(module = "unitcorn")]
 pub struct Input {
@@ -67,8 +74,28 @@ impl Input {
         }
     }
 
+    /// A body whose first `read` bytes are here and the rest comes from `pull`.
+    pub fn pulling(read: Bytes, pull: Puller) -> Self {
+        Input {
+            buf: BytesMut::from(read),
+            source: Source::Pull(pull),
+        }
+    }
+
     /// Append the next chunk of the body to the buffer; false at the end of the body.
     fn fill(&mut self, py: Python<'_>) -> PyResult<bool> {
+        if let Source::Pull(pull) = &mut self.source {
+            let next = pull(py);
+            if !matches!(next, Ok(Some(_))) {
+                self.source = Source::Done;
+            }
+            return next.map(|chunk| {
+                chunk.is_some_and(|data| {
+                    self.buf.extend_from_slice(&data);
+                    true
+                })
+            });
+        }
         loop {
             let Source::Stream {
                 body,

@@ -1,0 +1,138 @@
+//! `statsd_host`: where the metrics go, read as gunicorn reads it.
+
+use std::net::Ipv6Addr;
+use std::path::PathBuf;
+
+/// gunicorn's default StatsD port.
+const DEFAULT_PORT: u16 = 8125;
+
+/// A StatsD server address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// A host name or IP literal (without brackets) and a UDP port.
+    Udp(String, u16),
+    /// A datagram unix socket.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Udp(host, port) if host.contains(':') => write!(f, "[{host}]:{port}"),
+            Address::Udp(host, port) => write!(f, "{host}:{port}"),
+            Address::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// `HOST:PORT`, `HOST` (port 8125), `[IPv6]:PORT`, `[IPv6]`, a bare IPv6 address,
+/// `unix:PATH` or `unix://PATH`. As in gunicorn, `unix:` followed by digits only is the host
+/// `unix` and that port (gunicorn keeps that reading for backward compatibility).
+pub fn parse(s: &str) -> Result<Address, String> {
+    let s = s.trim();
+    let port_only = |rest: &str| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit());
+    if let Some(rest) = s.strip_prefix("unix:")
+        && !port_only(rest)
+    {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if path.is_empty() {
+            return Err(format!("{s:?} names no socket path"));
+        }
+        return Ok(Address::Unix(PathBuf::from(path)));
+    }
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{s:?} has a '[' without its ']'"))?;
+        let port = match after {
+            "" => None,
+            _ => Some(
+                after
+                    .strip_prefix(':')
+                    .ok_or_else(|| format!("{s:?}: after [{host}] only :PORT may follow"))?,
+            ),
+        };
+        (host, port)
+    } else if s.parse::<Ipv6Addr>().is_ok() {
+        (s, None)
+    } else {
+        match s.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (s, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("{s:?} names no host; use HOST:PORT"));
+    }
+    if host.contains(':') && host.parse::<Ipv6Addr>().is_err() {
+        return Err(format!("{s:?}: {host:?} is not an IPv6 address"));
+    }
+    let port = match port {
+        None => DEFAULT_PORT,
+        Some(p) => p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| {
+            format!("{s:?} has a port {p:?} that is not a number from 1 to 65535")
+        })?,
+    };
+    Ok(Address::Udp(host.to_owned(), port))
+}
+
+/// The settings table's check: the value stays as written.
+pub(crate) fn check(s: &str) -> Result<String, String> {
+    parse(s).map(|_| s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn udp(host: &str, port: u16) -> Address {
+        Address::Udp(host.into(), port)
+    }
+
+    #[test]
+    fn reads_gunicorns_forms() {
+        assert_eq!(parse("localhost:8125"), Ok(udp("localhost", 8125)));
+        assert_eq!(parse("127.0.0.1:9999"), Ok(udp("127.0.0.1", 9999)));
+        assert_eq!(parse("statsd"), Ok(udp("statsd", 8125)));
+        assert_eq!(parse("[::1]:9125"), Ok(udp("::1", 9125)));
+        assert_eq!(parse("[::1]"), Ok(udp("::1", 8125)));
+        assert_eq!(parse("::1"), Ok(udp("::1", 8125)));
+        assert_eq!(
+            parse("unix:/run/statsd.sock"),
+            Ok(Address::Unix("/run/statsd.sock".into()))
+        );
+        assert_eq!(
+            parse("unix:///run/statsd.sock"),
+            Ok(Address::Unix("/run/statsd.sock".into()))
+        );
+        // gunicorn's backward-compatible reading.
+        assert_eq!(parse("unix:8125"), Ok(udp("unix", 8125)));
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_an_address() {
+        for bad in [
+            "",
+            ":8125",
+            "host:",
+            "host:0",
+            "host:http",
+            "host:70000",
+            "[::1",
+            "[::1]x",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            parse("host:http").unwrap_err(),
+            r#""host:http" has a port "http" that is not a number from 1 to 65535"#
+        );
+    }
+
+    #[test]
+    fn prints_back_as_read() {
+        for s in ["localhost:8125", "[::1]:9125", "unix:/run/s.sock"] {
+            assert_eq!(parse(s).unwrap().to_string(), s);
+        }
+    }
+}
