@@ -28,6 +28,18 @@ fn main() -> ExitCode {
     if let Some(pid) = control::reload_request(config::original_args()) {
         return control::reload(pid);
     }
+    if let Some(file) = config::convert::request(config::original_args()) {
+        return match config::convert::convert(&file.to_string_lossy()) {
+            Ok(toml) => {
+                print!("{toml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("unitcorn: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let command = match config::load() {
         Ok(command) => command,
         Err(e) => {

@@ -43,8 +43,28 @@ enum ErrorKind {
     Syntax { at: FilePos, message: String },
     /// The config file could not be read.
     Read { path: PathBuf, error: io::Error },
-    /// A gunicorn Python config file, which a later version will run.
-    PythonConfig { path: PathBuf },
+    /// A gunicorn setting unitcorn refuses (`config/gunicorn.rs` says why); `at` is
+    /// where it was set.
+    NotSupported {
+        at: String,
+        setting: String,
+        why: &'static str,
+    },
+    /// A server hook given where only a Python callable can be (TOML), or a callable that
+    /// does not take the hook's arguments.
+    Hook {
+        at: String,
+        setting: String,
+        problem: String,
+    },
+    /// The Python config file raised (a syntax error included).
+    PythonRaised {
+        path: String,
+        line: Option<usize>,
+        traceback: String,
+    },
+    /// The interpreter could not run the Python config file at all.
+    Interpreter { location: String, message: String },
     /// The command line or `UNITCORN_CMD_ARGS` does not parse (unknown flag, missing
     /// value, unclosed quote). `message` is clap's, without its "error: " prefix.
     Usage { source: ArgsSource, message: String },
@@ -84,6 +104,26 @@ pub(crate) enum Origin {
         var: &'static str,
     },
     File(FilePos),
+    /// A Python config file: the line of the statement that set the name, when known.
+    PyFile {
+        path: String,
+        line: Option<usize>,
+    },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Args { source, .. } => write!(f, "{source}"),
+            Origin::EnvDefault { var } => write!(f, "environment variable {var}"),
+            Origin::File(at) => write!(f, "{at}"),
+            Origin::PyFile {
+                path,
+                line: Some(line),
+            } => write!(f, "{path}:{line}"),
+            Origin::PyFile { path, line: None } => write!(f, "{path}"),
+        }
+    }
 }
 
 /// A place in the config file; `Display` is `path:line:column`, which editors jump to.
@@ -159,9 +199,34 @@ impl ConfigError {
         })
     }
 
-    pub(crate) fn python_config(path: &Path) -> Self {
-        Self::from(ErrorKind::PythonConfig {
-            path: path.to_owned(),
+    pub(crate) fn not_supported(at: &Origin, setting: &str, why: &'static str) -> Self {
+        Self::from(ErrorKind::NotSupported {
+            at: at.to_string(),
+            setting: setting.to_owned(),
+            why,
+        })
+    }
+
+    pub(crate) fn hook(at: &Origin, setting: &str, problem: String) -> Self {
+        Self::from(ErrorKind::Hook {
+            at: at.to_string(),
+            setting: setting.to_owned(),
+            problem,
+        })
+    }
+
+    pub(crate) fn python_raised(path: String, line: Option<usize>, traceback: String) -> Self {
+        Self::from(ErrorKind::PythonRaised {
+            path,
+            line,
+            traceback,
+        })
+    }
+
+    pub(crate) fn interpreter(location: &str, message: String) -> Self {
+        Self::from(ErrorKind::Interpreter {
+            location: location.to_owned(),
+            message,
         })
     }
 
@@ -203,13 +268,10 @@ impl fmt::Display for ConfigError {
                 setting,
                 problem,
             } => {
-                let (location, subject) = match origin {
-                    Origin::Args { source, flag } => (source.to_string(), flag.clone()),
-                    Origin::EnvDefault { var } => (
-                        format!("environment variable {var}"),
-                        format!("setting {setting:?}"),
-                    ),
-                    Origin::File(at) => (at.to_string(), format!("setting {setting:?}")),
+                let location = origin.to_string();
+                let subject = match origin {
+                    Origin::Args { flag, .. } => flag.clone(),
+                    _ => format!("setting {setting:?}"),
                 };
                 match problem {
                     Problem::Expected { expected, got } => {
@@ -244,11 +306,35 @@ impl fmt::Display for ConfigError {
                 "{}: cannot read the config file: {error}",
                 path.display()
             ),
-            ErrorKind::PythonConfig { path } => write!(
+            ErrorKind::NotSupported { at, setting, why } => {
+                write!(f, "{at}: setting {setting:?} is not supported: {why}")
+            }
+            ErrorKind::Hook {
+                at,
+                setting,
+                problem,
+            } => {
+                write!(f, "{at}: setting {setting:?} (a server hook): {problem}")
+            }
+            ErrorKind::PythonRaised {
+                path,
+                line,
+                traceback,
+            } => {
+                match line {
+                    Some(line) => write!(f, "{path}:{line}: ")?,
+                    None => write!(f, "{path}: ")?,
+                }
+                write!(
+                    f,
+                    "the config file raised an exception:\n{}",
+                    traceback.trim_end()
+                )
+            }
+            ErrorKind::Interpreter { location, message } => write!(
                 f,
-                "{}: Python config files are not supported yet; convert to TOML \
-                 (same setting names, e.g. workers = 3) and pass that file with -c",
-                path.display()
+                "{location}: the Python interpreter could not run the config file: {}",
+                message.trim_end()
             ),
             ErrorKind::Usage { source, message } => write!(f, "{source}: {message}"),
             ErrorKind::NoApp => f.write_str(

@@ -1,35 +1,43 @@
 //! Reading the config file (`-c FILE`): TOML whose keys are gunicorn's setting names.
 //!
 //! Every key must be a setting and every value must fit it; the first problem, in file
-//! order, stops the load with its file:line:column. Python config files are refused
-//! here for now; merging the file with other sources is `config/mod.rs`'s job.
+//! order, stops the load with its file:line:column. gunicorn's names that are not
+//! unitcorn settings are read through `gunicorn.rs` (accepted at gunicorn's default,
+//! else noted or refused with the reason); server hooks need a Python config file
+//! (`python_file.rs`). Merging the file with other sources is `config/mod.rs`'s job.
 
 use std::fs;
 use std::path::Path;
 
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
 
 use super::error::{ConfigError, FilePos, Origin};
+use super::extras::Extras;
+use super::gunicorn::{self, Loose, Verdict};
+use super::python_file::Read;
 use super::settings::SETTINGS;
-use super::table::{self, Cli, Scope, Setting};
-use super::value::Value;
+use super::table::{self, Cli, Scope};
+#[cfg(test)]
+use super::{table::Setting, value::Value};
 
-/// Reads and checks the config file at `path`.
-pub(crate) fn read(path: &Path) -> Result<Vec<(&'static Setting, Value)>, ConfigError> {
-    let is_python = path.extension().is_some_and(|ext| ext == "py")
-        || path.to_string_lossy().starts_with("python:");
-    if is_python {
-        return Err(ConfigError::python_config(path));
-    }
+/// Reads and checks the TOML config file at `path`.
+pub(crate) fn read(path: &Path) -> Result<Read, ConfigError> {
     let text = fs::read_to_string(path).map_err(|e| ConfigError::read(path, e))?;
-    parse(path, &text)
+    parse_all(path, &text)
 }
 
-/// Checks the TOML `text` of the file `path` (named in errors).
+/// Checks the TOML `text` of the file `path` (named in errors): the settings' values.
+#[cfg(test)]
 pub(crate) fn parse(
     path: &Path,
     text: &str,
 ) -> Result<Vec<(&'static Setting, Value)>, ConfigError> {
+    parse_all(path, text).map(|read| read.values)
+}
+
+/// Checks the TOML `text` of the file `path`: values, and notes for gunicorn settings
+/// accepted without effect.
+fn parse_all(path: &Path, text: &str) -> Result<Read, ConfigError> {
     let table = DeTable::parse(text).map_err(|e| {
         let offset = e.span().map_or(text.len(), |span| span.start);
         ConfigError::syntax(FilePos::at(path, text, offset), e.message())
@@ -41,8 +49,36 @@ pub(crate) fn parse(
     entries.sort_by_key(|(key, _)| key.span().start);
 
     let mut values = Vec::with_capacity(entries.len());
+    let mut extras = Extras::default();
     for (key, value) in entries {
         let name: &str = key.get_ref();
+        if table::find(name).is_none() {
+            let at = Origin::File(FilePos::at(path, text, key.span().start));
+            if gunicorn::hook_args(name).is_some() {
+                return Err(ConfigError::hook(
+                    &at,
+                    name,
+                    format!(
+                        "a Python function taking ({}); set it in a Python config file \
+                         (-c gunicorn.conf.py), TOML cannot hold it",
+                        super::python_file::hook_parameters(name)
+                    ),
+                ));
+            }
+            match gunicorn::verdict(name, &loose(value.get_ref())) {
+                Some(Verdict::Accept) => continue,
+                Some(Verdict::AcceptAndLog(why)) => {
+                    extras.notes.push(format!(
+                        "{at}: setting {name:?} has no effect in unitcorn: {why}"
+                    ));
+                    continue;
+                }
+                Some(Verdict::Refuse(why)) => {
+                    return Err(ConfigError::not_supported(&at, name, why));
+                }
+                None => {}
+            }
+        }
         let Some(setting) = table::find(name) else {
             let at = FilePos::at(path, text, key.span().start);
             let is_table = value.get_ref().is_table();
@@ -66,12 +102,26 @@ pub(crate) fn parse(
             }
         }
     }
-    Ok(values)
+    Ok(Read { values, extras })
+}
+
+/// A TOML value reduced for comparison with gunicorn's defaults.
+fn loose<'a>(value: &'a DeValue<'_>) -> Loose<'a> {
+    match value {
+        DeValue::Boolean(b) => Loose::Bool(*b),
+        DeValue::Integer(i) => {
+            i128::from_str_radix(i.as_str(), i.radix()).map_or(Loose::Other, Loose::Int)
+        }
+        DeValue::String(s) => Loose::Str(s),
+        DeValue::Array(items) if items.is_empty() => Loose::Empty,
+        DeValue::Table(table) if table.is_empty() => Loose::Empty,
+        _ => Loose::Other,
+    }
 }
 
 /// The setting an unknown key was probably meant to be: a flag's spelling used as a key
 /// (`keep-alive`, `log_level`), or a name a typo or two away (`wokers`).
-fn suggest(key: &str) -> Option<&'static str> {
+pub(super) fn suggest(key: &str) -> Option<&'static str> {
     let key = key.to_ascii_lowercase().replace('-', "_");
     let candidates = || SETTINGS.iter().filter(|s| s.scope == Scope::Anywhere);
 
@@ -166,8 +216,8 @@ mod tests {
             r#"/etc/app.toml:1:2: unknown setting "server"; settings are top-level keys, not in a [table]"#
         );
         assert_eq!(
-            err("capture_output = true\n"),
-            r#"/etc/app.toml:1:1: unknown setting "capture_output"; `unitcorn --print-config` lists every setting"#
+            err("frobnicate_everything = true\n"),
+            r#"/etc/app.toml:1:1: unknown setting "frobnicate_everything"; `unitcorn --print-config` lists every setting"#
         );
     }
 
@@ -240,14 +290,25 @@ mod tests {
     }
 
     #[test]
-    fn python_config_is_refused_naming_the_file() {
-        let e = read(Path::new("/srv/gunicorn_config.py")).unwrap_err();
+    fn gunicorn_settings_unitcorn_lacks_are_refused_or_noted_hooks_need_python() {
         assert_eq!(
-            e.to_string(),
-            "/srv/gunicorn_config.py: Python config files are not supported yet; convert to \
-             TOML (same setting names, e.g. workers = 3) and pass that file with -c"
+            err("workers = 2\ncertfile = \"/etc/ssl/cert.pem\"\n"),
+            "/etc/app.toml:2:1: setting \"certfile\" is not supported: TLS is terminated by \
+             the proxy in front of unitcorn (nginx, a load balancer); unitcorn serves plain HTTP"
         );
-        assert!(!e.is_usage());
+        assert!(err("post_fork = \"hooks.post_fork\"\n").starts_with(
+            "/etc/app.toml:1:1: setting \"post_fork\" (a server hook): a Python function \
+             taking (server, worker); set it in a Python config file"
+        ));
+        // gunicorn's default asks for nothing; another value of an ignored one is noted.
+        let read = parse_all(
+            Path::new("/etc/app.toml"),
+            "syslog = false\nreuse_port = true\n",
+        )
+        .unwrap();
+        assert!(read.values.is_empty());
+        assert_eq!(read.extras.notes.len(), 1);
+        assert!(read.extras.notes[0].starts_with("/etc/app.toml:2:1: setting \"reuse_port\""));
     }
 
     #[test]

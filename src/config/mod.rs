@@ -6,9 +6,13 @@
 
 pub mod app_spec;
 pub mod bind;
+pub mod convert;
 mod error;
+pub mod extras;
 pub(crate) mod file;
+pub mod gunicorn;
 mod print;
+pub(crate) mod python_file;
 pub mod settings;
 pub mod table;
 mod value;
@@ -25,7 +29,7 @@ pub use settings::{SETTINGS, Settings};
 
 use error::{ArgsSource, Origin};
 use table::{DefaultValue, Kind, Setting};
-use value::Value;
+pub(crate) use value::Value;
 
 impl Command {
     /// The settings of a command that has them (all but help and version).
@@ -107,22 +111,39 @@ pub fn load_from(
     };
 
     // The config file may be named on the command line or in the env args; the command
-    // line wins, as for every setting.
-    let config_path = [&command_line, &env_args]
+    // line wins, as for every setting. Without one, gunicorn's ./gunicorn.conf.py is read
+    // when it exists.
+    let named = [&command_line, &env_args]
         .into_iter()
         .find_map(|layer| layer.iter().find(|(s, _)| s.name == "config"))
         .and_then(|(_, value)| match value {
             Value::Str(path) => Some(path.clone()),
             _ => None,
         });
-    let config_file = match &config_path {
-        Some(path) => file::read(Path::new(path))?,
-        None => Vec::new(),
+    let default_file = match named {
+        Some(_) => None,
+        None => Some(DEFAULT_CONFIG_FILE).filter(|f| Path::new(f).is_file()),
     };
+    let config_file = match named.as_deref().or(default_file) {
+        Some(location) => read_config_file(location, [&command_line, &env_args], env)?,
+        None => python_file::Read {
+            values: Vec::new(),
+            extras: extras::Extras::default(),
+        },
+    };
+    let default_config = default_file.map(|f| {
+        let setting = table::find("config").expect("config is a setting");
+        (setting, Value::Str(f.to_owned()))
+    });
 
     // Lowest precedence first: a later source replaces a setting's whole value.
     let mut values: HashMap<&'static str, Value> = HashMap::new();
-    for (setting, value) in config_file.into_iter().chain(env_args).chain(command_line) {
+    for (setting, value) in default_config
+        .into_iter()
+        .chain(config_file.values)
+        .chain(env_args)
+        .chain(command_line)
+    {
         values.insert(setting.name, value);
     }
     for setting in SETTINGS {
@@ -130,11 +151,12 @@ pub fn load_from(
             values.insert(setting.name, default_value(setting, env)?);
         }
     }
-    let settings = Settings::from_values(|name| {
+    let mut settings = Settings::from_values(|name| {
         values
             .remove(name)
             .expect("every setting has a value: the defaults filled the gaps above")
     });
+    settings.extras = config_file.extras;
 
     if settings.check_config {
         require_app(&settings)?;
@@ -145,6 +167,34 @@ pub fn load_from(
         require_app(&settings)?;
         Ok(Command::Serve(settings))
     }
+}
+
+/// gunicorn's config file when none is named: `gunicorn.conf.py` in the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "gunicorn.conf.py";
+
+/// Reads the config file `location`: TOML, or a Python file (or `python:MODULE`) run in
+/// the embedded interpreter with the virtualenv the command line (or $VIRTUAL_ENV) names,
+/// so that it can import what the app imports.
+fn read_config_file(
+    location: &str,
+    layers: [&Vec<(&'static Setting, Value)>; 2],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<python_file::Read, ConfigError> {
+    if !python_file::is_python(location) {
+        return file::read(Path::new(location));
+    }
+    let given = |name: &str| {
+        layers.iter().find_map(|layer| {
+            layer.iter().find_map(|(s, v)| match v {
+                Value::Str(text) if s.name == name => Some(text.clone()),
+                _ => None,
+            })
+        })
+    };
+    let virtualenv = given("virtualenv").or_else(|| env("VIRTUAL_ENV"));
+    let cwd = std::env::current_dir().map_err(ConfigError::cwd)?;
+    let cwd = given("chdir").map_or(cwd.clone(), |dir| cwd.join(dir));
+    python_file::read(location, &cwd, virtualenv.as_deref().map(Path::new))
 }
 
 /// Reads `UNITCORN_CMD_ARGS` (or `GUNICORN_CMD_ARGS`) as gunicorn does: shell-split,

@@ -11,8 +11,9 @@ use super::value::Value;
 
 /// Writes `settings` as a TOML config file. Settings that TOML cannot hold are written
 /// as comments: unset optional ones (TOML has no null; leaving the key out gives the
-/// same `None` back), and the command-line-only ones (`config`, `check_config`,
-/// `print_config`), which a config file may not set.
+/// same `None` back), the command-line-only ones (`config`, `check_config`,
+/// `print_config`), which a config file may not set, and the server hooks of a Python
+/// config file (with where they are defined).
 pub fn to_toml(settings: &Settings) -> String {
     let mut out = String::from(
         "# unitcorn configuration, as resolved (unitcorn --print-config).\n\
@@ -40,6 +41,19 @@ pub fn to_toml(settings: &Settings) -> String {
             (Scope::Anywhere, Value::Unset) => writeln!(out, "# {name} is unset"),
             (Scope::Anywhere, v) => writeln!(out, "{name} = {}", setting.kind.write_toml(v)),
         };
+    }
+    out.push_str("\n# ---- Server hooks (Python functions: set in a Python config file)\n\n");
+    for name in super::gunicorn::hooks() {
+        let _ = match settings.extras.hook(name) {
+            Some(hook) => writeln!(out, "# {name} = {}", hook.describe),
+            None => writeln!(out, "# {name} is unset"),
+        };
+    }
+    if !settings.extras.notes.is_empty() {
+        out.push_str("\n# ---- Notes\n\n");
+        for note in &settings.extras.notes {
+            let _ = writeln!(out, "# {note}");
+        }
     }
     out
 }

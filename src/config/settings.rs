@@ -44,6 +44,9 @@ macro_rules! settings {
                 #[doc = $long]
                 pub $name: $ty,
             )*
+            /// What the config file gives beyond values: server hooks, notes for the
+            /// start. Not a setting: no flag, no key of its own.
+            pub extras: super::extras::Extras,
         }
 
         /// The settings table, in `--help` order, grouped by section.
@@ -66,6 +69,7 @@ macro_rules! settings {
             pub(crate) fn from_values(mut value: impl FnMut(&'static str) -> Value) -> Settings {
                 Settings {
                     $( $name: Field::from_value(value(stringify!($name))), )*
+                    extras: super::extras::Extras::default(),
                 }
             }
         }
@@ -632,7 +636,9 @@ serving if the new code does not load (the error log says why).",
         kind: Kind::Flag,
         default: DefaultValue::Const(Const::Bool(false)),
         doc: "Trace every line of Python the server runs",
-        long_doc: "The nuclear option: very noisy.",
+        long_doc: "The nuclear option: very noisy. Each line is printed to stdout as \
+module:line: source, from the thread that imports the app on (with one thread per worker, \
+the app's calls too) and the threads the app starts.",
     }
     // Code reloading (`reload`): see master::code_reload.
     reload_engine: String {
@@ -680,9 +686,10 @@ code.",
         kind: Kind::OptPath,
         default: DefaultValue::Const(Const::Unset),
         scope: CommandLine,
-        doc: "The config file (TOML, gunicorn setting names)",
+        doc: "The config file: TOML, or gunicorn's Python file",
         long_doc: "Keys are gunicorn's setting names (workers = 4, bind = [\"unix:/run/app.sock\"]). \
-Python config files are not supported yet.",
+A .py file (or python:MODULE) is run as gunicorn runs it: its module-level names are the \
+settings, its functions the server hooks. Without -c, ./gunicorn.conf.py is read if it exists.",
     }
     wsgi_app: Option<String> {
         section: ConfigFile,

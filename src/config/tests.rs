@@ -160,6 +160,7 @@ fn defaults_are_gunicorns() {
         dogstatsd_tags: "".into(),
         tmp_upload_dir: None,
         worker_tmp_dir: None,
+        extras: Default::default(),
     };
     assert_eq!(s, expected);
 }
@@ -728,21 +729,145 @@ fn config_file_errors_name_the_file_and_line() {
 }
 
 #[test]
-fn python_and_missing_config_files_are_named() {
-    let file = TempFile::new("gunicorn_config.py", "workers = 3\n");
-    assert_eq!(
-        err(&["app:app", "-c", file.path()]),
-        format!(
-            "{}: Python config files are not supported yet; convert to TOML (same setting \
-             names, e.g. workers = 3) and pass that file with -c",
-            file.path()
-        )
-    );
-    assert!(err(&["app:app", "-c", "python:myconf"]).starts_with("python:myconf: Python config"));
+fn missing_config_files_are_named() {
     let e = err(&["app:app", "-c", "/nonexistent/unitcorn.toml"]);
     assert!(
         e.starts_with("/nonexistent/unitcorn.toml: cannot read the config file: "),
         "{e}"
+    );
+    let e = err(&["app:app", "-c", "/nonexistent/gunicorn.conf.py"]);
+    assert!(
+        e.starts_with("/nonexistent/gunicorn.conf.py: cannot read the config file: "),
+        "{e}"
+    );
+}
+
+// ----- Python config files
+
+#[test]
+fn a_python_config_file_sets_settings_and_hooks() {
+    let file = TempFile::new(
+        "gunicorn.conf.py",
+        "import multiprocessing\n\
+         workers = 2 * 2\n\
+         bind = ['127.0.0.1:9000', 'unix:/run/app.sock']\n\
+         raw_env = ('A=1',)\n\
+         umask = 0o22\n\
+         pidfile = None\n\
+         secure_scheme_headers = {'X-Proto': 'https'}\n\
+         helper = 'not a setting'\n\
+         def post_fork(server, worker):\n    pass\n\
+         def pre_request(worker, req):\n    pass\n",
+    );
+    let s = settings(&["-c", file.path()]);
+    assert_eq!(s.workers, 4);
+    assert_eq!(s.bind, strings(&["127.0.0.1:9000", "unix:/run/app.sock"]));
+    assert_eq!(s.raw_env, strings(&["A=1"]));
+    assert_eq!(s.umask, 0o22);
+    assert_eq!(s.pidfile, None);
+    assert_eq!(s.secure_scheme_headers, strings(&["X-PROTO=https"]));
+    let hooks: Vec<_> = s.extras.hooks.iter().map(|(n, _)| *n).collect();
+    assert_eq!(hooks, ["post_fork", "pre_request"]);
+    assert!(
+        s.extras
+            .hook("post_fork")
+            .unwrap()
+            .describe
+            .starts_with("post_fork ("),
+        "{:?}",
+        s.extras.hooks
+    );
+    // The command line still wins over the file.
+    assert_eq!(settings(&["-c", file.path(), "-w", "7"]).workers, 7);
+    // python:MODULE is imported from the working directory (--chdir's, here).
+    let module = TempFile::new("unitcorn_test_conf_module.py", "workers = 5\n");
+    let dir = module.path.parent().unwrap().to_string_lossy().into_owned();
+    let s = settings(&["--chdir", &dir, "-c", "python:unitcorn_test_conf_module"]);
+    assert_eq!(s.workers, 5);
+}
+
+#[test]
+fn python_config_errors_name_the_file_line_and_setting() {
+    let file = TempFile::new("bad.conf.py", "workers = 3\nbind = 8000\n");
+    assert_eq!(
+        err(&["app:app", "-c", file.path()]),
+        format!(
+            "{}:2: setting \"bind\" must be a string or a list of strings, got 8000",
+            file.path()
+        )
+    );
+    let file = TempFile::new(
+        "raises.conf.py",
+        "workers = 3\nimport no_such_module_here\n",
+    );
+    let e = err(&["app:app", "-c", file.path()]);
+    assert!(
+        e.starts_with(&format!(
+            "{}:2: the config file raised an exception:\nTraceback",
+            file.path()
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains("ModuleNotFoundError: No module named 'no_such_module_here'"),
+        "{e}"
+    );
+    let file = TempFile::new("syntax.conf.py", "workers = 3\nbind = [\n");
+    let e = err(&["app:app", "-c", file.path()]);
+    assert!(e.starts_with(&format!("{}:2: ", file.path())), "{e}");
+    assert!(e.contains("SyntaxError"), "{e}");
+    let file = TempFile::new("hook.conf.py", "def post_fork(server):\n    pass\n");
+    assert_eq!(
+        err(&["app:app", "-c", file.path()]),
+        format!(
+            "{path}:1: setting \"post_fork\" (a server hook): must take 2 positional \
+             arguments (server, worker); post_fork ({path}:1) does not",
+            path = file.path()
+        )
+    );
+    let file = TempFile::new("ssl.conf.py", "keyfile = None\ncertfile = '/etc/c.pem'\n");
+    assert!(err(&["app:app", "-c", file.path()]).starts_with(&format!(
+        "{}:2: setting \"certfile\" is not supported: TLS",
+        file.path()
+    )));
+}
+
+#[test]
+fn the_seed_gunicorn_config_loads_unchanged() {
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gunicorn_config.py");
+    let s = settings(&["-c", &seed.to_string_lossy()]);
+    assert_eq!(s.bind, strings(&["127.0.0.1:8000"]));
+    assert_eq!(
+        (s.backlog, s.workers, s.worker_connections),
+        (2048, 3, 1024)
+    );
+    assert_eq!(s.worker_class, "gevent");
+    assert_eq!((s.timeout, s.keepalive), (30, 2));
+    assert!(!s.spew && !s.daemon && s.reload);
+    assert_eq!(s.pidfile.as_deref(), Some(Path::new("/run/gunicorn.pid")));
+    assert_eq!(s.umask, 0);
+    assert_eq!(
+        (s.user.as_deref(), s.group.as_deref()),
+        (Some("natadmin"), Some("natadmin"))
+    );
+    assert_eq!(s.tmp_upload_dir, None);
+    assert_eq!(s.loglevel, "info");
+    assert_eq!(s.access_log_format, settings::DEFAULT_ACCESS_LOG_FORMAT);
+    assert_eq!(s.accesslog.as_deref(), Some("/var/log/gunicorn/access.log"));
+    assert_eq!(s.errorlog, "/var/log/gunicorn/error.log");
+    assert_eq!(s.proc_name, None);
+    assert!(s.extras.hooks.is_empty() && s.extras.notes.is_empty());
+    // And converted to TOML, it loads to the same settings.
+    let toml = convert::convert(&seed.to_string_lossy()).unwrap();
+    let file = TempFile::new("seed.toml", &toml);
+    let from_toml = settings(&["-c", file.path()]);
+    assert_eq!(
+        from_toml,
+        Settings {
+            config: Some(file.path.clone()),
+            ..s
+        },
+        "{toml}"
     );
 }
 

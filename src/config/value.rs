@@ -303,13 +303,13 @@ impl Kind {
 }
 
 /// A table has no order: keep the pairs sorted, so that equal tables compare equal.
-fn sorted_pairs(mut pairs: Vec<String>) -> Value {
+pub(super) fn sorted_pairs(mut pairs: Vec<String>) -> Value {
     pairs.sort();
     Value::List(pairs)
 }
 
 /// One `NAME=VALUE` of a `Kind::Pairs`, the name upper-cased and not empty.
-fn pair_item(name: &str, value: &str) -> Result<String, Problem> {
+pub(super) fn pair_item(name: &str, value: &str) -> Result<String, Problem> {
     let name = name.trim();
     if name.is_empty() || name.contains('=') {
         return Err(Problem::Invalid(format!("{name:?} is not a valid name")));
@@ -322,7 +322,10 @@ fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
-fn check_all<'a>(check: Check, raws: impl IntoIterator<Item = &'a str>) -> Result<Value, Problem> {
+pub(super) fn check_all<'a>(
+    check: Check,
+    raws: impl IntoIterator<Item = &'a str>,
+) -> Result<Value, Problem> {
     raws.into_iter()
         .map(check)
         .collect::<Result<Vec<_>, _>>()

@@ -94,6 +94,15 @@ pub fn run(
     setup::prepare_process(&mut settings, &start_dir)?;
     // An unknown user fails the start before anything is bound.
     let target = privileges::resolve(&settings)?;
+    for note in crate::config::gunicorn::start_notes(&settings) {
+        tracing::warn!("{note}");
+    }
+    crate::python::hooks::configure(&Arc::new(settings.clone()));
+    // gunicorn sets its worker count (nworkers_changed, old None) before on_starting.
+    crate::python::hooks::workers_target(settings.workers.max(1) as usize);
+    // Before binding, as gunicorn (which binds after it); a failure stops the start there too.
+    crate::python::hooks::server_hook("on_starting")
+        .map_err(|tb| format!("the on_starting hook raised; stopping\n{}", tb.trim_end()))?;
     let binds = settings
         .bind
         .iter()
@@ -191,8 +200,17 @@ pub fn run(
         metrics,
         code_reload: None,
     };
+    // Before the first worker is forked, as gunicorn; a failure stops the start there too.
+    if let Err(tb) = crate::python::hooks::server_hook("when_ready") {
+        arbiter.workers.kill_all();
+        return Err(format!(
+            "the when_ready hook raised; stopping\n{}",
+            tb.trim_end()
+        ));
+    }
     let status = arbiter.serve();
     tracing::info!("Shutting down: Master");
+    crate::python::hooks::server_hook_logged("on_exit");
     status
 }
 
@@ -456,6 +474,8 @@ impl Arbiter {
             started: Instant::now(),
         });
         self.notifier.reloading();
+        crate::python::hooks::configure(&self.settings);
+        crate::python::hooks::server_hook_logged("on_reload");
         // A new proc_name applies to the master too.
         crate::proctitle::set(
             self.settings.proc_name.as_deref(),
@@ -487,6 +507,7 @@ impl Arbiter {
                 return;
             }
         };
+        crate::python::hooks::server_hook_logged("pre_exec");
         let started = upgrade::start(
             exe,
             crate::config::original_args(),
@@ -620,6 +641,7 @@ impl Arbiter {
         );
         self.workers.stop_generation(self.generation);
         self.settings = reload.previous;
+        crate::python::hooks::configure(&self.settings);
         self.generation -= 1;
         self.target = self.settings.workers.max(1) as usize;
         // Out of the reloading state: the old generation still serves.
@@ -655,6 +677,7 @@ impl Arbiter {
 
     /// Bring the worker table to where it should be: spawn, finish a reload, recycle.
     fn manage(&mut self) -> Result<(), String> {
+        crate::python::hooks::workers_target(self.target);
         // Before any fork: workers report their modules from their start.
         code_reload::follow(&mut self.code_reload, &self.settings);
         self.workers.observe(&self.settings);

@@ -23,6 +23,7 @@ pub fn prepare_process(settings: &mut Settings, start_dir: &Path) -> Result<(), 
         // workers are separate processes with their own copy of the environment, so
         // nothing reads it concurrently (at start, and again at a reload).
         unsafe { std::env::set_var(key, value) };
+        crate::python::export_env(key, value);
     }
     Ok(())
 }
@@ -96,7 +97,10 @@ fn running_pid(path: &Path) -> Option<i32> {
 /// `-D/--daemon`: detach from the terminal (fork, setsid, stdio to /dev/null), before
 /// anything else is set up, as gunicorn does.
 pub fn daemonize() -> Result<(), String> {
-    nix::unistd::daemon(true, false).map_err(|e| format!("cannot daemonize (daemon): {e}"))
+    // The parent exits inside daemon(3): whoever returns is the child. A Python config
+    // file started the interpreter already, which must hear of the fork.
+    crate::python::around_fork(|| nix::unistd::daemon(true, false), |_| true)
+        .map_err(|e| format!("cannot daemonize (daemon): {e}"))
 }
 
 impl PidFile {

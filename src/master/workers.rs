@@ -196,6 +196,7 @@ impl Workers {
             scoreboard: Arc::clone(&self.scoreboard),
             slot,
         };
+        crate::python::hooks::pre_fork(self.next_number);
         let pid = match fork::spawn(boot, self.worker_main) {
             Ok(pid) => pid,
             Err(e) => {
@@ -204,6 +205,7 @@ impl Workers {
             }
         };
         self.scoreboard.assign(slot, pid.as_raw());
+        crate::python::hooks::forked_parent(pid.as_raw());
         let number = self.next_number;
         self.next_number += 1;
         tracing::info!("Booting worker with pid: {pid}");
@@ -525,6 +527,7 @@ impl Workers {
                 continue;
             };
             self.scoreboard.release(w.slot);
+            crate::python::hooks::child_exit(pid.as_raw());
             let stopping = w.stopping.is_some() || w.killed;
             let mut fatal = None;
             match status {

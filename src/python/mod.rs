@@ -12,7 +12,10 @@ use pyo3::types::PyModule;
 
 use crate::config::Settings;
 
+pub mod config;
 mod fork;
+pub mod hooks;
+mod spew;
 
 pub use fork::around_fork;
 
@@ -102,6 +105,9 @@ pub fn load_app(settings: &Settings) -> Result<Py<PyAny>, String> {
     if settings.worker_class == "gevent" {
         crate::worker::gevent::monkey_patch()?;
     }
+    if settings.spew {
+        spew::install().map_err(|e| format!("cannot install the spew trace: {e}"))?;
+    }
     let spec = settings
         .wsgi_app
         .as_deref()
@@ -159,6 +165,19 @@ pub fn forget_env(names: &[&str]) {
             for name in names {
                 let _ = environ.call_method1("pop", (*name, py.None()));
             }
+        }
+    });
+}
+
+/// Set `name=value` in `os.environ` of an interpreter started already (a Python config
+/// file runs before `raw_env` is applied, and os.environ is read once, at start).
+pub fn export_env(name: &str, value: &str) {
+    if !fork::started() {
+        return;
+    }
+    Python::attach(|py| {
+        if let Ok(environ) = py.import("os").and_then(|os| os.getattr("environ")) {
+            let _ = environ.set_item(name, value);
         }
     });
 }

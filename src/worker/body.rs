@@ -110,8 +110,16 @@ impl ResponseBody {
         self
     }
 
+    /// Call `f` with the bytes sent once the body is done; after any callback given
+    /// before (the access log and post_request both wait for the end).
     pub fn on_done(mut self, f: Box<dyn FnOnce(u64)>) -> Self {
-        self.on_done = Some(f);
+        self.on_done = Some(match self.on_done.take() {
+            Some(first) => Box::new(move |sent| {
+                first(sent);
+                f(sent);
+            }),
+            None => f,
+        });
         self
     }
 

@@ -4,6 +4,7 @@
 //! It never touches the worker table: it writes only its own scoreboard slot (ready,
 //! heartbeat, requests, calls in progress), and the master reads it and its exit status.
 
+mod abort_hook;
 mod accept;
 mod asgi;
 mod body;
@@ -41,6 +42,14 @@ use wsgi::environ::EnvironBuilder;
 /// The worker's entry point after `fork()`; exits the process.
 pub fn run(boot: WorkerBoot) -> ! {
     boot.error_log.enter_worker();
+    // gunicorn's post_fork: a failure is the worker's boot failure.
+    if let Err(tb) = crate::python::hooks::forked_child() {
+        tracing::error!(
+            "Exception in worker process (post_fork hook)\n{}",
+            tb.trim_end()
+        );
+        std::process::exit(WORKER_BOOT_ERROR);
+    }
     scrub_env::remove_master_only_vars();
     let settings = Arc::clone(&boot.settings);
     crate::proctitle::set(
@@ -66,6 +75,14 @@ pub fn run(boot: WorkerBoot) -> ! {
             std::process::exit(APP_LOAD_ERROR);
         }
     };
+    if let Err(tb) = crate::python::hooks::post_worker_init(&app) {
+        tracing::error!(
+            "Exception in worker process (post_worker_init hook)\n{}",
+            tb.trim_end()
+        );
+        crate::python::hooks::worker_exit();
+        std::process::exit(WORKER_BOOT_ERROR);
+    }
     // `reload`: the master learns what to watch before this worker counts as ready.
     let modules = settings.reload.then(|| {
         let mut report = module_report::ModuleReport::default();
@@ -77,6 +94,7 @@ pub fn run(boot: WorkerBoot) -> ! {
             "Worker exiting (pid: {}) before serving",
             std::process::id()
         );
+        crate::python::hooks::worker_exit();
         std::process::exit(0);
     }
     let extras = Extras { statsd, modules };
@@ -85,6 +103,7 @@ pub fn run(boot: WorkerBoot) -> ! {
     } else {
         serve(boot, app, None, extras)
     };
+    crate::python::hooks::worker_exit();
     match served {
         Ok(()) => std::process::exit(0),
         Err(message) => {
@@ -133,6 +152,9 @@ fn serve(
     deadlines
         .watch(Duration::from_secs(settings.timeout))
         .map_err(|e| format!("cannot start the deadline watcher: {e}"))?;
+    if let Err(e) = abort_hook::arm() {
+        tracing::warn!("the worker_abort hook will not be called: {e}");
+    }
     if let Err(e) = crate::python::dump_tracebacks_on_fatal_signals(boot.error_log.raw_fd()) {
         tracing::warn!("cannot arm the traceback dump for timeouts: {e}");
     }
@@ -170,6 +192,7 @@ fn serve(
         scoreboard: Arc::clone(&boot.scoreboard),
         slot: boot.slot,
         proxies: forwarded::Proxies::from_settings(settings),
+        request_hooks: crate::python::hooks::request_hooks().map(Rc::new),
         gevent: hub.clone(),
         metrics: statsd.map(|client| Rc::new(metrics::RequestMetrics::new(client))),
         asgi: asgi.clone(),

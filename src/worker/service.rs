@@ -24,6 +24,7 @@ use super::wsgi::input::Input;
 use super::wsgi::response::{self, AppFailure, AppIter, Started};
 use super::wsgi::start_response::Declared;
 use crate::logging::{AccessLog, AccessRecord};
+use crate::python::hooks::{RequestHooks, RequestInfo};
 use crate::scoreboard::Scoreboard;
 
 /// A body up to this size is read whole before the app is called, so a one-thread
@@ -69,6 +70,8 @@ pub struct Worker {
     pub slot: usize,
     /// Which peers may set the scheme and mount point (forwarded_allow_ips).
     pub proxies: Proxies,
+    /// gunicorn's pre_request/post_request, when the config sets one of them.
+    pub request_hooks: Option<Rc<RequestHooks>>,
     /// The gevent hub, when the app runs in greenlets (worker_class = gevent).
     pub gevent: Option<Arc<super::gevent::Bridge>>,
     /// StatsD request metrics (`statsd_host`); None: no clock read, no work.
@@ -76,6 +79,9 @@ pub struct Worker {
     /// An ASGI app is served instead of a WSGI one.
     pub asgi: Option<Arc<super::asgi::Asgi>>,
 }
+
+/// Where an app call leaves its environ for post_request (set only when that hook is).
+type EnvironSlot = Arc<std::sync::Mutex<Option<Py<PyAny>>>>;
 
 /// What a connection adds: the listener's environ template, the peer.
 pub struct Conn {
@@ -128,9 +134,10 @@ pub async fn handle(
             if limits.casefold_method {
                 casefold(&mut head.method);
             }
-            match &conn.worker.asgi {
-                Some(asgi) => asgi.call(&conn, &head, body, upgrade).await,
-                None => call_app(&conn, &head, body, body_len).await,
+            match (&conn.worker.asgi, &conn.worker.request_hooks) {
+                (Some(asgi), _) => asgi.call(&conn, &head, body, upgrade).await,
+                (None, None) => call_app(&conn, &head, body, body_len, None).await,
+                (None, Some(hooks)) => call_hooked(&conn, hooks, &head, body, body_len).await,
             }
         }
     };
@@ -152,6 +159,56 @@ pub async fn handle(
         done.when_sent(&conn.peer, head, &mut response, received);
     }
     Ok(response)
+}
+
+/// The app call between gunicorn's `pre_request(worker, req)` and, once the response is
+/// out, `post_request(worker, req, environ, resp)`. A pre_request that raises is a 500
+/// without the app, as in gunicorn.
+async fn call_hooked(
+    conn: &Conn,
+    hooks: &Rc<RequestHooks>,
+    head: &RequestHead,
+    body: Incoming,
+    body_len: Option<u64>,
+) -> Response<ResponseBody> {
+    let uri = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let info = RequestInfo {
+        method: head.method.as_str(),
+        uri,
+        path: head.uri.path(),
+        query: head.uri.query().unwrap_or(""),
+        version: if head.version == Version::HTTP_10 {
+            (1, 0)
+        } else {
+            (1, 1)
+        },
+        headers: &head.headers,
+        scheme: if head.forwarded.https {
+            "https"
+        } else {
+            "http"
+        },
+        peer: (&head.peer.ip, head.peer.port.as_deref()),
+    };
+    let (mut response, req, environ) = match hooks.before(&info) {
+        Ok(req) => {
+            let slot = hooks.has_post().then(EnvironSlot::default);
+            let response = call_app(conn, head, body, body_len, slot.clone()).await;
+            (response, Some(req), slot)
+        }
+        Err(traceback) => (internal_error(&AppFailure { traceback }), None, None),
+    };
+    if let (true, Some(req)) = (hooks.has_post(), req) {
+        let hooks = Rc::clone(hooks);
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = std::mem::replace(response.body_mut(), ResponseBody::empty());
+        *response.body_mut() = body.on_done(Box::new(move |sent| {
+            let environ = environ.and_then(|slot| slot.lock().ok()?.take());
+            hooks.after(&req, environ, status, &headers, sent);
+        }));
+    }
+    response
 }
 
 /// What happens once a response is out: its access log line, its metrics.
@@ -243,6 +300,7 @@ async fn call_app(
     head: &RequestHead,
     body: Incoming,
     body_len: Option<u64>,
+    environ_out: Option<EnvironSlot>,
 ) -> Response<ResponseBody> {
     let expects_continue = head
         .headers
@@ -266,8 +324,10 @@ async fn call_app(
     };
     match source {
         source if worker.gevent.is_some() => super::gevent::call(conn, head, source).await,
-        BodySource::Whole(bytes) if worker.inline => call_inline(conn, head, bytes).await,
-        source => call_on_pool(conn, head, source).await,
+        BodySource::Whole(bytes) if worker.inline => {
+            call_inline(conn, head, bytes, environ_out).await
+        }
+        source => call_on_pool(conn, head, source, environ_out).await,
     }
 }
 
@@ -310,7 +370,12 @@ async fn read_ahead(
     }
 }
 
-async fn call_inline(conn: &Conn, head: &RequestHead, bytes: Bytes) -> Response<ResponseBody> {
+async fn call_inline(
+    conn: &Conn,
+    head: &RequestHead,
+    bytes: Bytes,
+    environ_out: Option<EnvironSlot>,
+) -> Response<ResponseBody> {
     let Some(slot) = conn.worker.deadlines.acquire(&conn.socket).await else {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "worker stopping");
     };
@@ -320,6 +385,7 @@ async fn call_inline(conn: &Conn, head: &RequestHead, bytes: Bytes) -> Response<
             .environ
             .build(py, head, input.into_any())
             .map_err(|e| failure(py, &e))?;
+        keep_environ(environ_out.as_ref(), &environ);
         response::start(py, &conn.worker.app, environ)
     });
     match outcome {
@@ -356,7 +422,21 @@ pub(super) fn answered(
     }
 }
 
-async fn call_on_pool(conn: &Conn, head: &RequestHead, body: BodySource) -> Response<ResponseBody> {
+/// Leave the environ where post_request will find it.
+fn keep_environ(slot: Option<&EnvironSlot>, environ: &Bound<'_, pyo3::types::PyDict>) {
+    if let Some(slot) = slot
+        && let Ok(mut slot) = slot.lock()
+    {
+        *slot = Some(environ.clone().into_any().unbind());
+    }
+}
+
+async fn call_on_pool(
+    conn: &Conn,
+    head: &RequestHead,
+    body: BodySource,
+    environ_out: Option<EnvironSlot>,
+) -> Response<ResponseBody> {
     let Some(slot) = conn.worker.deadlines.acquire(&conn.socket).await else {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "worker stopping");
     };
@@ -382,7 +462,14 @@ async fn call_on_pool(conn: &Conn, head: &RequestHead, body: BodySource) -> Resp
                 Input::streaming(read, rest, runtime, body_timeout, body_limit)
             }
         };
-        run_on_pool(&app, &environ, job_head, input, started_tx, chunk_tx)
+        run_on_pool(
+            &app,
+            &environ,
+            job_head,
+            input,
+            (started_tx, chunk_tx),
+            environ_out,
+        )
     }));
     match started_rx.await {
         Ok(Ok(PoolStart {
@@ -424,14 +511,15 @@ fn run_on_pool(
     environ: &EnvironBuilder,
     head: RequestHead,
     input: Input,
-    started_tx: oneshot::Sender<StartedMsg>,
-    chunk_tx: mpsc::Sender<Chunk>,
+    (started_tx, chunk_tx): (oneshot::Sender<StartedMsg>, mpsc::Sender<Chunk>),
+    environ_out: Option<EnvironSlot>,
 ) {
     let outcome = Python::attach(|py| {
         let input = Bound::new(py, input).map_err(|e| failure(py, &e))?;
         let env = environ
             .build(py, &head, input.into_any())
             .map_err(|e| failure(py, &e))?;
+        keep_environ(environ_out.as_ref(), &env);
         response::start(py, app, env)
     });
     let mut rest = match outcome {

@@ -58,6 +58,7 @@ pub async fn stop_gracefully_on_quit(
             if !quit_received() {
                 quit.recv().await;
             }
+            crate::python::hooks::worker_int();
             // Peers balancing their accepts must not wait for a worker that left.
             scoreboard
                 .slot(slot)

@@ -1,0 +1,54 @@
+//! `unitcorn config convert FILE`: a gunicorn Python config file written as the
+//! equivalent TOML config file, on stdout. Server hooks and settings without effect are
+//! listed as comments: they have no TOML form.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::ConfigError;
+use super::python_file;
+use super::value::Value;
+
+/// `Some(FILE)` when the arguments are exactly `config convert FILE` (recognised before
+/// the normal parsing, as `unitcorn reload PID` is).
+pub fn request(args: &[OsString]) -> Option<&OsString> {
+    match args {
+        [_, config, convert, file] if config == "config" && convert == "convert" => Some(file),
+        _ => None,
+    }
+}
+
+/// The TOML text equivalent to the Python config file at `location`.
+pub fn convert(location: &str) -> Result<String, ConfigError> {
+    let cwd = std::env::current_dir().map_err(ConfigError::cwd)?;
+    let venv = std::env::var_os("VIRTUAL_ENV");
+    let read = python_file::read(location, &cwd, venv.as_deref().map(Path::new))?;
+    let mut out = format!(
+        "# unitcorn configuration converted from {location} (unitcorn config convert).\n\
+         # Keys are gunicorn's setting names; use it with `unitcorn -c FILE`.\n"
+    );
+    for (setting, value) in &read.values {
+        // Writing to a String cannot fail.
+        let _ = match value {
+            Value::Unset => writeln!(out, "# {} is unset (None)", setting.name),
+            value => writeln!(out, "{} = {}", setting.name, setting.kind.write_toml(value)),
+        };
+    }
+    if !read.extras.hooks.is_empty() {
+        out.push_str(
+            "\n# Server hooks are Python functions: TOML cannot hold them. Keep the Python\n\
+             # file (unitcorn runs it with -c) to keep them:\n",
+        );
+        for (name, hook) in &read.extras.hooks {
+            let _ = writeln!(out, "# {name} = {}", hook.describe);
+        }
+    }
+    if !read.extras.notes.is_empty() {
+        out.push_str("\n# Not converted:\n");
+        for note in &read.extras.notes {
+            let _ = writeln!(out, "# {note}");
+        }
+    }
+    Ok(out)
+}
