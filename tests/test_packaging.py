@@ -186,9 +186,17 @@ def test_unitcorn_toml_5_has_every_setting_its_default_and_gunicorn_name():
     gunicorn's exactly when gunicorn (the test venv's) has a setting of that name."""
     entries = _toml5_entries()
     printed = run([str(UNITCORN_BIN), "--print-config"], cwd="/").stdout
-    keys = set(re.findall(r"^#? ?([a-z_]+) (?:=|is unset)", printed, re.M))
+    settings, _, hooks = printed.partition("# ---- Server hooks")
+    keys = set(re.findall(r"^#? ?([a-z_]+) (?:=|is unset)", settings, re.M))
     assert len(keys) > 40, printed
     assert keys <= set(entries), "not in man/unitcorn.toml.5: %s" % sorted(keys - set(entries))
+    # The hooks (Python config files only) have their own section.
+    hook_names = set(re.findall(r"^#? ?([a-z_]+) (?:=|is unset)", hooks, re.M))
+    assert len(hook_names) == 15, hooks
+    _, text = render(MAN_PAGES[1], width=200)
+    section = text.split("\nSERVER HOOKS\n", 1)[1].split("\nEXAMPLES\n", 1)[0]
+    missing = [h for h in hook_names if not re.search(r"^ {7}%s\(" % h, section, re.M)]
+    assert not missing, "hooks not in SERVER HOOKS of unitcorn.toml(5): %s" % missing
     gunicorn = run([str(VENV / "bin" / "python"), "-c",
                     "import gunicorn.config as c; print(' '.join(s.name for s in c.KNOWN_SETTINGS))"]
                    ).stdout.split()
