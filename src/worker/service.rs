@@ -447,14 +447,7 @@ async fn call_on_pool(
     let runtime = conn.worker.runtime.clone();
     let body_timeout = conn.worker.body_timeout;
     let body_limit = conn.worker.limits.body;
-    let job_head = RequestHead {
-        method: head.method.clone(),
-        uri: head.uri.clone(),
-        version: head.version,
-        headers: head.headers.clone(),
-        peer: head.peer.clone(),
-        forwarded: head.forwarded.clone(),
-    };
+    let job_head = head.clone();
     conn.worker.pool.submit(Box::new(move || {
         let input = match body {
             BodySource::Whole(bytes) => Input::buffered(bytes),
@@ -472,37 +465,49 @@ async fn call_on_pool(
         )
     }));
     match started_rx.await {
-        Ok(Ok(PoolStart {
-            declared,
-            chunks,
-            streaming,
-            closer,
-        })) => {
-            let len = declared.content_length;
-            let body = if streaming {
-                ResponseBody::channel(chunks, chunk_rx, len)
-            } else {
-                ResponseBody::full(chunks, len)
-            };
-            answered(slot, |slot| {
-                finish(head, declared, body.close_after(closer).hold(slot))
-            })
-        }
+        Ok(Ok(start)) => started_response(head, slot, start, chunk_rx),
         Ok(Err(failure)) => answered(slot, |_| internal_error(&failure)),
         Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, "app thread lost"),
     }
 }
 
 /// What an app thread reports once the response can start.
-struct PoolStart {
-    declared: Declared,
-    chunks: Vec<Bytes>,
+/// How an app call began, off the I/O thread (an app thread, or a gevent greenlet): the
+/// response head, the first chunks, and whether more follow on the chunk channel.
+pub(super) struct AppStart {
+    pub declared: Declared,
+    pub chunks: Vec<Bytes>,
     /// More chunks follow on the channel.
-    streaming: bool,
-    closer: Option<AppIter>,
+    pub streaming: bool,
+    pub closer: Option<AppIter>,
 }
 
-type StartedMsg = Result<PoolStart, AppFailure>;
+pub(super) type StartedMsg = Result<AppStart, AppFailure>;
+
+/// The response of an app call that began: its head, and a body from the first chunks
+/// plus, when the app streams, the chunk channel; the app slot is held until it is sent.
+pub(super) fn started_response(
+    head: &RequestHead,
+    slot: AppSlot,
+    start: AppStart,
+    chunk_rx: mpsc::Receiver<Chunk>,
+) -> Response<ResponseBody> {
+    let AppStart {
+        declared,
+        chunks,
+        streaming,
+        closer,
+    } = start;
+    let len = declared.content_length;
+    let body = if streaming {
+        ResponseBody::channel(chunks, chunk_rx, len)
+    } else {
+        ResponseBody::full(chunks, len)
+    };
+    answered(slot, |slot| {
+        finish(head, declared, body.close_after(closer).hold(slot))
+    })
+}
 
 /// On an app thread: call the app, report its start, then walk the rest of the iterable,
 /// waiting for the client (without the GIL) whenever the queue is full.
@@ -530,7 +535,7 @@ fn run_on_pool(
             closer,
         }) => {
             let streaming = rest.is_some();
-            let start = PoolStart {
+            let start = AppStart {
                 declared,
                 chunks,
                 streaming,

@@ -332,23 +332,7 @@ impl HttpCycle {
 
     /// The task ended: `exc` is what it raised, or None.
     fn finish(&mut self, py: Python<'_>, exc: Option<Bound<'_, PyAny>>) {
-        self.ex
-            .task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let cancelled = exc
-            .as_ref()
-            .is_some_and(|e| e.is_instance_of::<pyo3::exceptions::asyncio::CancelledError>());
-        if let Some(exc) = &exc
-            && !cancelled
-        {
-            let err = PyErr::from_value(exc.clone());
-            tracing::error!(
-                "Exception in ASGI application\n{}",
-                crate::python::format_exception(py, &err).trim_end()
-            );
-        }
+        super::task_ended(&self.ex.task, py, exc.as_ref(), "");
         if !self.head_sent {
             if exc.is_none() {
                 tracing::error!("ASGI callable returned without sending a response body");

@@ -42,6 +42,21 @@ const HELPERS_SOURCE: &str = include_str!("../../python/asgi.py");
 /// The asyncio task of a request, while it runs (for a deadline's stack dump).
 pub type TaskSlot = Arc<Mutex<Option<Py<PyAny>>>>;
 
+/// A request's or WebSocket's task has ended: forget it, and log what it raised (a
+/// cancellation is ours: a deadline, a stop). True when it raised anything.
+fn task_ended(task: &TaskSlot, py: Python<'_>, exc: Option<&Bound<'_, PyAny>>, what: &str) -> bool {
+    task.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let Some(exc) = exc else { return false };
+    if !exc.is_instance_of::<pyo3::exceptions::asyncio::CancelledError>() {
+        let err = PyErr::from_value(exc.clone());
+        tracing::error!(
+            "Exception in ASGI application{what}\n{}",
+            crate::python::format_exception(py, &err).trim_end()
+        );
+    }
+    true
+}
+
 /// What the loop thread needs for every request, built once.
 pub struct AppCtx {
     app: Py<PyAny>,
@@ -251,14 +266,7 @@ impl Asgi {
 
     fn scope_source(&self, conn: &Conn, head: &RequestHead) -> ScopeSource {
         ScopeSource {
-            head: RequestHead {
-                method: head.method.clone(),
-                uri: head.uri.clone(),
-                version: head.version,
-                headers: head.headers.clone(),
-                peer: head.peer.clone(),
-                forwarded: head.forwarded.clone(),
-            },
+            head: head.clone(),
             server: conn.environ.server(),
         }
     }

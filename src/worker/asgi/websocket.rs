@@ -304,28 +304,10 @@ impl WsCycle {
     }
 
     fn finish(&mut self, py: Python<'_>, exc: Option<Bound<'_, PyAny>>) {
-        self.ex
-            .task
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let cancelled = exc
-            .as_ref()
-            .is_some_and(|e| e.is_instance_of::<pyo3::exceptions::asyncio::CancelledError>());
-        if let Some(exc) = &exc
-            && !cancelled
-        {
-            let err = PyErr::from_value(exc.clone());
-            tracing::error!(
-                "Exception in ASGI application (WebSocket)\n{}",
-                crate::python::format_exception(py, &err).trim_end()
-            );
-        }
+        let failed = super::task_ended(&self.ex.task, py, exc.as_ref(), " (WebSocket)");
         if !self.closed {
             self.closed = true;
-            let _ = self.out.send(Out::Ended {
-                failed: exc.is_some(),
-            });
+            let _ = self.out.send(Out::Ended { failed });
         }
     }
 }

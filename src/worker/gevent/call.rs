@@ -9,9 +9,11 @@ use http::{Response, StatusCode};
 use tokio::sync::{mpsc, oneshot};
 
 use super::bridge::Job;
-use super::request::{GreenStart, RequestJob};
+use super::request::RequestJob;
 use crate::worker::body::{Chunk, ResponseBody};
-use crate::worker::service::{BodySource, Conn, answered, error_response, finish, internal_error};
+use crate::worker::service::{
+    BodySource, Conn, answered, error_response, internal_error, started_response,
+};
 use crate::worker::wsgi::environ::RequestHead;
 
 /// Chunks a greenlet may get ahead of a slow client before it waits.
@@ -33,14 +35,7 @@ pub(in crate::worker) async fn call(
     let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(STREAM_QUEUE_CHUNKS);
     let job = RequestJob {
         id: bridge.register(slot.index()),
-        head: RequestHead {
-            method: head.method.clone(),
-            uri: head.uri.clone(),
-            version: head.version,
-            headers: head.headers.clone(),
-            peer: head.peer.clone(),
-            forwarded: head.forwarded.clone(),
-        },
+        head: head.clone(),
         body,
         environ: Arc::clone(&conn.environ),
         started: started_tx,
@@ -52,22 +47,7 @@ pub(in crate::worker) async fn call(
     };
     bridge.push(Job::Start(Box::new(job)));
     match started_rx.await {
-        Ok(Ok(GreenStart {
-            declared,
-            chunks,
-            streaming,
-            closer,
-        })) => {
-            let len = declared.content_length;
-            let body = if streaming {
-                ResponseBody::channel(chunks, chunk_rx, len)
-            } else {
-                ResponseBody::full(chunks, len)
-            };
-            answered(slot, |slot| {
-                finish(head, declared, body.close_after(closer).hold(slot))
-            })
-        }
+        Ok(Ok(start)) => started_response(head, slot, start, chunk_rx),
         Ok(Err(failure)) => answered(slot, |_| internal_error(&failure)),
         // The greenlet ended without a word: killed past its deadline (answered 504
         // already), or the hub is gone.

@@ -20,22 +20,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::bridge::{Bridge, Job};
 use crate::worker::body::Chunk;
-use crate::worker::service::BodySource;
+use crate::worker::service::{AppStart, BodySource, StartedMsg};
 use crate::worker::wsgi::environ::{EnvironBuilder, RequestHead};
 use crate::worker::wsgi::input::Input;
 use crate::worker::wsgi::response::{self, AppFailure, AppIter, Started};
-use crate::worker::wsgi::start_response::Declared;
-
-/// What the greenlet reports once the response can start.
-pub struct GreenStart {
-    pub declared: Declared,
-    pub chunks: Vec<Bytes>,
-    /// More chunks follow on the channel.
-    pub streaming: bool,
-    pub closer: Option<AppIter>,
-}
-
-pub type StartedMsg = Result<GreenStart, AppFailure>;
 
 /// A request as the Rust side hands it to the hub.
 pub(in crate::worker) struct RequestJob {
@@ -124,7 +112,7 @@ impl RequestJob {
                 rest,
                 closer,
             }) => {
-                let start = GreenStart {
+                let start = AppStart {
                     declared,
                     chunks,
                     streaming: rest.is_some(),

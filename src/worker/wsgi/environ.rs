@@ -45,7 +45,7 @@ impl Peer {
 }
 
 /// The parts of a request the environ is built from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RequestHead {
     pub method: Method,
     pub uri: Uri,
