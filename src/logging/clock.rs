@@ -32,6 +32,12 @@ pub(crate) struct Civil {
 impl Civil {
     /// `secs` since the epoch in UTC, computed by hand (days-to-civil, proleptic Gregorian): the
     /// fallback when the C library cannot convert, and the reference the tests check against.
+    /// `YYYY-MM-DD` (the man pages' date).
+    #[cfg(test)]
+    pub(crate) fn date(&self) -> String {
+        format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+
     pub(crate) fn utc(secs: i64) -> Civil {
         Civil::shifted(secs, 0)
     }

@@ -4,7 +4,7 @@
 //! Not here: log-level reloading.
 
 mod access_log;
-mod clock;
+pub(crate) mod clock;
 mod error_log;
 mod journald;
 mod sink;

@@ -184,14 +184,16 @@ fn start_connection(
     Ok(())
 }
 
-/// Counts the connection in the scoreboard for as long as it is open.
-struct Counted {
+/// Counts the connection in the scoreboard for as long as it is open (an upgraded
+/// WebSocket too: the stopping worker waits for it, hyper's own count ended with the
+/// upgrade).
+pub(super) struct Counted {
     scoreboard: Arc<Scoreboard>,
     slot: usize,
 }
 
 impl Counted {
-    fn new(scoreboard: &Arc<Scoreboard>, slot: usize) -> Self {
+    pub(super) fn new(scoreboard: &Arc<Scoreboard>, slot: usize) -> Self {
         scoreboard
             .slot(slot)
             .connections

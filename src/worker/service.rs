@@ -484,6 +484,26 @@ pub(super) struct AppStart {
 
 pub(super) type StartedMsg = Result<AppStart, AppFailure>;
 
+impl AppStart {
+    /// What an app call that began reports to the I/O side, and the rest of its iterable
+    /// for the caller to walk.
+    pub(super) fn of(started: Started) -> (AppStart, Option<AppIter>) {
+        let Started {
+            declared,
+            chunks,
+            rest,
+            closer,
+        } = started;
+        let start = AppStart {
+            declared,
+            chunks,
+            streaming: rest.is_some(),
+            closer,
+        };
+        (start, rest)
+    }
+}
+
 /// The response of an app call that began: its head, and a body from the first chunks
 /// plus, when the app streams, the chunk channel; the app slot is held until it is sent.
 pub(super) fn started_response(
@@ -528,19 +548,8 @@ fn run_on_pool(
         response::start(py, app, env)
     });
     let mut rest = match outcome {
-        Ok(Started {
-            declared,
-            chunks,
-            rest,
-            closer,
-        }) => {
-            let streaming = rest.is_some();
-            let start = AppStart {
-                declared,
-                chunks,
-                streaming,
-                closer,
-            };
+        Ok(started) => {
+            let (start, rest) = AppStart::of(started);
             if started_tx.send(Ok(start)).is_err() {
                 return;
             }

@@ -30,6 +30,7 @@ use super::flow::Flow;
 use super::http::set_result;
 use super::scope::{self, ScopeSource};
 use super::{AppCtx, Asgi, TaskSlot};
+use crate::worker::accept::Counted;
 use crate::worker::body::ResponseBody;
 use crate::worker::service::{self, Conn};
 use crate::worker::wsgi::environ::RequestHead;
@@ -455,35 +456,6 @@ impl Drop for Gone {
         if let Some(ex) = &self.0 {
             ex.push(In::Disconnect(1006, String::new()));
         }
-    }
-}
-
-/// An open WebSocket is a connection the stopping worker waits for (hyper's own count of
-/// it ended with the upgrade).
-struct Counted {
-    scoreboard: Arc<crate::scoreboard::Scoreboard>,
-    slot: usize,
-}
-
-impl Counted {
-    fn new(scoreboard: &Arc<crate::scoreboard::Scoreboard>, slot: usize) -> Self {
-        scoreboard
-            .slot(slot)
-            .connections
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Counted {
-            scoreboard: Arc::clone(scoreboard),
-            slot,
-        }
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.scoreboard
-            .slot(self.slot)
-            .connections
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -23,7 +23,7 @@ use crate::worker::body::Chunk;
 use crate::worker::service::{AppStart, BodySource, StartedMsg};
 use crate::worker::wsgi::environ::{EnvironBuilder, RequestHead};
 use crate::worker::wsgi::input::Input;
-use crate::worker::wsgi::response::{self, AppFailure, AppIter, Started};
+use crate::worker::wsgi::response::{self, AppFailure, AppIter};
 
 /// A request as the Rust side hands it to the hub.
 pub(in crate::worker) struct RequestJob {
@@ -106,18 +106,8 @@ impl RequestJob {
             })
             .and_then(|environ| response::start(py, app, environ));
         let mut rest = match outcome {
-            Ok(Started {
-                declared,
-                chunks,
-                rest,
-                closer,
-            }) => {
-                let start = AppStart {
-                    declared,
-                    chunks,
-                    streaming: rest.is_some(),
-                    closer,
-                };
+            Ok(started) => {
+                let (start, rest) = AppStart::of(started);
                 // The client left before the head: nothing more to do (dropping `rest`
                 // closes the iterable).
                 if self.started.send(Ok(start)).is_err() {
