@@ -405,16 +405,7 @@ fn start(
                 complete: false,
             },
         )?;
-        let receive = cycle.getattr(intern!(py, "receive"))?;
-        let send = cycle.getattr(intern!(py, "send"))?;
-        let coro = ctx
-            .run
-            .call1(py, (ctx.app.bind(py), scope, receive, send, cycle))?;
-        let task = ctx.create_task.call1(py, (coro,))?;
-        if ctx.track_tasks {
-            *ex.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
-        }
-        Ok(())
+        super::start_task(py, ctx, &ex.task, scope.into_any(), cycle.into_any())
     })();
     if let Err(e) = started {
         tracing::error!(

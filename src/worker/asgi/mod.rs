@@ -42,6 +42,27 @@ const HELPERS_SOURCE: &str = include_str!("../../python/asgi.py");
 /// The asyncio task of a request, while it runs (for a deadline's stack dump).
 pub type TaskSlot = Arc<Mutex<Option<Py<PyAny>>>>;
 
+/// Start the app's task for one cycle (a request or a WebSocket): `receive` and `send`
+/// are the cycle's methods; the task is kept for a deadline's stack dump.
+fn start_task(
+    py: Python<'_>,
+    ctx: &AppCtx,
+    task: &TaskSlot,
+    scope: Bound<'_, PyAny>,
+    cycle: Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let receive = cycle.getattr(pyo3::intern!(py, "receive"))?;
+    let send = cycle.getattr(pyo3::intern!(py, "send"))?;
+    let coro = ctx
+        .run
+        .call1(py, (ctx.app.bind(py), scope, receive, send, cycle))?;
+    let started = ctx.create_task.call1(py, (coro,))?;
+    if ctx.track_tasks {
+        *task.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
+    }
+    Ok(())
+}
+
 /// A request's or WebSocket's task has ended: forget it, and log what it raised (a
 /// cancellation is ours: a deadline, a stop). True when it raised anything.
 fn task_ended(task: &TaskSlot, py: Python<'_>, exc: Option<&Bound<'_, PyAny>>, what: &str) -> bool {
