@@ -555,23 +555,7 @@ def test_upgrade_hands_running_instances_over_to_the_new_binary(box):
 def test_stop_is_graceful(box):
     journal = ts.Journal(box)
     _, workers = ts.start_by_request(box, journal)
-    client = box.popen(ts.CLIENT + ["get", ts.SOCK, "/sleep?s=1.5", "20"])
-    try:
-        time.sleep(0.5)
-        assert client.poll() is None, client.communicate()
-        box.run(["systemctl", "stop", ts.SERVICE], timeout=40)
-        out, err = client.communicate(timeout=20)
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait(10)
-    r = json.loads(out)
-    assert r.get("status") == 200 and r.get("complete") and int(r["body"]) in workers, \
-        "%r %s; %s" % (r, err, journal.excerpt())
-    svc = ts.show(box, ts.SERVICE, "ActiveState", "Result")
-    assert svc == {"ActiveState": "inactive", "Result": "success"}, svc
-    for bad in ("SIGKILL", "Killing process"):
-        assert bad not in journal.text(), journal.excerpt()
+    ts.stop_with_a_request_in_flight(box, journal, workers)
 
 
 def test_purge_stops_the_instance_and_leaves_nothing_behind(box):
