@@ -333,7 +333,7 @@ impl Arbiter {
                 self.notifier
                     .became_main(self.workers.status_line(self.generation));
             }
-            if adopted.is_main && adopted.old_master_gone() {
+            if adopted.is_main() && adopted.old_master_gone() {
                 if let (Some(pidfile), Some(path)) = (&mut self.pidfile, &self.settings.pidfile)
                     && let Err(e) = pidfile.rename(path)
                 {
@@ -496,7 +496,7 @@ impl Arbiter {
             );
             return;
         }
-        if self.adopted.as_ref().is_some_and(|a| !a.is_main) {
+        if self.adopted.as_ref().is_some_and(|a| !a.is_main()) {
             tracing::warn!("this master is still taking over from the last upgrade; ignoring USR2");
             return;
         }

@@ -280,10 +280,10 @@ pub struct Adopted {
     /// The old master, until it has gone.
     pub from: Pid,
     channel: Option<UnixStream>,
+    /// R was written: the master loop calls `ready` on every turn once it serves.
+    told_ready: bool,
     /// The old master's own unix socket files, now ours to remove at exit.
     pub socket_files: Vec<PathBuf>,
-    /// The old master has passed the main-process role (or is gone).
-    pub is_main: bool,
 }
 
 /// The channel's fd in this (new) master, closed in every worker at fork: a worker must
@@ -332,16 +332,24 @@ pub fn adopt() -> Option<Adopted> {
     }
     Some(Adopted {
         from: Pid::from_raw(from),
-        is_main: channel.is_none(),
         channel,
+        told_ready: false,
         socket_files,
     })
 }
 
 impl Adopted {
-    /// Our workers serve: tell the old master.
+    /// The old master has passed the main-process role (or is gone): the channel is done.
+    pub fn is_main(&self) -> bool {
+        self.channel.is_none()
+    }
+
+    /// Our workers serve: tell the old master (once).
     pub fn ready(&mut self) {
-        if let Some(channel) = &mut self.channel {
+        if let Some(channel) = &mut self.channel
+            && !self.told_ready
+        {
+            self.told_ready = true;
             let _ = channel.write_all(&[READY]);
         }
     }
@@ -349,9 +357,6 @@ impl Adopted {
     /// Whether we have just become the main process (the old master said so, or is gone
     /// without saying it). True once.
     pub fn became_main(&mut self) -> bool {
-        if self.is_main {
-            return false;
-        }
         let Some(channel) = &mut self.channel else {
             return false;
         };
@@ -363,7 +368,6 @@ impl Adopted {
         }
         self.channel = None;
         CHANNEL_FD.store(-1, Ordering::Relaxed);
-        self.is_main = true;
         true
     }
 
