@@ -9,7 +9,7 @@
 //! notifications ahead of child exits, so the reload job then ends only at the master's
 //! `READY=1`, once the new generation serves (or the reload failed and the old one does).
 
-use std::process::ExitCode;
+use crate::{FAILURE, SUCCESS};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -25,7 +25,7 @@ pub fn reload_request(args: &[std::ffi::OsString]) -> Option<i32> {
 }
 
 /// Tell systemd a reload starts, then send the master HUP.
-pub fn reload(pid: i32) -> ExitCode {
+pub fn reload(pid: i32) -> u8 {
     if std::env::var_os("NOTIFY_SOCKET").is_some() {
         let mut states = vec![NotifyState::Reloading];
         if let Ok(now) = NotifyState::monotonic_usec_now() {
@@ -36,10 +36,10 @@ pub fn reload(pid: i32) -> ExitCode {
         }
     }
     match kill(Pid::from_raw(pid), Signal::SIGHUP) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => SUCCESS,
         Err(e) => {
             eprintln!("unitcorn reload: cannot send HUP to the master, pid {pid}: {e}");
-            ExitCode::FAILURE
+            FAILURE
         }
     }
 }

@@ -23,7 +23,7 @@ pub fn request(args: &[OsString]) -> Option<&OsString> {
 pub fn convert(location: &str) -> Result<String, ConfigError> {
     let cwd = std::env::current_dir().map_err(ConfigError::cwd)?;
     let venv = std::env::var_os("VIRTUAL_ENV");
-    let read = python_file::read(location, &cwd, venv.as_deref().map(Path::new))?;
+    let read = python_file::read(location, &cwd, None, venv.as_deref().map(Path::new))?;
     let mut out = format!(
         "# unitcorn configuration converted from {location} (unitcorn config convert).\n\
          # Keys are gunicorn's setting names; use it with `unitcorn -c FILE`.\n"

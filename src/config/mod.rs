@@ -75,8 +75,7 @@ pub fn load() -> Result<Command, ConfigError> {
 /// The process's arguments as it was started (a binary upgrade starts the new master with
 /// them), read once: the process title later writes over the argv memory.
 pub fn original_args() -> &'static [OsString] {
-    static ARGS: std::sync::OnceLock<Vec<OsString>> = std::sync::OnceLock::new();
-    ARGS.get_or_init(|| std::env::args_os().collect())
+    &crate::program::get().args
 }
 
 /// Loads the configuration from `args` (`args[0]` is the program name) and the
@@ -191,10 +190,16 @@ fn read_config_file(
             })
         })
     };
-    let virtualenv = given("virtualenv").or_else(|| env("VIRTUAL_ENV"));
+    let setting = given("virtualenv");
+    let from_env = env("VIRTUAL_ENV");
     let cwd = std::env::current_dir().map_err(ConfigError::cwd)?;
     let cwd = given("chdir").map_or(cwd.clone(), |dir| cwd.join(dir));
-    python_file::read(location, &cwd, virtualenv.as_deref().map(Path::new))
+    python_file::read(
+        location,
+        &cwd,
+        setting.as_deref().map(Path::new),
+        from_env.as_deref().map(Path::new),
+    )
 }
 
 /// Reads `UNITCORN_CMD_ARGS` (or `GUNICORN_CMD_ARGS`) as gunicorn does: shell-split,

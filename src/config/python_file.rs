@@ -28,14 +28,16 @@ pub(crate) struct Read {
 }
 
 /// Run the config file at `location` (a path or `python:MODULE`) and read its names.
-/// `cwd` goes first on `sys.path`; `virtualenv` is activated first, so that the file can
+/// `cwd` goes first on `sys.path`; `virtualenv` (else `env_virtualenv`, `$VIRTUAL_ENV`) is activated first, so that the file can
 /// import the app's packages.
 pub(crate) fn read(
     location: &str,
     cwd: &Path,
     virtualenv: Option<&Path>,
+    env_virtualenv: Option<&Path>,
 ) -> Result<Read, ConfigError> {
-    let ran = crate::python::config::run(location, cwd, virtualenv)
+    let venv = crate::python::named_venv(virtualenv, env_virtualenv);
+    let ran = crate::python::config::run(location, cwd, venv)
         .map_err(|message| ConfigError::interpreter(location, message))?;
     match ran {
         Ran::Missing { path } => Err(ConfigError::read(

@@ -83,8 +83,7 @@ pub fn run(
     worker_main: WorkerMain,
 ) -> Result<ExitStatus, String> {
     let adopted = upgrade::adopt();
-    let exe = std::env::current_exe()
-        .map_err(|e| format!("cannot tell which binary runs (/proc/self/exe): {e}"));
+    let exe = Ok(crate::program::get().exe.clone());
     // A new master from USR2 is detached already (double fork).
     if settings.daemon && adopted.is_none() {
         setup::daemonize()?;
@@ -510,7 +509,7 @@ impl Arbiter {
         crate::python::hooks::server_hook_logged("pre_exec");
         let started = upgrade::start(
             exe,
-            crate::config::original_args(),
+            &crate::program::get().relaunch_args(),
             &self.start_dir,
             self.workers.listeners(),
             &self.socket_files.0,

@@ -71,7 +71,11 @@ pub enum Ran {
 /// Run the config file at `location` (a path, `file:PATH`, or `python:MODULE`), with
 /// `cwd` first on `sys.path` and the virtualenv (if any) activated. Starts the
 /// interpreter in this process if it is not yet.
-pub fn run(location: &str, cwd: &Path, virtualenv: Option<&Path>) -> Result<Ran, String> {
+pub fn run(
+    location: &str,
+    cwd: &Path,
+    virtualenv: Option<super::NamedVenv<'_>>,
+) -> Result<Ran, String> {
     super::start(&super::PythonSetup {
         chdir: cwd,
         pythonpath: None,

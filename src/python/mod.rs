@@ -5,7 +5,7 @@
 
 use std::ffi::CString;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
@@ -15,6 +15,7 @@ use crate::config::Settings;
 pub mod config;
 mod fork;
 pub mod hooks;
+pub mod interpreter;
 mod spew;
 
 pub use fork::around_fork;
@@ -29,6 +30,11 @@ pub struct PythonError {
 }
 
 impl PythonError {
+    /// An error of ours, not Python's: one line for the operator.
+    pub fn plain(message: String) -> Self {
+        PythonError { message }
+    }
+
     fn from_py(py: Python<'_>, err: PyErr) -> Self {
         PythonError {
             message: format_exception(py, &err),
@@ -50,16 +56,25 @@ pub struct PythonSetup<'a> {
     pub chdir: &'a Path,
     pub pythonpath: Option<&'a str>,
     /// `virtualenv =` or else `$VIRTUAL_ENV`.
-    pub virtualenv: Option<&'a Path>,
+    pub virtualenv: Option<NamedVenv<'a>>,
 }
 
-/// Start the interpreter in this process and prepare `sys.path`. Idempotent per process.
+pub use interpreter::{NamedVenv, VenvSource};
+
+/// Start the interpreter in this process (unless it runs already: the Python package's
+/// case) and prepare `sys.path`. Idempotent per process.
 pub fn start(setup: &PythonSetup<'_>) -> Result<(), PythonError> {
-    Python::initialize();
+    if !interpreter::is_initialized() {
+        let program = match &setup.virtualenv {
+            Some(venv) => venv.check(interpreter::BUILT_WITH)?,
+            None => PathBuf::from(interpreter::BUILT_WITH),
+        };
+        interpreter::initialize(&program)?;
+    }
     fork::mark_started();
     Python::attach(|py| {
         let loader = loader(py).map_err(|e| PythonError::from_py(py, e))?;
-        let venv = setup.virtualenv.map(|p| p.to_string_lossy().into_owned());
+        let venv = venv_to_activate(py, setup.virtualenv.as_ref())?;
         loader
             .getattr("setup")
             .and_then(|f| {
@@ -86,17 +101,98 @@ pub fn import_app(spec: &str) -> Result<Py<PyAny>, PythonError> {
     })
 }
 
+/// The virtualenv to activate over the running interpreter, checked: none when the
+/// interpreter is that venv's already (its own, or started from its `bin/python`).
+fn venv_to_activate(
+    py: Python<'_>,
+    named: Option<&NamedVenv<'_>>,
+) -> Result<Option<String>, PythonError> {
+    let Some(venv) = named else { return Ok(None) };
+    let sys = py.import("sys").map_err(|e| PythonError::from_py(py, e))?;
+    let attr = |name: &str| -> Result<PathBuf, PythonError> {
+        sys.getattr(name)
+            .and_then(|v| v.extract::<PathBuf>())
+            .map_err(|e| PythonError::from_py(py, e))
+    };
+    if same_dir(venv.path, &attr("prefix")?) {
+        return Ok(None);
+    }
+    venv.check(&attr("executable")?.to_string_lossy())?;
+    Ok(Some(venv.path.to_string_lossy().into_owned()))
+}
+
+/// Check, before anything is bound or forked, that the virtualenv the settings (or
+/// `VIRTUAL_ENV`) name can be served by this interpreter: a clear error at start rather
+/// than workers that fail one after another.
+pub fn preflight(settings: &Settings) -> Result<(), String> {
+    let env_venv = std::env::var_os("VIRTUAL_ENV").map(PathBuf::from);
+    let Some(venv) = named_venv(settings.virtualenv.as_deref(), env_venv.as_deref()) else {
+        return Ok(());
+    };
+    if interpreter::is_initialized() {
+        Python::attach(|py| venv_to_activate(py, Some(&venv)).map(drop))
+    } else {
+        venv.check(interpreter::BUILT_WITH).map(drop)
+    }
+    .map_err(|e| e.to_string())
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Why the interpreter hosting the Python package cannot serve, if it cannot.
+pub fn unsupported_interpreter(py: Python<'_>) -> PyResult<Option<String>> {
+    let (major, minor) = interpreter::version();
+    if (major, minor) < (3, 9) {
+        return Ok(Some(format!(
+            "Python {major}.{minor} is not supported: unitcorn serves CPython 3.9 and later"
+        )));
+    }
+    let gil_disabled = py
+        .import("sysconfig")?
+        .call_method1("get_config_var", ("Py_GIL_DISABLED",))?
+        .extract::<Option<i64>>()
+        .unwrap_or(None)
+        .unwrap_or(0);
+    if gil_disabled != 0 {
+        return Ok(Some(format!(
+            "free-threaded CPython ({major}.{minor}t) is not supported yet: run the app on a              regular (GIL) build of CPython {major}.{minor}"
+        )));
+    }
+    Ok(None)
+}
+
+/// The interpreter runs already: this is the Python package, hosted by the venv's Python.
+pub fn mark_hosted() {
+    fork::mark_started();
+}
+
+/// The virtualenv the settings name (`virtualenv`), or else the environment
+/// (`VIRTUAL_ENV`).
+pub fn named_venv<'a>(setting: Option<&'a Path>, env: Option<&'a Path>) -> Option<NamedVenv<'a>> {
+    setting
+        .map(|path| NamedVenv {
+            path,
+            named_by: VenvSource::Setting,
+        })
+        .or(env.map(|path| NamedVenv {
+            path,
+            named_by: VenvSource::Environment,
+        }))
+}
+
 /// Start the interpreter and import the app named by the settings; the error is what the
 /// operator must read.
 pub fn load_app(settings: &Settings) -> Result<Py<PyAny>, String> {
-    let venv = settings
-        .virtualenv
-        .clone()
-        .or_else(|| std::env::var_os("VIRTUAL_ENV").map(Into::into));
+    let env_venv = std::env::var_os("VIRTUAL_ENV").map(PathBuf::from);
     start(&PythonSetup {
         chdir: &settings.chdir,
         pythonpath: settings.pythonpath.as_deref(),
-        virtualenv: venv.as_deref(),
+        virtualenv: named_venv(settings.virtualenv.as_deref(), env_venv.as_deref()),
     })
     .map_err(|e| e.to_string())?;
     // gevent's worker patches the standard library before the app sees it: here, so that

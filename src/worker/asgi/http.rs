@@ -19,7 +19,7 @@ use hyper::body::{Body, Incoming};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyString};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::bridge::Bridge;
@@ -246,7 +246,9 @@ impl HttpCycle {
         let kind = message
             .get_item(intern!(py, "type"))?
             .ok_or_else(|| PyValueError::new_err("ASGI message without a 'type'"))?;
-        let kind = kind.extract::<&str>()?;
+        // A borrowed str where the ABI allows it (abi3 before 3.10 copies).
+        let kind = kind.cast::<PyString>()?.to_cow()?;
+        let kind: &str = &kind;
         match kind {
             "http.response.start" => {
                 if self.start.is_some() || self.head_sent {

@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyString};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
@@ -219,7 +219,9 @@ impl WsCycle {
         let kind = message
             .get_item(intern!(py, "type"))?
             .ok_or_else(|| PyValueError::new_err("ASGI message without a 'type'"))?;
-        let kind = kind.extract::<&str>()?;
+        // A borrowed str where the ABI allows it (abi3 before 3.10 copies).
+        let kind = kind.cast::<PyString>()?.to_cow()?;
+        let kind: &str = &kind;
         let done = self.ctx.done.clone_ref(py);
         if self.closed {
             // The socket is gone (the app learns it from receive()); uvicorn drops these too.

@@ -15,7 +15,7 @@ impl ErrorStream {
 
     fn writelines(&self, lines: &Bound<'_, PyAny>) -> PyResult<()> {
         for line in lines.try_iter()? {
-            let _ = crate::logging::write_raw(line?.extract::<&str>()?);
+            let _ = crate::logging::write_raw(&line?.extract::<String>()?);
         }
         Ok(())
     }
