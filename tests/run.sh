@@ -8,7 +8,7 @@
 # It installs the Debian packages it needs when missing (listed below), makes <repo>/.venv-test
 # with Debian's /usr/bin/python3 (the Python unitcorn embeds — never the pyenv one on PATH),
 # pip-installs tests/requirements.txt into it, `cargo build --release`, `cargo test --release`,
-# then runs the venv's pytest. Exits non-zero on any failure.
+# builds the Python package's abi3 wheel (maturin), then runs the venv's pytest. Exits non-zero on any failure.
 #
 # Environment: TEST_SERVER=gunicorn runs the HTTP-level tests against gunicorn instead (to
 # check the tests themselves); UNITCORN_BIN overrides the binary under test.
@@ -78,6 +78,17 @@ cargo build --release --quiet
 # The fuzzing properties (src/properties.rs) run this many cases each (about 4 s).
 say "cargo test --release (PROPTEST_CASES=${PROPTEST_CASES:=20000})"
 PROPTEST_CASES="$PROPTEST_CASES" cargo test --release --quiet
+
+# The Python package: one abi3 wheel, installed by tests/test_python_versions.py into a venv
+# of every CPython here.
+WHEELS="${CARGO_TARGET_DIR:-$REPO/target}/wheels"
+if [ -z "${UNITCORN_WHEEL:-}" ]; then
+    say "maturin build --release (the abi3 wheel)"
+    rm -rf "$WHEELS"
+    "$VENV/bin/python" -m maturin build --release --quiet -o "$WHEELS" >/dev/null
+    UNITCORN_WHEEL="$(ls "$WHEELS"/unitcorn-*-abi3-*.whl)"
+    export UNITCORN_WHEEL
+fi
 
 # --- integration suite ------------------------------------------------------------------
 export UNITCORN_BIN="${UNITCORN_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/unitcorn}"

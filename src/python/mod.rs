@@ -14,6 +14,7 @@ use crate::config::Settings;
 
 pub mod config;
 mod fork;
+pub mod gevent;
 pub mod hooks;
 pub mod interpreter;
 mod spew;
@@ -199,7 +200,7 @@ pub fn load_app(settings: &Settings) -> Result<Py<PyAny>, String> {
     // it also holds for the master's import with preload_app (gunicorn patches in the
     // worker only, after a preloaded app imported the unpatched modules).
     if settings.worker_class == "gevent" {
-        crate::worker::gevent::monkey_patch()?;
+        gevent::monkey_patch()?;
     }
     if settings.spew {
         spew::install().map_err(|e| format!("cannot install the spew trace: {e}"))?;

@@ -15,41 +15,16 @@ mod bridge;
 mod call;
 mod request;
 
-use std::ffi::CString;
 use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::PyModule;
 
 pub use bridge::Bridge;
 pub(super) use call::call;
 
 use crate::boot::WorkerBoot;
 
-const HUB_SOURCE: &str = include_str!("../../python/gevent_hub.py");
-
-/// `gevent.monkey.patch_all()`, before the app is imported (in the worker, or in the
-/// master with `preload_app`: the app must never see the unpatched modules). Done once
-/// per process. The error says how to get gevent.
-pub fn monkey_patch() -> Result<(), String> {
-    Python::attach(|py| {
-        py.import("gevent").map_err(|e| {
-            format!(
-                "worker_class = \"gevent\" needs the gevent package in the app's virtualenv \
-                 (pip install gevent): {e}"
-            )
-        })?;
-        hub_module(py)
-            .and_then(|m| m.getattr("patch")?.call0().map(drop))
-            .map_err(|e| {
-                format!(
-                    "gevent's monkey-patching failed\n{}",
-                    crate::python::format_exception(py, &e)
-                )
-            })
-    })
-}
 
 /// Serve `app` with the hub on this (the main) thread and hyper on an I/O thread; returns
 /// when the I/O side is done (stop), like [`super::serve`].
@@ -87,7 +62,7 @@ fn run_hub(
         },
     )
     .map_err(|e| crate::python::format_exception(py, &e))?;
-    hub_module(py)
+    crate::python::gevent::hub_module(py)
         .and_then(|m| {
             m.getattr("serve")?
                 .call1((handle, app, beat_every.as_secs_f64()))
@@ -96,13 +71,3 @@ fn run_hub(
         .map_err(|e| crate::python::format_exception(py, &e))
 }
 
-/// The hub's Python module, compiled once per process.
-fn hub_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
-    static HUB: pyo3::sync::PyOnceLock<Py<PyModule>> = pyo3::sync::PyOnceLock::new();
-    HUB.get_or_try_init(py, || {
-        let code = CString::new(HUB_SOURCE).expect("gevent_hub.py contains no NUL byte");
-        PyModule::from_code(py, &code, c"unitcorn/gevent_hub.py", c"_unitcorn_gevent")
-            .map(Bound::unbind)
-    })
-    .map(|m| m.bind(py).clone())
-}
