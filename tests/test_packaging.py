@@ -7,6 +7,10 @@ the .deb depends on the libpython its binary links, the .rpm (the abi3 Python pa
 a launcher) on python3 >= 3.9 and on no libpython; the .rpm's scriptlets do what the
 .deb's maintainer scripts do; both packages are reproducible.
 
+The .rpm installed into a throwaway root (rpm --root): its launcher serves a WSGI app on
+a CPython it was not built with (pyenv's 3.12), stops on QUIT, and a binary upgrade (USR2,
+what the .rpm's upgrade scriptlet sends) stays on that Python and that package.
+
 Under a real systemd (tests/nspawn.py, Debian 12's systemd 252): `dpkg -i` creates the
 unitcorn user and enables nothing; the installed units verify clean (man pages included);
 `systemctl enable --now unitcorn@demo.socket` serves a Flask app as user unitcorn, logs
@@ -17,23 +21,27 @@ unitcorn user (Debian's practice: it may still own files elsewhere).
 The .deb is built from UNITCORN_BIN (the binary under test), the .rpm's extension module
 by packaging/build itself (cargo rustc, target/packaging-abi3/), into
 target/packages-test/, again only when an input changed (a digest of the inputs, the
-sources included). Needs root, systemd-nspawn, lintian, rpm (tests/run.sh installs
-them): without them these tests FAIL, they are never skipped.
+sources included). Needs root, systemd-nspawn, lintian, rpm and pyenv's CPython 3.12
+(tests/run.sh installs the packages): without them these tests FAIL, they are never
+skipped.
 """
 
+import glob
 import hashlib
 import inspect
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from harness import APPS, REPO, TESTS, UNITCORN_BIN, VENV, base_env, wait_for
+from harness import (APPS, REPO, TESTS, UNITCORN_BIN, VENV, Server, alive, base_env,
+                     free_port, wait_for)
 from nspawn import Container
 import test_systemd as ts
 
@@ -79,6 +87,10 @@ RPM_REQUIRES = [
     r"rpmlib\(\w+\) <= [\d.-]+", r"rtld\(GNU_HASH\)",
     r"(libc\.so\.6|libm\.so\.6|ld-linux-x86-64\.so\.2|libgcc_s\.so\.1)(\([\w.]*\))?\(64bit\)",
 ]
+# The CPython the .rpm's launcher is run with in the tests: not the one anything was
+# built with (/usr/bin/python3, 3.11).
+OTHER_PYTHON = "/root/.pyenv/versions/3.12.*/bin/python3"
+OLD_PYTHON = "/root/.pyenv/versions/3.8.*/bin/python3"
 
 
 # packaging/build's bound: a first build of the .rpm's extension module compiles every
@@ -411,6 +423,13 @@ def test_rpm_installs_its_files_into_a_throwaway_root(packages, tmp_path):
     # Run by its #! line: Debian's python3, from the throwaway root's package.
     r = run([str(launcher), "--version"], env=base_env(venv=False), cwd="/")
     assert r.stdout.strip() == "unitcorn (version %s)" % VERSION, r
+    # A Python older than the stable ABI's 3.9 is told so (not "undefined symbol").
+    old = sorted(glob.glob(OLD_PYTHON))
+    assert old, "no %s on this machine (pyenv install 3.8)" % OLD_PYTHON
+    r = run([old[-1], str(launcher), "--version"], env=base_env(venv=False), cwd="/",
+            check=False)
+    assert r.returncode == 1 and r.stdout == "" and r.stderr.startswith(
+        "unitcorn: Python 3.8 is not supported: unitcorn serves CPython 3.9 and later"), r
     r = run(["rpm", "--root", str(root), "-V", "--nodeps", "unitcorn"], check=False)
     assert r.returncode == 0 and r.stdout == "", r.stdout + r.stderr
     run(["rpm", "--root", str(root), "-e", "--nodeps", "--noscripts", "unitcorn"])
@@ -418,6 +437,123 @@ def test_rpm_installs_its_files_into_a_throwaway_root(packages, tmp_path):
             if p.is_file() and "unitcorn" in str(p) and not str(p.relative_to(root)).startswith(
                 ("var/lib/rpm", "usr/lib/sysimage/rpm"))]
     assert not left, left
+
+
+# ------------------------------------------------ the .rpm's launcher on another Python
+
+@pytest.fixture(scope="module")
+def rpm_root(packages, tmp_path_factory):
+    """The .rpm installed into a throwaway root (no scriptlets, no dependencies)."""
+    need("rpm", "rpm")
+    root = tmp_path_factory.mktemp("rpm-root") / "root"
+    _install_rpm(packages["rpm"], root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def other_python():
+    """pyenv's CPython 3.12: not /usr/bin/python3 (3.11), which everything was built with."""
+    found = sorted(glob.glob(OTHER_PYTHON))
+    assert found, "no %s on this machine (pyenv install 3.12)" % OTHER_PYTHON
+    python = found[-1]
+    assert os.path.realpath(python) != os.path.realpath("/usr/bin/python3"), python
+    return python
+
+
+@pytest.fixture
+def servers():
+    """Servers started by a test: every process of theirs killed when it ends."""
+    started = []
+    yield started
+    for s in started:
+        s.kill_all()
+
+
+def _launch(servers, cmd, tmp_path, cwd, name="server"):
+    port = free_port()
+    s = Server([str(c) for c in cmd] + ["-b", "127.0.0.1:%d" % port], base_env(venv=False),
+               cwd, tmp_path, addr=("127.0.0.1", port), name=name)
+    servers.append(s)
+    s.wait_ready(timeout=60)
+    return s
+
+
+def _gone(pid):
+    """pid has exited (it may be a zombie of a parent that is not us)."""
+    return not alive(pid)
+
+
+def test_rpm_launcher_serves_a_wsgi_app_on_another_python(rpm_root, other_python, servers,
+                                                          tmp_path):
+    s = _launch(servers, [other_python, rpm_root / "usr/bin/unitcorn", "-w", "2",
+                          "wsgiapp:app"], tmp_path, cwd=APPS)
+    r = s.get("/")
+    assert r.status == 200 and r.body == b"Hello, World!\n", r
+    # The package is the throwaway root's, the standard library 3.12's.
+    got = s.get("/import?name=unitcorn").json()
+    assert got == {"ok": True, "file": str(rpm_root / RPM_PACKAGE_DIR.lstrip("/") /
+                                            "unitcorn/__init__.py")}, got
+    os_file = s.get("/import?name=os").json()["file"]
+    assert os_file.startswith(str(Path(other_python).parent.parent / "lib/python3.12")), os_file
+    # The launcher's directory is not on the app's sys.path.
+    assert str(rpm_root / "usr/bin") not in s.get("/syspath").json()
+    s.signal(signal.SIGQUIT)
+    assert s.wait_exit(30) == 0, s.stderr()[-3000:]
+    assert "Shutting down: Master" in s.stderr()
+    # No __pycache__ written into the package's directory.
+    written = sorted(str(p) for p in (rpm_root / "usr/lib/unitcorn").rglob("__pycache__"))
+    assert not written, written
+
+
+VERSION_APP = """\
+import json, os, sys
+import unitcorn
+
+
+def app(environ, start_response):
+    body = json.dumps({"version_info": list(sys.version_info[:3]),
+                       "executable": sys.executable, "unitcorn": unitcorn.__file__,
+                       "master": os.getppid()}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+def test_rpm_launcher_runs_the_app_on_that_python_across_a_binary_upgrade(
+        rpm_root, other_python, servers, tmp_path):
+    """USR2, what the .rpm's upgrade scriptlet sends: the new master is `python -m
+    unitcorn` of the same interpreter, and finds the same package (the launcher's
+    PYTHONPATH)."""
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "versionapp.py").write_text(VERSION_APP)
+    pidfile = tmp_path / "unitcorn.pid"
+    s = _launch(servers, [other_python, rpm_root / "usr/bin/unitcorn", "-p", pidfile,
+                          "versionapp:app"], tmp_path, cwd=app_dir)
+    package = str(rpm_root / RPM_PACKAGE_DIR.lstrip("/") / "unitcorn/__init__.py")
+    got = s.get("/").json()
+    assert got["version_info"][:2] == [3, 12], got
+    assert got["executable"] == other_python and got["unitcorn"] == package, got
+    assert got["master"] == s.pid, got
+
+    old = s.pid
+    s.signal(signal.SIGUSR2)
+    assert wait_for(lambda: _gone(old), 30), s.stderr()[-3000:]
+    assert s.wait_exit(10) == 0, s.stderr()[-3000:]
+    assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip()
+                    and int(pidfile.read_text()) != old, 10), s.stderr()[-3000:]
+    new = int(pidfile.read_text())
+    try:
+        got = wait_for(lambda: (lambda g: g if g["master"] == new else None)(s.get("/").json()),
+                       10)
+        assert got, (s.get("/").json(), s.stderr()[-3000:])
+        assert got["version_info"][:2] == [3, 12], got
+        assert got["executable"] == other_python and got["unitcorn"] == package, got
+    finally:
+        os.kill(new, signal.SIGQUIT)
+    assert wait_for(lambda: _gone(new), 30), "the new master did not stop: " + s.stderr()[-3000:]
+    assert "Master has been promoted" in s.stderr(), s.stderr()[-3000:]
 
 
 def test_packages_are_reproducible(packages, tmp_path):
@@ -642,6 +778,6 @@ def test_purge_stops_the_instance_and_leaves_nothing_behind(box):
 # The first test to ask for the packages builds them: every test that may be that one is
 # bounded by the build's time on top of the usual 180 s (pytest.ini).
 for _name, _test in list(globals().items()):
-    if _name.startswith("test_") and {"packages", "box"} & set(
+    if _name.startswith("test_") and {"packages", "box", "rpm_root"} & set(
             inspect.signature(_test).parameters):
         globals()[_name] = pytest.mark.timeout(180 + BUILD_TIMEOUT)(_test)
