@@ -39,8 +39,8 @@ try:
 except ImportError as e:
     import sysconfig
     if sysconfig.get_config_var("Py_GIL_DISABLED"):
-        # A free-threaded build loads no abi3 module (there is no .abi3.so suffix before
-        # 3.15): the refusal the module itself would give.
+        # A free-threaded build has no stable ABI (before 3.15's abi3t): the abi3 module is
+        # not for it. The refusal the core itself gives (src/python/mod.rs).
         sys.exit("unitcorn: free-threaded CPython (%st) is not supported yet: run the app on "
                  "a regular (GIL) build of CPython %s" % (VERSION, VERSION))
     sys.exit("unitcorn: cannot import the unitcorn package from %s with Python %s (%s): %s"
