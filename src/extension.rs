@@ -21,14 +21,20 @@ fn main(py: Python<'_>, argv: Vec<OsString>) -> PyResult<u8> {
         return Ok(1);
     }
     let executable: PathBuf = sys.getattr("executable")?.extract()?;
-    let program = Program::hosted(executable, argv);
+    let orig_argv: Option<Vec<OsString>> = match sys.getattr("orig_argv") {
+        Ok(v) => Some(v.extract()?),
+        Err(_) => None,
+    };
+    let program = Program::hosted(executable, argv, orig_argv);
     crate::python::mark_hosted();
     // The master's loop, and every worker's, take the GIL only where they run Python.
     let status = py.detach(|| crate::run(program));
     Ok(status)
 }
 
-#[pymodule]
+/// The bridge relies on the GIL (per-request Python objects, the hooks): a free-threaded
+/// interpreter is refused in `main` until it does not (packaging/README.md).
+#[pymodule(gil_used = true)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(main, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

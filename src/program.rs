@@ -41,12 +41,29 @@ impl Program {
     }
 
     /// The Python package: `python` is `sys.executable` (the venv's own, not resolved
-    /// through its symlink, so that a new start stays in the venv).
-    pub fn hosted(python: PathBuf, argv: Vec<OsString>) -> Program {
+    /// through its symlink, so that a new start stays in the venv); `orig_argv` is
+    /// `sys.orig_argv` (3.10+), the interpreter's own command line, so that a new start
+    /// runs the same script with the same interpreter options (the console script, the
+    /// .rpm's launcher and its `-s`); without it, `python -m unitcorn`.
+    pub fn hosted(
+        python: PathBuf,
+        argv: Vec<OsString>,
+        orig_argv: Option<Vec<OsString>>,
+    ) -> Program {
+        let tail = argv.len().saturating_sub(1);
+        let argv_prefix = orig_argv
+            .filter(|orig| {
+                orig.len() > tail && orig[orig.len() - tail..] == argv[argv.len() - tail..]
+            })
+            .map(|mut orig| {
+                orig.truncate(orig.len() - tail);
+                orig
+            })
+            .unwrap_or_else(|| vec![python.clone().into(), "-m".into(), "unitcorn".into()]);
         let mut args = vec![OsString::from("unitcorn")];
         args.extend(argv.into_iter().skip(1));
         Program {
-            argv_prefix: vec![python.clone().into(), "-m".into(), "unitcorn".into()],
+            argv_prefix,
             exe: python,
             args,
             hosted: true,
@@ -71,4 +88,57 @@ pub fn set(program: Program) {
 /// How this process was started (the binary's own arguments if nothing was recorded).
 pub fn get() -> &'static Program {
     PROGRAM.get_or_init(Program::binary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn a_hosted_restart_repeats_the_interpreters_own_command_line() {
+        let p = Program::hosted(
+            "/srv/v/bin/python".into(),
+            strings(&["/usr/bin/unitcorn", "-w", "2", "app:app"]),
+            Some(strings(&[
+                "/usr/bin/python3",
+                "-s",
+                "/usr/bin/unitcorn",
+                "-w",
+                "2",
+                "app:app",
+            ])),
+        );
+        assert_eq!(
+            p.relaunch_args(),
+            strings(&[
+                "/usr/bin/python3",
+                "-s",
+                "/usr/bin/unitcorn",
+                "-w",
+                "2",
+                "app:app"
+            ])
+        );
+        assert_eq!(p.args, strings(&["unitcorn", "-w", "2", "app:app"]));
+    }
+
+    #[test]
+    fn without_orig_argv_a_hosted_restart_is_python_dash_m() {
+        let p = Program::hosted("/srv/v/bin/python".into(), strings(&["x", "app:app"]), None);
+        assert_eq!(
+            p.relaunch_args(),
+            strings(&["/srv/v/bin/python", "-m", "unitcorn", "app:app"])
+        );
+        // A command line that does not end with ours is not trusted either.
+        let p = Program::hosted(
+            "/srv/v/bin/python".into(),
+            strings(&["x", "app:app"]),
+            Some(strings(&["python", "other"])),
+        );
+        assert_eq!(p.relaunch_args()[1], "-m");
+    }
 }

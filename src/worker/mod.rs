@@ -59,6 +59,7 @@ pub fn run(boot: WorkerBoot) -> ! {
     );
     // Before the import, which can take long: QUIT meanwhile (a stop, a reload that was
     // superseded) must not kill the worker by the signal's default action (a core dump).
+    signals::remember_master();
     signals::arm_quit_flag();
     signals::catch_usr1_early();
     // The worker's own StatsD socket (the master's is not shared), before the import, whose
@@ -236,6 +237,7 @@ fn serve(
             stop_tx,
             Arc::clone(&boot.scoreboard),
             boot.slot,
+            Duration::from_secs(settings.graceful_timeout),
         ));
         let mut tasks = Vec::new();
         for listener in boot.listeners {

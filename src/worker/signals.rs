@@ -24,6 +24,15 @@ pub fn catch_usr1_early() {
     }
 }
 
+/// The master's pid, as this worker was forked (the parent check at a QUIT needs it even
+/// if the master died while the app was being imported).
+static MASTER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Record the master's pid: first thing in the worker, while it is the parent for sure.
+pub fn remember_master() {
+    MASTER.store(nix::unistd::getppid().as_raw(), Ordering::Relaxed);
+}
+
 /// Set the QUIT flag from the signal handler (alongside tokio's own QUIT handler).
 pub fn arm_quit_flag() {
     // SAFETY: the action only stores to an atomic, which is async-signal-safe; the
@@ -49,7 +58,9 @@ pub async fn stop_gracefully_on_quit(
     stop: tokio::sync::watch::Sender<bool>,
     scoreboard: Arc<crate::scoreboard::Scoreboard>,
     slot: usize,
+    graceful_timeout: std::time::Duration,
 ) {
+    let master = nix::unistd::Pid::from_raw(MASTER.load(Ordering::Relaxed));
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::quit()) {
         Ok(mut quit) => {
@@ -57,6 +68,9 @@ pub async fn stop_gracefully_on_quit(
             // ASGI app's lifespan startup) set only the flag: act on it now.
             if !quit_received() {
                 quit.recv().await;
+            }
+            if nix::unistd::getppid() != master {
+                orphaned(master, graceful_timeout);
             }
             crate::python::hooks::worker_int();
             // Peers balancing their accepts must not wait for a worker that left.
@@ -68,6 +82,29 @@ pub async fn stop_gracefully_on_quit(
             let _ = stop.send(true);
         }
         Err(e) => tracing::warn!("cannot watch SIGQUIT ({e}): QUIT will not be graceful"),
+    }
+}
+
+/// The QUIT came from the kernel: the master died (master/fork.rs asks for it). Nobody
+/// will enforce `graceful_timeout` now, so the worker does: the requests in flight get
+/// that long, then the worker exits.
+fn orphaned(master: nix::unistd::Pid, graceful_timeout: std::time::Duration) {
+    tracing::warn!(
+        "the master (pid {master}) is gone: worker {} stops (at most {} s for the requests \
+         in flight)",
+        std::process::id(),
+        graceful_timeout.as_secs()
+    );
+    let spawned = std::thread::Builder::new()
+        .name("orphan-deadline".into())
+        .spawn(move || {
+            std::thread::sleep(graceful_timeout);
+            // SAFETY: _exit ends the process without running atexit handlers or
+            // destructors, which could block on state the other threads hold.
+            unsafe { libc::_exit(1) };
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot bound the orphaned worker's stop ({e})");
     }
 }
 
