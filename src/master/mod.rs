@@ -7,6 +7,7 @@
 
 mod code_reload;
 mod fork;
+mod limits;
 mod metrics;
 mod notify;
 mod privileges;
@@ -91,6 +92,7 @@ pub fn run(
     let start_dir =
         std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
     setup::prepare_process(&mut settings, &start_dir)?;
+    limits::fit_open_files(&mut settings);
     // An unknown user fails the start before anything is bound.
     let target = privileges::resolve(&settings)?;
     for note in crate::config::gunicorn::start_notes(&settings) {
@@ -421,6 +423,7 @@ impl Arbiter {
                 .into_settings()
                 .ok_or_else(|| "the command line asks for no server".to_owned())?;
             setup::prepare_process(&mut settings, &self.start_dir)?;
+            limits::fit_open_files(&mut settings);
             Ok(settings)
         });
         let settings = match prepared {

@@ -58,6 +58,8 @@ pub(super) struct AcceptCtx {
     pub stopping: watch::Receiver<bool>,
     /// `proxy_protocol`, when on.
     pub proxy: Option<Rc<ProxyPolicy>>,
+    /// Failed accepts of every listener of this worker, logged with a count.
+    pub accept_errors: Rc<AcceptErrors>,
 }
 
 /// Who sends PROXY headers, and which versions.
@@ -77,6 +79,51 @@ impl AcceptCtx {
         self.scoreboard
             .fewest_connections_except(self.slot)
             .is_some_and(|fewest| mine > fewest)
+    }
+}
+
+/// Failed accepts, logged once per interval with their count: out of descriptors
+/// (EMFILE, ENFILE) a busy worker fails thousands of times a minute, and one line each
+/// would flood the log while telling nothing more.
+#[derive(Default)]
+pub(super) struct AcceptErrors {
+    state: std::cell::RefCell<AcceptErrorState>,
+}
+
+#[derive(Default)]
+struct AcceptErrorState {
+    since_logged: u64,
+    last_logged: Option<std::time::Instant>,
+}
+
+/// At most one line per this interval.
+const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl AcceptErrors {
+    fn failed(&self, label: &str, error: &io::Error) {
+        let mut state = self.state.borrow_mut();
+        state.since_logged += 1;
+        let now = std::time::Instant::now();
+        if state
+            .last_logged
+            .is_some_and(|at| now.duration_since(at) < ACCEPT_ERROR_LOG_EVERY)
+        {
+            return;
+        }
+        let count = std::mem::take(&mut state.since_logged);
+        state.last_logged = Some(now);
+        let hint = match error.raw_os_error() {
+            Some(libc::EMFILE) | Some(libc::ENFILE) => {
+                ": out of file descriptors; the connections wait in the listen queue \
+                 (raise LimitNOFILE= or ulimit -n, or lower worker_connections)"
+            }
+            _ => "",
+        };
+        tracing::warn!(
+            "accept failed on {label}: {error}{hint} ({count} time(s) since the last such line, \
+             at most one line per {} s)",
+            ACCEPT_ERROR_LOG_EVERY.as_secs()
+        );
     }
 }
 
@@ -150,7 +197,7 @@ async fn accept_until_error(
                     }
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!("accept failed on {label}: {e}");
+                    ctx.accept_errors.failed(label, &e);
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     break;
                 }

@@ -240,6 +240,7 @@ fn serve(
             Duration::from_secs(settings.graceful_timeout),
         ));
         let mut tasks = Vec::new();
+        let accept_errors = Rc::new(accept::AcceptErrors::default());
         for listener in boot.listeners {
             let (name, port) = listener.server_name_port();
             let environ = Python::attach(|py| {
@@ -260,6 +261,7 @@ fn serve(
                 slot: boot.slot,
                 stopping: stopping.clone(),
                 proxy: proxy.clone(),
+                accept_errors: Rc::clone(&accept_errors),
             };
             tasks.push(tokio::task::spawn_local(accept::accept_loop(listener, ctx)));
         }
