@@ -30,8 +30,8 @@ pub fn convert(location: &str) -> Result<String, ConfigError> {
             "\n# Server hooks are Python functions: TOML cannot hold them. Keep the Python\n\
              # file (unitcorn runs it with -c) to keep them:\n",
         );
-        for (name, hook) in &read.extras.hooks {
-            let _ = writeln!(out, "# {name} = {}", hook.describe);
+        for hook in &read.extras.hooks {
+            let _ = writeln!(out, "# {} = {}", hook.name, hook.describe);
         }
     }
     if !read.extras.notes.is_empty() {

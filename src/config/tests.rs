@@ -766,7 +766,7 @@ fn a_python_config_file_sets_settings_and_hooks() {
     assert_eq!(s.umask, 0o22);
     assert_eq!(s.pidfile, None);
     assert_eq!(s.secure_scheme_headers, strings(&["X-PROTO=https"]));
-    let hooks: Vec<_> = s.extras.hooks.iter().map(|(n, _)| *n).collect();
+    let hooks: Vec<_> = s.extras.hooks.iter().map(|h| h.name).collect();
     assert_eq!(hooks, ["post_fork", "pre_request"]);
     assert!(
         s.extras
