@@ -5,6 +5,7 @@
 //! them, and deciding which source wins, is `config`'s job.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ColorChoice, error::ErrorKind};
@@ -35,9 +36,23 @@ TERM is an immediate stop, unlike gunicorn, whose TERM is graceful:
   USR2        upgrade: start a new master that inherits the sockets
   WINCH       gracefully stop all workers, keep the master and its sockets
 
-unitcorn reload PID sends HUP to the master PID after telling systemd a reload
-starts (a unit's ExecReload=, with NotifyAccess=exec): systemctl reload then
-returns once the new workers serve, on systemd 252 as well.";
+Besides serving, two modes, each only in exactly the shape of its usage line
+(so reload:app, a lone reload, or reload after options is an APP named reload):
+  reload PID           tell systemd a reload starts (a unit's ExecReload=, with
+                       NotifyAccess=exec), then send HUP to the master PID:
+                       systemctl reload then returns once the new workers
+                       serve, on systemd 252 as well
+  config convert FILE  print the Python config file FILE as a TOML config
+                       file, its server hooks (TOML cannot hold them) as
+                       comments";
+
+/// The command's forms, one usage line each: `--help` shows them and the man page's
+/// SYNOPSIS is made from them, so that the modes cannot go missing from either.
+pub const USAGE: [&str; 3] = [
+    "unitcorn [OPTIONS] [APP]",
+    "unitcorn reload PID",
+    "unitcorn config convert FILE",
+];
 
 /// Long help is wrapped to this width; clap indents it by 10 columns.
 const LONG_HELP_WIDTH: usize = 68;
@@ -47,6 +62,8 @@ pub fn command() -> clap::Command {
     let mut cmd = clap::Command::new("unitcorn")
         .about(ABOUT)
         .after_help(AFTER_HELP)
+        // clap would show only the server's form; "Usage: " is 7 columns wide.
+        .override_usage(USAGE.join("\n       "))
         // Help and errors end up in strings handed back to main, not straight on a
         // terminal, so no escape codes.
         .color(ColorChoice::Never)
@@ -136,16 +153,36 @@ fn wrap(text: &str) -> String {
     out
 }
 
-/// `--help` or `--version`, answered before anything else is parsed.
+/// What is answered before the settings are parsed: a mode other than serving, help or
+/// the version.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Special {
     Help(String),
     Version(String),
+    /// `reload PID`.
+    Reload(i32),
+    /// `config convert FILE`.
+    ConvertConfig(PathBuf),
 }
 
-/// Finds `-h`, `--help`, `-v` or `--version` anywhere before `--` (the first one wins),
-/// so that they work even next to a flag clap would refuse, as in gunicorn.
+/// The modes first, and only in exactly their shapes, `reload PID` and `config convert
+/// FILE`: any other word list is the server's, so that an app whose module is named
+/// `reload` or `config` still serves (`reload:app`, `reload` alone, `-w 2 reload 5`, which
+/// clap then refuses for its extra word, as it refuses `reload 0`). Then `-h`, `--help`,
+/// `-v` or `--version` anywhere before `--` (the first one wins), so that they work even
+/// next to a flag clap would refuse, as in gunicorn.
 pub fn special(args: &[OsString]) -> Option<Special> {
+    match args {
+        [_, reload, pid] if reload == "reload" => {
+            if let Some(pid) = pid.to_str().and_then(|p| p.parse().ok()).filter(|p| *p > 0) {
+                return Some(Special::Reload(pid));
+            }
+        }
+        [_, config, convert, file] if config == "config" && convert == "convert" => {
+            return Some(Special::ConvertConfig(PathBuf::from(file)));
+        }
+        _ => {}
+    }
     for arg in args.iter().skip(1) {
         match arg.to_str() {
             Some("--") => return None,
@@ -364,5 +401,57 @@ mod tests {
             version(),
             format!("unitcorn (version {})", env!("CARGO_PKG_VERSION"))
         );
+    }
+
+    #[test]
+    fn the_modes_are_exactly_their_shapes() {
+        let special = |v: &[&str]| special(&v.iter().map(OsString::from).collect::<Vec<_>>());
+        assert_eq!(
+            special(&["unitcorn", "reload", "42"]),
+            Some(Special::Reload(42))
+        );
+        for server in [
+            &["unitcorn", "reload"][..],
+            &["unitcorn", "reload", "0"],
+            &["unitcorn", "reload", "-5"],
+            &["unitcorn", "reload", "app"],
+            &["unitcorn", "-w", "2", "reload"],
+            &["unitcorn", "reload:app", "1"],
+            &["unitcorn", "reload", "1", "2"],
+            &["unitcorn", "config", "convert"],
+            &["unitcorn", "config", "convert", "a.py", "b.py"],
+            &["unitcorn", "convert", "config", "a.py"],
+        ] {
+            assert_eq!(special(server), None, "{server:?}");
+        }
+        assert_eq!(
+            special(&["unitcorn", "config", "convert", "g.conf.py"]),
+            Some(Special::ConvertConfig("g.conf.py".into()))
+        );
+        // The shapes come first, as they did when each mode had its own matcher.
+        assert_eq!(
+            special(&["unitcorn", "config", "convert", "-h"]),
+            Some(Special::ConvertConfig("-h".into()))
+        );
+        assert!(matches!(
+            special(&["unitcorn", "reload", "-h"]),
+            Some(Special::Help(_))
+        ));
+    }
+
+    #[test]
+    fn help_shows_every_form_as_a_usage_line() {
+        for help in [command().render_help(), command().render_long_help()] {
+            let help = help.to_string();
+            assert!(
+                help.contains(
+                    "Usage: unitcorn [OPTIONS] [APP]\n       unitcorn reload PID\n       \
+                     unitcorn config convert FILE\n"
+                ),
+                "{help}"
+            );
+        }
+        let help = command().render_long_help().to_string();
+        assert!(help.contains("reload:app, a lone reload"), "{help}");
     }
 }

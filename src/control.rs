@@ -9,65 +9,23 @@
 //! notifications ahead of child exits, so the reload job then ends only at the master's
 //! `READY=1`, once the new generation serves (or the reload failed and the old one does).
 
-use crate::{FAILURE, SUCCESS};
-
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use sd_notify::NotifyState;
 
-/// `Some(pid)` when the arguments are exactly `reload PID` (a module named `reload`
-/// would be given as `reload:app` or with options, so this reads nothing else).
-pub fn reload_request(args: &[std::ffi::OsString]) -> Option<i32> {
-    match args {
-        [_, cmd, pid] if cmd == "reload" => pid.to_str()?.parse().ok().filter(|p| *p > 0),
-        _ => None,
-    }
-}
-
-/// Tell systemd a reload starts, then send the master HUP.
-pub fn reload(pid: i32) -> u8 {
+/// Tell systemd a reload starts, then send the master HUP; the error says why it was
+/// not sent.
+pub fn reload(pid: i32) -> Result<(), String> {
     if std::env::var_os("NOTIFY_SOCKET").is_some() {
         let mut states = vec![NotifyState::Reloading];
         if let Ok(now) = NotifyState::monotonic_usec_now() {
             states.push(now);
         }
         if let Err(e) = sd_notify::notify(&states) {
-            eprintln!("unitcorn reload: cannot notify systemd (NOTIFY_SOCKET): {e}");
+            // Not a failure: the HUP still reloads, only `systemctl reload` may return early.
+            eprintln!("unitcorn: reload: cannot notify systemd (NOTIFY_SOCKET): {e}");
         }
     }
-    match kill(Pid::from_raw(pid), Signal::SIGHUP) {
-        Ok(()) => SUCCESS,
-        Err(e) => {
-            eprintln!("unitcorn reload: cannot send HUP to the master, pid {pid}: {e}");
-            FAILURE
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::reload_request;
-
-    fn args(list: &[&str]) -> Vec<std::ffi::OsString> {
-        list.iter().map(Into::into).collect()
-    }
-
-    #[test]
-    fn only_exactly_reload_and_a_pid() {
-        assert_eq!(
-            reload_request(&args(&["unitcorn", "reload", "42"])),
-            Some(42)
-        );
-        assert_eq!(reload_request(&args(&["unitcorn", "reload"])), None);
-        assert_eq!(reload_request(&args(&["unitcorn", "reload", "0"])), None);
-        assert_eq!(reload_request(&args(&["unitcorn", "reload", "app"])), None);
-        assert_eq!(
-            reload_request(&args(&["unitcorn", "-w", "2", "reload"])),
-            None
-        );
-        assert_eq!(
-            reload_request(&args(&["unitcorn", "reload:app", "1"])),
-            None
-        );
-    }
+    kill(Pid::from_raw(pid), Signal::SIGHUP)
+        .map_err(|e| format!("reload: cannot send HUP to the master, pid {pid}: {e}"))
 }

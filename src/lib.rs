@@ -6,6 +6,7 @@
 //! `run` only parses, dispatches on the mode and turns the outcome into an exit status.
 
 mod boot;
+mod check_config;
 mod cli;
 mod config;
 mod control;
@@ -25,91 +26,94 @@ mod scoreboard;
 mod statsd;
 mod worker;
 
-/// Exit statuses: success, failure; a usage error is 2.
+/// Exit statuses: success, failure, a command-line usage error. The server may end with
+/// gunicorn's own statuses too (`boot::WORKER_BOOT_ERROR`, `boot::APP_LOAD_ERROR`).
 pub const SUCCESS: u8 = 0;
 pub const FAILURE: u8 = 1;
+pub const USAGE: u8 = 2;
 
 use config::{Command, Settings};
 
 /// The whole program, for either front door: `program` says how this process was started.
 pub fn run(program: program::Program) -> u8 {
     program::set(program);
-    if let Some(pid) = control::reload_request(config::original_args()) {
-        return control::reload(pid);
-    }
-    if let Some(file) = config::convert::request(config::original_args()) {
-        return match config::convert::convert(&file.to_string_lossy()) {
-            Ok(toml) => {
-                print!("{toml}");
-                SUCCESS
-            }
-            Err(e) => {
-                eprintln!("unitcorn: {e}");
-                FAILURE
-            }
-        };
-    }
-    let command = match config::load() {
-        Ok(command) => command,
-        Err(e) => {
-            eprintln!("unitcorn: {e}");
-            return if e.is_usage() { 2 } else { 1 };
-        }
-    };
-    let settings = match command {
-        Command::Help(text) | Command::Version(text) => {
-            println!("{text}");
-            return SUCCESS;
-        }
-        Command::PrintConfig(settings) => {
-            print!("{}", config::to_toml(&settings));
-            return SUCCESS;
-        }
-        Command::CheckConfig(settings) => return check(&settings),
-        Command::Serve(settings) => settings,
-    };
-    if let Err(e) = python::preflight(&settings) {
-        eprintln!("unitcorn: {e}");
-        return FAILURE;
-    }
-    let error_log = match logging::init(&settings.errorlog, &settings.loglevel) {
-        Ok(handle) => handle,
-        Err(e) => {
-            eprintln!("unitcorn: {e}");
-            return FAILURE;
-        }
-    };
-    match master::run(settings, error_log, worker::run) {
-        Ok(status) => status,
-        Err(e) => {
-            tracing::error!("{e}");
-            FAILURE
+    let done = config::load().map_err(Failure::from).and_then(dispatch);
+    exit_status(done)
+}
+
+/// Why a mode did not succeed, and so how it is told and what the exit status is.
+enum Failure {
+    /// The command line is wrong: stderr, exit status 2.
+    Usage(String),
+    /// Before the server's error log is open: stderr, exit status 1.
+    Error(String),
+    /// The server's error log is open: there, exit status 1.
+    Logged(String),
+    /// The server stopped with this status (not 0), having logged why.
+    Status(u8),
+}
+
+impl From<config::ConfigError> for Failure {
+    fn from(e: config::ConfigError) -> Self {
+        if e.is_usage() {
+            Failure::Usage(e.to_string())
+        } else {
+            Failure::Error(e.to_string())
         }
     }
 }
 
-/// `--check-config`: the settings parsed already; import the app, serve nothing.
-fn check(settings: &Settings) -> u8 {
-    if settings.print_config {
-        print!("{}", config::to_toml(settings));
+fn dispatch(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Help(text) | Command::Version(text) => {
+            println!("{text}");
+            Ok(())
+        }
+        Command::PrintConfig(settings) => {
+            print!("{}", config::to_toml(&settings));
+            Ok(())
+        }
+        Command::CheckConfig(settings) => check_config::check(&settings).map_err(Failure::Error),
+        Command::Reload(pid) => control::reload(pid).map_err(Failure::Error),
+        Command::ConvertConfig(file) => {
+            let toml = config::convert::convert(&file.to_string_lossy())?;
+            print!("{toml}");
+            Ok(())
+        }
+        Command::Serve(settings) => serve(settings),
     }
-    let mut settings = settings.clone();
-    if let Err(e) = std::env::set_current_dir(&settings.chdir) {
-        eprintln!(
-            "unitcorn: cannot chdir to {}: {e}",
-            settings.chdir.display()
-        );
-        return FAILURE;
+}
+
+/// Serving is the one mode kept here: this is where the master meets the worker code it
+/// forks (`master` does not depend on `worker`).
+fn serve(settings: Settings) -> Result<(), Failure> {
+    // Before the log is set up: a wrong interpreter or virtualenv is told on the terminal.
+    python::preflight(&settings).map_err(Failure::Error)?;
+    let error_log = logging::init(&settings.errorlog, &settings.loglevel)
+        .map_err(|e| Failure::Error(e.to_string()))?;
+    match master::run(settings, error_log, worker::run) {
+        Ok(SUCCESS) => Ok(()),
+        Ok(status) => Err(Failure::Status(status)),
+        Err(e) => Err(Failure::Logged(e.to_string())),
     }
-    // Python resolves the app's directory after this chdir: give it the absolute path.
-    if let Ok(absolute) = std::env::current_dir() {
-        settings.chdir = absolute;
-    }
-    match python::load_app(&settings) {
-        Ok(_) => SUCCESS,
-        Err(e) => {
-            eprintln!("unitcorn: the app did not load\n{e}");
+}
+
+/// The one place that decides the exit status, and tells what went wrong.
+fn exit_status(done: Result<(), Failure>) -> u8 {
+    match done {
+        Ok(()) => SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("unitcorn: {message}");
+            USAGE
+        }
+        Err(Failure::Error(message)) => {
+            eprintln!("unitcorn: {message}");
             FAILURE
         }
+        Err(Failure::Logged(message)) => {
+            tracing::error!("{message}");
+            FAILURE
+        }
+        Err(Failure::Status(status)) => status,
     }
 }

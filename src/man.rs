@@ -107,24 +107,42 @@ fn unitcorn_1(date: &str) -> String {
             }
         }
     }
-    let synopsis = body(
-        Roff::new()
-            .text([
-                bold("unitcorn"),
-                roman(" ["),
-                italic("OPTION"),
-                roman("]... ["),
-                italic("APP"),
-                roman("]"),
-            ])
-            .render(),
-    );
     fill(
         "unitcorn.1",
         include_str!("../man/unitcorn.1.in"),
         date,
-        &[("@SYNOPSIS@", synopsis), ("@OPTIONS@", block)],
+        &[("@SYNOPSIS@", synopsis()), ("@OPTIONS@", block)],
     )
+}
+
+/// SYNOPSIS: `--help`'s usage lines (`cli::USAGE`), in the man page's type faces: words
+/// to type as they are in bold, the ones to replace (upper case) in italics.
+fn synopsis() -> String {
+    let mut roff = Roff::new();
+    for (i, form) in cli::USAGE.iter().enumerate() {
+        if i > 0 {
+            roff.control("br", []);
+        }
+        let mut line = Vec::new();
+        for (j, word) in form.split(' ').enumerate() {
+            if j > 0 {
+                line.push(roman(" "));
+            }
+            // `[APP]`: the brackets say optional, in roman like the spaces.
+            let open = word.len() - word.trim_start_matches('[').len();
+            let close = word.trim_end_matches(']').len();
+            let bare = &word[open..close];
+            line.push(roman(&word[..open]));
+            line.push(if bare.chars().all(|c| c.is_ascii_uppercase()) {
+                italic(bare)
+            } else {
+                bold(bare)
+            });
+            line.push(roman(&word[close..]));
+        }
+        roff.text(line);
+    }
+    body(roff.render())
 }
 
 /// unitcorn.toml(5): every setting of the table, under its section's heading.
@@ -308,6 +326,9 @@ fn every_setting_and_flag_is_in_the_pages() {
             );
         }
     }
+    // The modes are in SYNOPSIS, as in --help's usage lines.
+    assert!(one.contains("\\fBunitcorn\\fR \\fBreload\\fR \\fIPID\\fR\n"));
+    assert!(one.contains("\\fBconfig\\fR \\fBconvert\\fR \\fIFILE\\fR\n"));
     for section in ["SIGNALS", "ENVIRONMENT", "FILES", "EXAMPLES", "SEE ALSO"] {
         assert!(one.contains(&format!("\n.SH {section}\n")), "{section}");
     }

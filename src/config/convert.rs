@@ -2,22 +2,12 @@
 //! equivalent TOML config file, on stdout. Server hooks and settings without effect are
 //! listed as comments: they have no TOML form.
 
-use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use super::ConfigError;
 use super::python_file;
 use super::value::Value;
-
-/// `Some(FILE)` when the arguments are exactly `config convert FILE` (recognised before
-/// the normal parsing, as `unitcorn reload PID` is).
-pub fn request(args: &[OsString]) -> Option<&OsString> {
-    match args {
-        [_, config, convert, file] if config == "config" && convert == "convert" => Some(file),
-        _ => None,
-    }
-}
 
 /// The TOML text equivalent to the Python config file at `location`.
 pub fn convert(location: &str) -> Result<String, ConfigError> {
@@ -40,8 +30,8 @@ pub fn convert(location: &str) -> Result<String, ConfigError> {
             "\n# Server hooks are Python functions: TOML cannot hold them. Keep the Python\n\
              # file (unitcorn runs it with -c) to keep them:\n",
         );
-        for (name, hook) in &read.extras.hooks {
-            let _ = writeln!(out, "# {name} = {}", hook.describe);
+        for hook in &read.extras.hooks {
+            let _ = writeln!(out, "# {} = {}", hook.name, hook.describe);
         }
     }
     if !read.extras.notes.is_empty() {

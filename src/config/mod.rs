@@ -19,7 +19,7 @@ mod value;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::cli;
 
@@ -36,7 +36,10 @@ impl Command {
     pub fn into_settings(self) -> Option<Settings> {
         match self {
             Command::Serve(s) | Command::CheckConfig(s) | Command::PrintConfig(s) => Some(s),
-            Command::Help(_) | Command::Version(_) => None,
+            Command::Reload(_)
+            | Command::ConvertConfig(_)
+            | Command::Help(_)
+            | Command::Version(_) => None,
         }
     }
 }
@@ -51,6 +54,10 @@ pub enum Command {
     CheckConfig(Settings),
     /// `--print-config`: print the resolved settings as TOML (`to_toml`), exit.
     PrintConfig(Settings),
+    /// `reload PID`: the unit's `ExecReload=` helper (`control::reload`) for the master PID.
+    Reload(i32),
+    /// `config convert FILE`: print the Python config file FILE as TOML (`convert`).
+    ConvertConfig(PathBuf),
     /// `-h`/`--help`: print this text (it has no trailing newline) on stdout, exit 0.
     Help(String),
     /// `-v`/`--version`: print this text (it has no trailing newline) on stdout, exit 0.
@@ -64,7 +71,8 @@ const ENV_ARGS_VARS: [&str; 2] = ["UNITCORN_CMD_ARGS", "GUNICORN_CMD_ARGS"];
 /// Loads the configuration from the process's arguments and environment.
 ///
 /// Never exits the process: `--help` and `--version` come back as `Command::Help` and
-/// `Command::Version` for the caller to print.
+/// `Command::Version` for the caller to print, the modes that read no settings (`reload
+/// PID`, `config convert FILE`) as their `Command`.
 ///
 /// The command line is read once and kept: a reload (HUP) reads the same arguments,
 /// even after the process title has been written over the argv memory.
@@ -85,10 +93,13 @@ pub fn load_from(
     args: Vec<OsString>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Command, ConfigError> {
-    // Help and version answer before anything that could fail.
+    // The modes, help and version answer before anything that could fail: neither the
+    // environment nor a config file is read for them.
     match cli::special(&args) {
         Some(cli::Special::Help(text)) => return Ok(Command::Help(text)),
         Some(cli::Special::Version(text)) => return Ok(Command::Version(text)),
+        Some(cli::Special::Reload(pid)) => return Ok(Command::Reload(pid)),
+        Some(cli::Special::ConvertConfig(file)) => return Ok(Command::ConvertConfig(file)),
         None => {}
     }
 

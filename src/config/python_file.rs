@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use super::error::{ConfigError, Origin};
-use super::extras::Extras;
+use super::extras::{ConfigRun, Extras, Hook};
 use super::gunicorn::{self, Loose, Verdict};
 use super::table::{self, Kind, Scope, Setting};
 use super::value::{Problem, Value, check_all, pair_item, sorted_pairs};
@@ -49,12 +49,13 @@ pub(crate) fn read(
             line,
             traceback,
         } => Err(ConfigError::python_raised(path, line, traceback)),
-        Ran::Names { path, entries } => names(&path, entries),
+        Ran::Names { path, entries, run } => names(&path, &run, entries),
     }
 }
 
 /// Sort the file's names into settings, hooks and notes; the first problem stops it.
-fn names(path: &str, entries: Vec<Entry>) -> Result<Read, ConfigError> {
+/// `run` is the run of the file that bound them, which the hooks' descriptors name.
+fn names(path: &str, run: &ConfigRun, entries: Vec<Entry>) -> Result<Read, ConfigError> {
     let mut read = Read {
         values: Vec::new(),
         extras: Extras::default(),
@@ -84,8 +85,8 @@ fn names(path: &str, entries: Vec<Entry>) -> Result<Read, ConfigError> {
                 .expect("hook_args found it");
             match entry.value {
                 PyValue::None => {}
-                PyValue::Callable(hook) => {
-                    let (fewest, most) = hook.arity;
+                PyValue::Callable { describe, arity } => {
+                    let (fewest, most) = arity;
                     if fewest > args || most.is_some_and(|m| m < args) {
                         return Err(ConfigError::hook(
                             &at,
@@ -94,12 +95,16 @@ fn names(path: &str, entries: Vec<Entry>) -> Result<Read, ConfigError> {
                                 "must take {args} positional argument{} ({}); {} does not",
                                 if args == 1 { "" } else { "s" },
                                 hook_parameters(name),
-                                hook.describe
+                                describe
                             ),
                         ));
                     }
-                    read.extras.hooks.retain(|(n, _)| *n != name);
-                    read.extras.hooks.push((name, hook));
+                    read.extras.hooks.retain(|h| h.name != name);
+                    read.extras.hooks.push(Hook {
+                        name,
+                        describe,
+                        run: run.clone(),
+                    });
                 }
                 other => {
                     return Err(ConfigError::hook(
@@ -124,7 +129,7 @@ fn names(path: &str, entries: Vec<Entry>) -> Result<Read, ConfigError> {
                     return Err(ConfigError::not_supported(&at, &entry.name, why));
                 }
             }
-        } else if !matches!(entry.value, PyValue::Callable(_) | PyValue::Other(..))
+        } else if !matches!(entry.value, PyValue::Callable { .. } | PyValue::Other(..))
             && !entry.name.starts_with('_')
             && let Some(meant) = super::file::suggest(&entry.name)
             && meant != entry.name
@@ -231,7 +236,7 @@ fn describe(value: &PyValue) -> String {
         PyValue::Str(s) => super::value::quote(s),
         PyValue::List(_) => "a list".into(),
         PyValue::Dict(_) => "a dict".into(),
-        PyValue::Callable(hook) => format!("the callable {}", hook.describe),
+        PyValue::Callable { describe, .. } => format!("the callable {describe}"),
         PyValue::Other(type_name, repr) => format!("{repr} (a {type_name})"),
     }
 }
@@ -259,6 +264,10 @@ mod tests {
             value,
             line: Some(line),
         }
+    }
+
+    fn names(path: &str, entries: Vec<Entry>) -> Result<Read, ConfigError> {
+        super::names(path, &ConfigRun::new(path.to_owned(), u64::MAX), entries)
     }
 
     fn err(entries: Vec<Entry>) -> String {

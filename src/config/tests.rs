@@ -766,7 +766,7 @@ fn a_python_config_file_sets_settings_and_hooks() {
     assert_eq!(s.umask, 0o22);
     assert_eq!(s.pidfile, None);
     assert_eq!(s.secure_scheme_headers, strings(&["X-PROTO=https"]));
-    let hooks: Vec<_> = s.extras.hooks.iter().map(|(n, _)| *n).collect();
+    let hooks: Vec<_> = s.extras.hooks.iter().map(|h| h.name).collect();
     assert_eq!(hooks, ["post_fork", "pre_request"]);
     assert!(
         s.extras
@@ -891,7 +891,7 @@ fn help_and_version_come_back_before_anything_can_fail() {
     assert!(matches!(load(&["-Dv"], &[]), Ok(Command::Version(v)) if v == version));
     match load(&["--help", "-c", "/nonexistent.toml"], &[]) {
         Ok(Command::Help(h)) => {
-            assert!(h.contains("Usage: unitcorn [OPTIONS] [APP]"));
+            assert!(h.contains("Usage: unitcorn [OPTIONS] [APP]\n       unitcorn reload PID"));
             assert!(h.contains("INT, TERM   immediate stop"));
             assert!(
                 h.contains("[setting: keepalive]"),
@@ -901,6 +901,54 @@ fn help_and_version_come_back_before_anything_can_fail() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(load(&["-h"], &[]), Ok(Command::Help(h)) if !h.contains("[setting:")));
+}
+
+#[test]
+fn reload_and_config_convert_are_modes_only_in_their_exact_shapes() {
+    // Nothing else is read for a mode: a bad environment and config file do not matter.
+    let bad_env = [("WEB_CONCURRENCY", "x"), ("UNITCORN_CMD_ARGS", "--bogus")];
+    assert!(matches!(
+        load(&["reload", "123"], &bad_env),
+        Ok(Command::Reload(123))
+    ));
+    match load(&["config", "convert", "f.py"], &bad_env) {
+        Ok(Command::ConvertConfig(path)) => assert_eq!(path, Path::new("f.py")),
+        other => panic!("{other:?}"),
+    }
+    // An app whose module is named reload (or config) is served.
+    for (args, app) in [
+        (&["reload:app"][..], "reload:app"),
+        (&["reload"], "reload"),
+        (&["config"], "config"),
+        (&["-w", "2", "reload:app"], "reload:app"),
+    ] {
+        match load(args, &[]) {
+            Ok(Command::Serve(s)) => assert_eq!(s.wsgi_app.as_deref(), Some(app), "{args:?}"),
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+    // A near miss is the server's command line, whose one APP leaves a word over.
+    for args in [
+        &["reload", "abc"][..],
+        &["reload", "0"],
+        &["reload", "1", "2"],
+        &["-w", "2", "reload", "5"],
+        &["config", "convert"],
+    ] {
+        match load(args, &[]) {
+            Err(e) => assert!(
+                e.is_usage() && e.to_string().contains("unexpected argument"),
+                "{e}"
+            ),
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+    // The modes are not settings: the env args cannot ask for them.
+    assert!(
+        load(&["app:app"], &[("UNITCORN_CMD_ARGS", "reload 5")])
+            .unwrap_err()
+            .is_usage()
+    );
 }
 
 #[test]

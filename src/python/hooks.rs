@@ -15,6 +15,7 @@ use pyo3::BoundObject;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyModule, PyTuple};
 
+use crate::config::extras::Hook;
 use crate::config::table::Kind;
 use crate::config::{SETTINGS, Settings, Value};
 
@@ -84,7 +85,7 @@ pub fn server_hook(name: &'static str) -> Result<(), String> {
     let Some(hook) = state.settings.extras.hook(name) else {
         return Ok(());
     };
-    Python::attach(|py| call(py, name, &hook.callable, (state.server.clone_ref(py),)))
+    Python::attach(|py| call_hook(py, hook, (state.server.clone_ref(py),)))
 }
 
 /// Like `server_hook`, for hooks whose failure does not stop anything: logged.
@@ -110,12 +111,7 @@ pub fn workers_target(count: usize) {
     Python::attach(|py| {
         let _ = server.setattr(py, "num_workers", count);
         if let Some(hook) = hook
-            && let Err(traceback) = call(
-                py,
-                "nworkers_changed",
-                &hook.callable,
-                (server.clone_ref(py), count, old),
-            )
+            && let Err(traceback) = call_hook(py, &hook, (server.clone_ref(py), count, old))
         {
             log_failure("nworkers_changed", &traceback);
         }
@@ -138,10 +134,9 @@ pub fn pre_fork(age: usize) {
             .call1((age, std::process::id(), cfg, log))?
             .unbind();
         if let Some(hook) = hook
-            && let Err(traceback) = call(
+            && let Err(traceback) = call_hook(
                 py,
-                "pre_fork",
-                &hook.callable,
+                &hook,
                 (state.server.clone_ref(py), worker.clone_ref(py)),
             )
         {
@@ -198,10 +193,9 @@ pub fn forked_child() -> Result<(), String> {
             .getattr(py, "WORKERS")
             .and_then(|w| w.call_method0(py, "clear"));
         match hook {
-            Some(hook) => call(
+            Some(hook) => call_hook(
                 py,
-                "post_fork",
-                &hook.callable,
+                &hook,
                 (state.server.clone_ref(py), worker.clone_ref(py)),
             ),
             None => Ok(()),
@@ -222,12 +216,7 @@ pub fn post_worker_init(app: &Py<PyAny>) -> Result<(), String> {
         let _ = worker.setattr(py, "wsgi", app.clone_ref(py));
         let _ = worker.setattr(py, "booted", true);
         match state.settings.extras.hook("post_worker_init") {
-            Some(hook) => call(
-                py,
-                "post_worker_init",
-                &hook.callable,
-                (worker.clone_ref(py),),
-            ),
+            Some(hook) => call_hook(py, hook, (worker.clone_ref(py),)),
             None => Ok(()),
         }
     })
@@ -254,7 +243,7 @@ fn worker_signal_hook(name: &'static str) {
             let _ = worker.setattr(py, "aborted", true);
         }
         if let Some(hook) = state.settings.extras.hook(name)
-            && let Err(traceback) = call(py, name, &hook.callable, (worker.clone_ref(py),))
+            && let Err(traceback) = call_hook(py, hook, (worker.clone_ref(py),))
         {
             log_failure(name, &traceback);
         }
@@ -279,12 +268,9 @@ pub fn worker_exit() {
         return;
     };
     Python::attach(|py| {
-        if let Err(traceback) = call(
-            py,
-            "worker_exit",
-            &hook.callable,
-            (state.server.clone_ref(py), worker.clone_ref(py)),
-        ) {
+        if let Err(traceback) =
+            call_hook(py, hook, (state.server.clone_ref(py), worker.clone_ref(py)))
+        {
             tracing::warn!(
                 "Exception during worker exit (worker_exit hook):\n{}",
                 traceback.trim_end()
@@ -312,12 +298,7 @@ pub fn child_exit(pid: i32) {
         }
         let _ = worker.setattr(py, "alive", false);
         if let Some(hook) = hook
-            && let Err(traceback) = call(
-                py,
-                "child_exit",
-                &hook.callable,
-                (state.server.clone_ref(py), worker),
-            )
+            && let Err(traceback) = call_hook(py, hook, (state.server.clone_ref(py), worker))
         {
             log_failure("child_exit", &traceback);
         }
@@ -335,12 +316,21 @@ pub fn request_hooks() -> Option<RequestHooks> {
     if pre.is_none() && post.is_none() {
         return None;
     }
+    // Looked up once here, not at every request.
     Python::attach(|py| {
+        let resolved = |hook: Option<&Hook>| match hook.map(|h| resolve(py, h)) {
+            Some(Ok(callable)) => Some(callable),
+            Some(Err(e)) => {
+                tracing::error!("{e}");
+                None
+            }
+            None => None,
+        };
         Some(RequestHooks {
             worker: worker.clone_ref(py),
             module: module(py).ok()?.unbind(),
-            pre: pre.map(|h| Arc::clone(&h.callable)),
-            post: post.map(|h| Arc::clone(&h.callable)),
+            pre: resolved(pre),
+            post: resolved(post),
         })
     })
 }
@@ -349,8 +339,8 @@ pub fn request_hooks() -> Option<RequestHooks> {
 pub struct RequestHooks {
     worker: Py<PyAny>,
     module: Py<PyModule>,
-    pre: Option<Arc<Py<PyAny>>>,
-    post: Option<Arc<Py<PyAny>>>,
+    pre: Option<Py<PyAny>>,
+    post: Option<Py<PyAny>>,
 }
 
 /// What gunicorn's `req` carries, from the parsed request head.
@@ -477,6 +467,25 @@ fn header_list<'py>(
     Ok(list)
 }
 
+/// Call the hook `hook` describes with `args`; `Err` is the traceback of what it raised.
+fn call_hook<'py, A>(py: Python<'py>, hook: &Hook, args: A) -> Result<(), String>
+where
+    A: IntoPyObject<'py, Target = PyTuple>,
+{
+    call(py, hook.name, &resolve(py, hook)?, args)
+}
+
+/// The callable of the hook `hook` describes (kept by `python/config.rs` since the
+/// config file ran).
+fn resolve(py: Python<'_>, hook: &Hook) -> Result<Py<PyAny>, String> {
+    super::config::callable(py, hook).ok_or_else(|| {
+        format!(
+            "the {} hook, {}, is not among the callables {} left",
+            hook.name, hook.describe, hook.run.path
+        )
+    })
+}
+
 /// Call `hook(*args)`; `Err` is the traceback of what it raised.
 fn call<'py, A>(py: Python<'py>, name: &str, hook: &Py<PyAny>, args: A) -> Result<(), String>
 where
@@ -524,8 +533,9 @@ fn config_object<'py>(py: Python<'py>, settings: &Settings) -> PyResult<Bound<'p
         values.set_item(setting.name, object)?;
     }
     for name in crate::config::gunicorn::hooks() {
-        match settings.extras.hook(name) {
-            Some(hook) => values.set_item(name, hook.callable.clone_ref(py))?,
+        match settings.extras.hook(name).map(|h| resolve(py, h)) {
+            Some(Ok(callable)) => values.set_item(name, callable)?,
+            Some(Err(e)) => return Err(pyo3::exceptions::PyLookupError::new_err(e)),
             None => values.set_item(name, py.None())?,
         }
     }

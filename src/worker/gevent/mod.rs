@@ -25,7 +25,6 @@ pub(super) use call::call;
 
 use crate::boot::WorkerBoot;
 
-
 /// Serve `app` with the hub on this (the main) thread and hyper on an I/O thread; returns
 /// when the I/O side is done (stop), like [`super::serve`].
 pub fn serve(boot: WorkerBoot, app: Py<PyAny>, extras: super::Extras) -> Result<(), String> {
@@ -70,4 +69,3 @@ fn run_hub(
         })
         .map_err(|e| crate::python::format_exception(py, &e))
 }
-
