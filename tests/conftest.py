@@ -59,8 +59,9 @@ def start_server(tmp_path):
 
     def start(app="wsgiapp:app", *args, bind=None, addr=None, env=None, venv=True,
               env_extra=None, cwd=APPS, wait=True, pass_fds=(), ready_path="/",
-              ready_timeout=30):
-        cmd = list(server_cmd())
+              ready_timeout=30, prefix=()):
+        # prefix: a wrapper the server runs under (prlimit, taskset), which execs it.
+        cmd = list(prefix) + list(server_cmd())
         if bind is None:
             bind = "127.0.0.1:%d" % free_port()
         if bind is not False:
