@@ -48,6 +48,18 @@ def addr_of(bind):
 
 
 @pytest.fixture
+def servers():
+    """Servers a test starts itself (harness.Server, with a command of its own): every
+    process of theirs is killed when it ends, and one left alive fails the test."""
+    started = []
+    yield started
+    for s in started:
+        s.kill_all()
+    leaks = [p for s in started for p in s._seen if alive(p)]
+    assert not leaks, "processes left after the test: %r" % leaks
+
+
+@pytest.fixture
 def start_server(tmp_path):
     """Factory: start_server(app, *args, ...) -> Server (ready unless wait=False).
 

@@ -460,15 +460,6 @@ def other_python():
     return python
 
 
-@pytest.fixture
-def servers():
-    """Servers started by a test: every process of theirs killed when it ends."""
-    started = []
-    yield started
-    for s in started:
-        s.kill_all()
-
-
 def _launch(servers, cmd, tmp_path, cwd, name="server"):
     port = free_port()
     s = Server([str(c) for c in cmd] + ["-b", "127.0.0.1:%d" % port], base_env(venv=False),

@@ -208,21 +208,28 @@ def seed_dirs():
         shutil.rmtree(d, ignore_errors=True)
 
 
+def seed_workdir(prefix, body_expr):
+    """A directory as the seed deployment's, readable after the switch to natadmin: the
+    seed's gunicorn_config.py, unchanged, and an app.py whose response is `body_expr`."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    os.chmod(work, 0o755)
+    shutil.copy(SEED, work / "gunicorn_config.py")
+    (work / "app.py").write_text(
+        "import os, sys\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [%s]\n" % body_expr)
+    for f in ("gunicorn_config.py", "app.py"):
+        os.chmod(work / f, 0o644)
+    return work
+
+
 def test_the_seed_config_runs_unchanged_as_root(natadmin, seed_dirs, tmp_path):
     assert wait_for(lambda: _port_free(8000), 30), "the seed binds 127.0.0.1:8000: in use"
-    work = Path(tempfile.mkdtemp(prefix="unitcorn-seed-", dir="/var/tmp"))
+    work = seed_workdir("unitcorn-seed-", "b'served by uid %d' % os.getuid()")
     try:
-        os.chmod(work, 0o755)
-        shutil.copy(SEED, work / "gunicorn_config.py")
-        (work / "app.py").write_text(
-            "import os\n"
-            "def app(environ, start_response):\n"
-            "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
-            "    return [b'served by uid %d' % os.getuid()]\n")
         binary = work / "unitcorn"
         shutil.copy(server_cmd()[0], binary)
-        for f in ("gunicorn_config.py", "app.py"):
-            os.chmod(work / f, 0o644)
         assert (work / "gunicorn_config.py").read_bytes() == SEED.read_bytes()
         s = Server([str(binary), "-c", "gunicorn_config.py", "app:app"], base_env(), work,
                    tmp_path, addr=("127.0.0.1", 8000), name="seed")

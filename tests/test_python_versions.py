@@ -11,13 +11,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from harness import APPS, REPO, UNITCORN_BIN, VENV, Server, base_env, free_port, wait_for
-from test_pyconfig import SEED, _port_free, natadmin, seed_dirs  # noqa: F401 (fixtures)
+from harness import (APPS, REPO, UNITCORN_BIN, VENV, Server, alive, base_env, free_port,
+                     wait_for)
+from test_pyconfig import _port_free, natadmin, seed_dirs, seed_workdir  # noqa: F401
 
 # A venv per interpreter is made (and pip-installed) by the first test that needs it.
 pytestmark = [pytest.mark.unitcorn_only("unitcorn's own packaging"), pytest.mark.timeout(600)]
@@ -91,25 +91,6 @@ def start(cmd, tmp_path, env=None, cwd=APPS, wait=True, name="server"):
     if wait:
         s.wait_ready(timeout=60)
     return s
-
-
-@pytest.fixture
-def servers():
-    started = []
-    yield started
-    for s in started:
-        s.kill_all()
-    leaks = [p for s in started for p in s._seen if os.path.exists("/proc/%d" % p)
-             and _not_zombie(p)]
-    assert not leaks, "processes left after the test: %r" % leaks
-
-
-def _not_zombie(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def serve(servers, cmd, tmp_path, **kw):
@@ -186,7 +167,7 @@ def test_a_binary_upgrade_under_the_wheel_stays_in_the_venv(venvs, servers, tmp_
     s = serve(servers, [venv / "bin" / "unitcorn", "-p", pidfile, "ownpython:app"], tmp_path)
     old = s.pid
     s.signal(signal.SIGUSR2)
-    assert wait_for(lambda: not _not_zombie(old), 30), s.stderr()[-3000:]
+    assert wait_for(lambda: not alive(old), 30), s.stderr()[-3000:]
     assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip()
                     and int(pidfile.read_text()) != old, 10), s.stderr()[-3000:]
     new = int(pidfile.read_text())
@@ -198,7 +179,7 @@ def test_a_binary_upgrade_under_the_wheel_stays_in_the_venv(venvs, servers, tmp_
                                                                           "python")
     finally:
         os.kill(new, signal.SIGQUIT)
-        assert wait_for(lambda: not _not_zombie(new), 30), "the new master did not stop"
+        assert wait_for(lambda: not alive(new), 30), "the new master did not stop"
 
 
 # ----- the packaged binary: its interpreter comes from the configuration
@@ -270,20 +251,12 @@ def test_the_seed_deployment_line_runs_under_pipenv(wheel, natadmin, seed_dirs, 
     program name aside: the seed config unchanged (gevent workers as natadmin, log files,
     pid file), in a pipenv-made venv of Debian's Python (readable after the drop)."""
     assert wait_for(lambda: _port_free(8000), 30), "the seed binds 127.0.0.1:8000: in use"
-    work = Path(tempfile.mkdtemp(prefix="unitcorn-pipenv-", dir="/var/tmp"))
+    work = seed_workdir("unitcorn-pipenv-",
+                        "b'uid %d prefix %s' % (os.getuid(), sys.prefix.encode())")
     pipenv = str(VENV / "bin" / "pipenv")
     env = base_env(venv=False, PIPENV_VENV_IN_PROJECT=1, PIPENV_YES=1, PIPENV_NOSPIN=1,
                    PIPENV_IGNORE_VIRTUALENVS=1, PIPENV_VERBOSITY=-1)
     try:
-        os.chmod(work, 0o755)
-        shutil.copy(SEED, work / "gunicorn_config.py")
-        (work / "app.py").write_text(
-            "import os, sys\n"
-            "def app(environ, start_response):\n"
-            "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
-            "    return [b'uid %d prefix %s' % (os.getuid(), sys.prefix.encode())]\n")
-        for f in ("gunicorn_config.py", "app.py"):
-            os.chmod(work / f, 0o644)
         p = subprocess.run([pipenv, "install", "--python", "/usr/bin/python3", str(wheel),
                             "gevent"], cwd=work, env=env, capture_output=True, text=True,
                            timeout=600)
