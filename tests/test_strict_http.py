@@ -120,6 +120,12 @@ VECTORS = [
     # RFC 9110 7.2 / 5.3: Host is a singleton.
     ("host-repeated", req(b"GET /echo HTTP/1.1", H + b"Host: other\r\n"),
      req(b"GET /echo HTTP/1.1", H), 400, 400),
+    # RFC 9112 7.1.1: whitespace after a chunk size only before an extension's ';'
+    # (gunicorn's corpus: chunked_09 is the last chunk's).
+    ("chunk-size-trailing-space", chunked_req(b"5 \r\nhello\r\n0\r\n\r\n"),
+     chunked_req(b"5 ;x\r\nhello\r\n0\r\n\r\n"), 400, 400),
+    ("chunk-last-size-trailing-space", chunked_req(b"5\r\nhello\r\n0 \r\n\r\n"),
+     chunked_req(b"5\r\nhello\r\n0\r\n\r\n"), 400, 400),
     # RFC 9112 7.1: chunk framing; never a silently truncated body.
     ("chunk-size-not-hex", chunked_req(b"zz\r\nabc\r\n0\r\n\r\n"),
      chunked_req(GOOD_CHUNKED), 400, 400),

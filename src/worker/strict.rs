@@ -54,7 +54,11 @@ enum State {
         digits: u8,
         size: u64,
     },
-    /// Chunked body: after the size, in optional whitespace and extensions, up to CR.
+    /// Chunked body: whitespace after the size, which only a `;` may follow.
+    ChunkBws {
+        size: u64,
+    },
+    /// Chunked body: in extensions, up to CR.
     ChunkExt {
         size: u64,
     },
@@ -194,8 +198,15 @@ impl Scanner {
             }
             (State::ChunkSize { digits: 0, .. }, _) => return Err("chunk size is not hex"),
             (State::ChunkSize { size, .. }, b'\r') => State::ChunkSizeLf { size },
-            (State::ChunkSize { size, .. }, b';' | b' ' | b'\t') => State::ChunkExt { size },
+            (State::ChunkSize { size, .. }, b';') => State::ChunkExt { size },
+            // RFC 9112 7.1.1: whitespace (BWS) only before an extension's `;`.
+            (State::ChunkSize { size, .. }, b' ' | b'\t') => State::ChunkBws { size },
             (State::ChunkSize { .. }, _) => return Err("chunk size is not hex"),
+            (State::ChunkBws { size }, b' ' | b'\t') => State::ChunkBws { size },
+            (State::ChunkBws { size }, b';') => State::ChunkExt { size },
+            (State::ChunkBws { .. }, _) => {
+                return Err("whitespace after a chunk size without an extension");
+            }
             (State::ChunkExt { size }, b'\r') => State::ChunkSizeLf { size },
             (State::ChunkExt { .. }, b'\n') => return Err("bare LF in a chunk size line"),
             (State::ChunkExt { size }, _) => State::ChunkExt { size },
@@ -545,6 +556,7 @@ mod tests {
             b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab\ncdGET / HTTP/1.1\r\n\r\n",
             b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nab\ncd\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\n\r\n",
             b"POST / HTTP/1.1\r\ntransfer-encoding:  Chunked \r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3 \t;x\r\nabc\r\n0 ;y\r\n\r\n",
             b"GET / HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
         ];
         for r in requests {
@@ -617,6 +629,9 @@ mod tests {
             b"3\nabc\r\n0\r\n\r\n",
             b"3\r\nabc\r\n0\r\nT: 1\n\r\n",
             b"ffffffffffffffffff\r\n",
+            b"5 \r\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\r\n0 \r\n\r\n",
+            b"5\t\r\nhello\r\n0\r\n\r\n",
         ] {
             let mut input = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
             input.extend_from_slice(body);
