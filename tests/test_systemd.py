@@ -427,6 +427,9 @@ def test_reload_that_cannot_load_the_app_keeps_serving_and_ends_running(box, fre
         until("the unit back to active/running", running, 20, journal)
     finally:
         box.run(["mv", app + ".orig", app])
+    # The failed generation's other workers are told to stop, and go once their own
+    # import has failed too.
+    until("the failed generation gone", lambda: workers_of(box, master) == gen, 20, journal)
     assert workers_of(box, master) == gen, "the serving generation changed; " + journal.excerpt()
     assert {int(get(box, "/pid")["body"]) for _ in range(4)} <= set(gen)
     # The next reload (app fixed) goes through.
