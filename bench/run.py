@@ -769,6 +769,8 @@ def summarize(runs):
     if not ok:
         return {"error": runs[0]["error"] if runs else "not run"}
     out = {key: statistics.median(r[key] for r in ok) for key in ("p50", "p99", "rss", "pss", "switches")}
+    others = [r["others_on_server_core_pct"] for r in ok if "others_on_server_core_pct" in r]
+    out["others"] = statistics.median(others) if others else None
     out["cpu"], out["rps_spread"] = spread([r["cpu_us"] for r in ok]), spread([r["rps"] for r in ok])
     out.update(rps=out["rps_spread"][0], cpu_us=out["cpu"][0], errors=sum(r["errors"] for r in ok),
                rounds=len(ok), failed=len(runs) - len(ok), error_kinds=sum_kinds(r["error_kinds"] for r in ok),
@@ -804,8 +806,8 @@ def render_table(results, servers, apps, conns, header_lines):
     for app in apps:
         lines += ["", f"### {app}: {APPS[app][1]}", "",
                   "| conns | server | CPU µs/req (min–max) | spread | vs unitcorn | req/s (min–max) | spread "
-                  "| vs unitcorn | p50 ms | p99 ms | errors | RSS MiB | PSS MiB | ctx sw/req |",
-                  "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| vs unitcorn | p50 ms | p99 ms | errors | RSS MiB | PSS MiB | ctx sw/req | others on core % |",
+                  "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         summary = []
         for c in conns:
             for server in servers:
@@ -832,9 +834,9 @@ def fmt_spread(sp, digits):
 def render_row(conns, name, s, base):
     """One table row, and whether a spread in it is flagged."""
     if s.get("error") == "not run":
-        return f"| {conns} | {name} | not run |" + " |" * 11, False
+        return f"| {conns} | {name} | not run |" + " |" * 12, False
     if "error" in s:
-        return f"| {conns} | {name} | failed: {s['error'][:120].replace('|', '/')} |" + " |" * 11, False
+        return f"| {conns} | {name} | failed: {s['error'][:120].replace('|', '/')} |" + " |" * 12, False
     cpu_ratio = f"{s['cpu_us'] / base['cpu_us']:.2f}" if base.get("cpu_us") else "n/a"
     rps_ratio = f"{s['rps'] / base['rps']:.2f}" if base.get("rps") else "n/a"
     note = f" ({s['failed']} round(s) failed)" if s["failed"] else ""
@@ -844,7 +846,8 @@ def render_row(conns, name, s, base):
     rps, rps_pct, rps_noisy = fmt_spread(s["rps_spread"], 0)
     return (f"| {conns} | {name} | {cpu}{note} | {cpu_pct} | {cpu_ratio} | {rps} | {rps_pct} | {rps_ratio} | "
             f"{s['p50']:.2f} | {s['p99']:.2f} | {errors} | {s['rss']:.1f} | {s['pss']:.1f} | "
-            f"{s['switches']:.2f} |"), cpu_noisy or rps_noisy
+            f"{s['switches']:.2f} | {'' if s['others'] is None else format(s['others'], '.0f')} |"), \
+        cpu_noisy or rps_noisy
 
 
 def cpu_ratio(a, b):
@@ -919,7 +922,10 @@ def header(args, servers, skipped, unitcorn_note, conns, loads):
              "- req/s likewise; p50, p99, RSS, PSS and context switches per request are medians over rounds; "
              "errors (socket connect/read/write/timeout + non-2xx) summed over rounds; RSS = sum of VmRSS, "
              "PSS = sum of smaps_rollup's Pss over the tree after the load; 'vs unitcorn' = this server's "
-             "figure / unitcorn's (-gevent's for the gevent servers)",
+             "figure / unitcorn's (-gevent's for the gevent servers); 'others on core' = median share "
+             "of the server's core(s) busy with anything but the server during the run (other jobs, "
+             "interrupts): the higher, the more the server's CPU per request is inflated by sharing its "
+             "core (caches, switches)",
              f"- unitcorn: {unitcorn_note}", "- servers (2 worker processes each):"]
     for s in servers:
         version = "" if s.name.startswith("unitcorn") else " " + package_version(s.name.split("-")[0])
