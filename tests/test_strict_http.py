@@ -174,6 +174,22 @@ VECTORS = [
 
 # What gunicorn lets through and unitcorn refuses.
 UNITCORN_ONLY = [
+    # RFC 9112 3.2: an HTTP/1.1 request has a Host (an HTTP/1.0 one need not).
+    ("host-missing", b"GET /echo HTTP/1.1\r\nConnection: close\r\n\r\n",
+     b"GET /echo HTTP/1.0\r\nConnection: close\r\n\r\n", 400, None),
+    # RFC 9112 3.2, RFC 9110 7.2: Host is uri-host [":" port].
+    ("host-space", req(b"GET /echo HTTP/1.1", b"Host: a b\r\n"),
+     req(b"GET /echo HTTP/1.1", b"Host: a-b\r\n"), 400, None),
+    ("host-slash", req(b"GET /echo HTTP/1.1", b"Host: a/b\r\n"),
+     req(b"GET /echo HTTP/1.1", b"Host: a.b\r\n"), 400, None),
+    ("host-port-not-digits", req(b"GET /echo HTTP/1.1", b"Host: a:8x\r\n"),
+     req(b"GET /echo HTTP/1.1", b"Host: a:80\r\n"), 400, None),
+    ("host-ip-literal-invalid", req(b"GET /echo HTTP/1.1", b"Host: [::g]:80\r\n"),
+     req(b"GET /echo HTTP/1.1", b"Host: [::1]:80\r\n"), 400, None),
+    ("host-userinfo", req(b"GET /echo HTTP/1.1", b"Host: u@a\r\n"),
+     req(b"GET /echo HTTP/1.1", b"Host: a%41\r\n"), 400, None),
+    ("host-invalid-http10", req(b"GET /echo HTTP/1.0", b"Host: a b\r\n"),
+     req(b"GET /echo HTTP/1.0", b"Host: a\r\n"), 400, None),
     # gunicorn accepts any HTTP/1.x; httparse knows only 1.0 and 1.1.
     ("version-1-2", req(b"GET /echo HTTP/1.2"), req(b"GET /echo HTTP/1.1"), 400, None),
     # gunicorn accepts gzip before chunked (and hands the app the compressed bytes).

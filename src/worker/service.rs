@@ -652,8 +652,9 @@ fn refuse(peer: &Peer, status: StatusCode, why: &str) -> Response<ResponseBody> 
 
 /// Why a parsed request must not reach the app, if it must not: gunicorn's limits
 /// (`limit_request_line`, `limit_request_field_size`; hyper itself enforces
-/// `limit_request_fields` and answers 431), its method policy, a repeated Host, and
-/// `limit_request_body` for a declared length. The raw-byte checks are in `strict.rs`.
+/// `limit_request_fields` and answers 431), its method policy, RFC 9112's Host and
+/// request-target rules, CONNECT, and `limit_request_body` for a declared length. The
+/// raw-byte checks are in `strict.rs`.
 fn refusal(
     limits: &Limits,
     head: &RequestHead,
@@ -690,15 +691,86 @@ fn refusal(
     if !limits.any_method && !conventional_method(&head.method) {
         return Some((StatusCode::BAD_REQUEST, "unconventional method"));
     }
-    // RFC 9110 5.3: Host is a singleton; two of them may route differently downstream.
+    // RFC 9112 3.2: one Host, and a valid one; an HTTP/1.1 request without Host is
+    // refused (HTTP/1.0 clients may predate it). Two of them may route differently
+    // downstream.
     let mut hosts = head.headers.get_all(HOST).iter();
-    if hosts.next().is_some() && hosts.next().is_some() {
-        return Some((StatusCode::BAD_REQUEST, "repeated Host header"));
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Some((StatusCode::BAD_REQUEST, "repeated Host header")),
+        (None, _) if head.version != Version::HTTP_10 => {
+            return Some((StatusCode::BAD_REQUEST, "missing Host header"));
+        }
+        (Some(host), None) if !valid_host(host.as_bytes()) => {
+            return Some((StatusCode::BAD_REQUEST, "invalid Host header"));
+        }
+        _ => {}
     }
     if limits.body > 0 && body_len.is_some_and(|n| n > limits.body) {
         return Some((StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
     }
     None
+}
+
+/// RFC 9110 7.2: `uri-host [ ":" port ]`, the host an IP-literal or a reg-name (an
+/// IPv4 address is a reg-name too), the port digits.
+fn valid_host(host: &[u8]) -> bool {
+    let port = |p: &[u8]| p.iter().all(u8::is_ascii_digit);
+    if let Some(literal) = host.strip_prefix(b"[") {
+        let Some(end) = literal.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let ip_literal = std::str::from_utf8(&literal[..end])
+            .is_ok_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok() || ipv_future(ip));
+        return ip_literal
+            && match &literal[end + 1..] {
+                [] => true,
+                [b':', rest @ ..] => port(rest),
+                _ => false,
+            };
+    }
+    let (name, rest) = match host.iter().position(|&b| b == b':') {
+        Some(colon) => (&host[..colon], Some(&host[colon + 1..])),
+        None => (host, None),
+    };
+    let mut i = 0;
+    while i < name.len() {
+        match name[i] {
+            b'%' => {
+                if !name
+                    .get(i + 1..i + 3)
+                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+                {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+            b if unreserved_or_sub_delim(b) => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    rest.is_none_or(port)
+}
+
+/// RFC 3986 3.2.2: `"v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )`.
+fn ipv_future(ip: &str) -> bool {
+    let Some((version, rest)) = ip
+        .strip_prefix(['v', 'V'])
+        .and_then(|ip| ip.split_once('.'))
+    else {
+        return false;
+    };
+    !version.is_empty()
+        && version.bytes().all(|b| b.is_ascii_hexdigit())
+        && !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b == b':' || unreserved_or_sub_delim(b))
+}
+
+fn unreserved_or_sub_delim(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)
 }
 
 /// gunicorn's default method policy: 3 to 20 characters, no lowercase letter, no '#'
