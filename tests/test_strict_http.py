@@ -170,6 +170,9 @@ VECTORS = [
     ("target-raw-utf8", req(b"GET /caf\xc3\xa9 HTTP/1.1"), req(b"GET /caf%C3%A9 HTTP/1.1"),
      400, 400),
     ("target-space", req(b"GET /a b HTTP/1.1"), req(b"GET /a%20b HTTP/1.1"), 400, 400),
+    # RFC 9112 3.2.3: the authority form is CONNECT's only.
+    ("target-authority-form", req(b"GET example.com:80 HTTP/1.1"),
+     req(b"GET /echo HTTP/1.1"), 400, 400),
 ]
 
 # What gunicorn lets through and unitcorn refuses.
@@ -190,6 +193,14 @@ UNITCORN_ONLY = [
      req(b"GET /echo HTTP/1.1", b"Host: a%41\r\n"), 400, None),
     ("host-invalid-http10", req(b"GET /echo HTTP/1.0", b"Host: a b\r\n"),
      req(b"GET /echo HTTP/1.0", b"Host: a\r\n"), 400, None),
+    # RFC 9110 4.2.4: userinfo in an http URI is an error.
+    ("target-absolute-form-userinfo", req(b"GET http://u@example/echo HTTP/1.1"),
+     req(b"GET http://example/echo HTTP/1.1"), 400, None),
+    # No tunnels: CONNECT, whatever its target, is not implemented.
+    ("connect", req(b"CONNECT example.com:443 HTTP/1.1", b"Host: example.com:443\r\n"),
+     req(b"GET /echo HTTP/1.1"), 501, None),
+    ("connect-origin-form", req(b"CONNECT /echo HTTP/1.1"), req(b"GET /echo HTTP/1.1"),
+     501, None),
     # gunicorn accepts any HTTP/1.x; httparse knows only 1.0 and 1.1.
     ("version-1-2", req(b"GET /echo HTTP/1.2"), req(b"GET /echo HTTP/1.1"), 400, None),
     # gunicorn accepts gzip before chunked (and hands the app the compressed bytes).

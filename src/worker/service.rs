@@ -705,6 +705,24 @@ fn refusal(
         }
         _ => {}
     }
+    // No tunnels: a CONNECT would hand the app a socket it has no way to use.
+    if head.method == Method::CONNECT {
+        return Some((StatusCode::NOT_IMPLEMENTED, "CONNECT not supported"));
+    }
+    if let Some(authority) = head.uri.authority() {
+        // RFC 9112 3.2.3: the authority form is CONNECT's only.
+        if head.uri.scheme().is_none() {
+            return Some((
+                StatusCode::BAD_REQUEST,
+                "authority-form target without CONNECT",
+            ));
+        }
+        // RFC 9110 4.2.4: userinfo in an http(s) URI is an error; the authority becomes
+        // the Host, so it must pass as one.
+        if !valid_host(authority.as_str().as_bytes()) {
+            return Some((StatusCode::BAD_REQUEST, "invalid request target authority"));
+        }
+    }
     if limits.body > 0 && body_len.is_some_and(|n| n > limits.body) {
         return Some((StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
     }
