@@ -323,3 +323,22 @@ def test_permit_unconventional_method_and_casefold(start_server):
         c.send(req(b"get /echo HTTP/1.1"))
         r = c.read_response()
     assert (r.status, r.body) == (200, b"get /echo 0"), r
+
+
+@pytest.mark.unitcorn_only("gunicorn keeps the Host header")
+def test_absolute_form_target_is_the_host(start_server, tmp_path):
+    """RFC 9112 3.2.2: an absolute-form target's authority is the request's Host, whatever
+    Host header came with it; on a unix socket SERVER_NAME/SERVER_PORT follow it too."""
+    s = start_server("wsgiapp:app", "-w", "1")
+    r, _ = exchange(s, req(b"GET http://evil.com/environ/x HTTP/1.1", b"Host: other\r\n"))
+    assert r is not None and r.status == 200, r
+    v = r.json()["values"]
+    assert (v["HTTP_HOST"], v["PATH_INFO"]) == ("evil.com", "/environ/x"), v
+    path = str(tmp_path / "app.sock")
+    start_server("wsgiapp:app", "-w", "1", bind="unix:" + path)
+    with Conn(path, timeout=5) as c:
+        c.send(req(b"GET http://evil.com:8080/environ HTTP/1.1", b"Host: other:81\r\n"))
+        r = c.read_response(timeout=5)
+    v = r.json()["values"]
+    assert (v["HTTP_HOST"], v["SERVER_NAME"], v["SERVER_PORT"]) == \
+        ("evil.com:8080", "evil.com", "8080"), v

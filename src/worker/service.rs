@@ -134,6 +134,7 @@ pub async fn handle(
             if limits.casefold_method {
                 casefold(&mut head.method);
             }
+            host_from_absolute_target(&mut head);
             match (&conn.worker.asgi, &conn.worker.request_hooks) {
                 (Some(asgi), _) => asgi.call(&conn, &head, body, upgrade).await,
                 (None, None) => call_app(&conn, &head, body, body_len, None).await,
@@ -789,6 +790,16 @@ fn ipv_future(ip: &str) -> bool {
 
 fn unreserved_or_sub_delim(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)
+}
+
+/// RFC 9112 3.2.2: for an absolute-form target the Host is the target's authority,
+/// whatever Host header came with it; the app and the access log see that one.
+fn host_from_absolute_target(head: &mut RequestHead) {
+    if let Some(authority) = head.uri.authority()
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        head.headers.insert(HOST, host);
+    }
 }
 
 /// gunicorn's default method policy: 3 to 20 characters, no lowercase letter, no '#'
