@@ -342,3 +342,25 @@ def test_absolute_form_target_is_the_host(start_server, tmp_path):
     v = r.json()["values"]
     assert (v["HTTP_HOST"], v["SERVER_NAME"], v["SERVER_PORT"]) == \
         ("evil.com:8080", "evil.com", "8080"), v
+
+
+@pytest.mark.unitcorn_only("gunicorn sends the app's 101")
+def test_app_switching_protocols_unasked_is_a_500(start_server, tmp_path):
+    """RFC 9110 7.8: a server switches only to a protocol the client offered. An app's 101
+    to a request without Upgrade would leave the client reading HTTP as another protocol
+    (and the connection's byte checks off): 500, the app's mistake in the error log."""
+    access = tmp_path / "access101.log"
+    s = start_server("wsgiapp:app", "-w", "1", "--access-logfile", str(access))
+    pid = s.get("/pid").body
+    for headers in (H, H + b"Upgrade: websocket\r\n", b"Host: a\r\nConnection: upgrade\r\n"):
+        r, closed = exchange(s, req(b"GET /status?code=101 HTTP/1.1", headers))
+        assert r is not None and r.status == 500, r
+        assert closed
+    s.wait_log(r"101 Switching Protocols to a request that asked for no upgrade", count=3)
+    # The worker lives on; other statuses of the same route pass.
+    r = s.get("/status?code=204")
+    assert r.status == 204, r
+    assert s.get("/pid").body == pid
+    lines = wait_for(lambda: [l for l in access.read_text().splitlines()
+                              if "/status" in l] if access.exists() else None, 5)
+    assert [re.search(r'" (\d+) ', l).group(1) for l in lines] == ["500"] * 3 + ["204"], lines

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, HeaderValue};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, HeaderValue, UPGRADE};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
@@ -151,6 +151,16 @@ pub async fn handle(
         response
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    // The client would read whatever follows as another protocol's bytes, and strict.rs
+    // would stop checking what it sends: only a switch the client asked for goes out.
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS && !asked_to_upgrade(&head) {
+        tracing::error!(
+            "Error handling request {}: the app answered 101 Switching Protocols to a \
+             request that asked for no upgrade",
+            head.uri.path()
+        );
+        response = error_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
     }
     if let Some(received) = received {
         let done = Done {
@@ -800,6 +810,18 @@ fn host_from_absolute_target(head: &mut RequestHead) {
     {
         head.headers.insert(HOST, host);
     }
+}
+
+/// The client offered a protocol to switch to (RFC 9110 7.8; an HTTP/1.0 request's
+/// Upgrade is to be ignored).
+fn asked_to_upgrade(head: &RequestHead) -> bool {
+    head.version == Version::HTTP_11
+        && head.headers.contains_key(UPGRADE)
+        && head.headers.get_all(CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+        })
 }
 
 /// gunicorn's default method policy: 3 to 20 characters, no lowercase letter, no '#'
