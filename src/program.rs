@@ -20,8 +20,6 @@ pub struct Program {
     /// What stands before `args[1..]` in a new start's argv: `[argv0]` for the binary,
     /// `[python, "-m", "unitcorn"]` for the Python package.
     pub argv_prefix: Vec<OsString>,
-    /// The interpreter was running before the core started (the Python package).
-    pub hosted: bool,
 }
 
 impl Program {
@@ -36,7 +34,6 @@ impl Program {
             args,
             exe,
             argv_prefix,
-            hosted: false,
         }
     }
 
@@ -66,7 +63,6 @@ impl Program {
             argv_prefix,
             exe: python,
             args,
-            hosted: true,
         }
     }
 

@@ -60,8 +60,6 @@ struct Arbiter {
     /// The last reload failed (the old generation serves on): said in every STATUS= until
     /// a reload succeeds, so `systemctl status` shows it, not only the journal.
     reload_failed: bool,
-    /// The binary this master runs, by path: USR2 starts what is there now.
-    exe: Result<std::path::PathBuf, String>,
     /// USR2 in progress: the new master, until it serves.
     upgrade: Option<upgrade::Upgrade>,
     /// This master was started by USR2: the old master, until it has handed over and gone.
@@ -84,7 +82,6 @@ pub fn run(
     worker_main: WorkerMain,
 ) -> Result<ExitStatus, String> {
     let adopted = upgrade::adopt();
-    let exe = Ok(crate::program::get().exe.clone());
     // A new master from USR2 is detached already (double fork).
     if settings.daemon && adopted.is_none() {
         setup::daemonize()?;
@@ -184,7 +181,6 @@ pub fn run(
         generation: 1,
         reload: None,
         reload_failed: false,
-        exe,
         upgrade: None,
         adopted,
         pidfile,
@@ -502,13 +498,8 @@ impl Arbiter {
             tracing::warn!("this master is still taking over from the last upgrade; ignoring USR2");
             return;
         }
-        let exe = match &self.exe {
-            Ok(exe) => exe,
-            Err(e) => {
-                tracing::error!("binary upgrade impossible: {e}");
-                return;
-            }
-        };
+        // How this process was started (program.rs): USR2 starts what is there now.
+        let exe = &crate::program::get().exe;
         crate::python::hooks::server_hook_logged("pre_exec");
         let started = upgrade::start(
             exe,
