@@ -7,7 +7,6 @@
 
 mod boot;
 mod check_config;
-mod cli;
 mod config;
 mod control;
 mod extension;
@@ -37,7 +36,9 @@ use config::{Command, Settings};
 /// The whole program, for either front door: `program` says how this process was started.
 pub fn run(program: program::Program) -> u8 {
     program::set(program);
-    let done = config::load().map_err(Failure::from).and_then(dispatch);
+    let done = config::load(&program::get().args, &python::config::Runner)
+        .map_err(Failure::from)
+        .and_then(dispatch);
     exit_status(done)
 }
 
@@ -76,7 +77,7 @@ fn dispatch(command: Command) -> Result<(), Failure> {
         Command::CheckConfig(settings) => check_config::check(&settings).map_err(Failure::Error),
         Command::Reload(pid) => control::reload(pid).map_err(Failure::Error),
         Command::ConvertConfig(file) => {
-            let toml = config::convert::convert(&file.to_string_lossy())?;
+            let toml = config::convert::convert(&file.to_string_lossy(), &python::config::Runner)?;
             print!("{toml}");
             Ok(())
         }
@@ -89,7 +90,9 @@ fn dispatch(command: Command) -> Result<(), Failure> {
 fn serve(settings: Settings) -> Result<(), Failure> {
     // Before the log is set up: a wrong interpreter or virtualenv is told on the terminal.
     python::preflight(&settings).map_err(Failure::Error)?;
-    let error_log = logging::init(&settings.errorlog, &settings.loglevel)
+    // gunicorn.log.* StatsD counters (off until statsd_host is set).
+    let counts: logging::Observer = Box::new(statsd::LogCounts);
+    let error_log = logging::init(&settings.errorlog, &settings.loglevel, Some(counts))
         .map_err(|e| Failure::Error(e.to_string()))?;
     match master::run(settings, error_log, worker::run) {
         Ok(SUCCESS) => Ok(()),

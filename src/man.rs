@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use roff::{Roff, bold, italic, roman};
 
-use crate::cli;
 use crate::config::SETTINGS;
+use crate::config::cli;
 use crate::config::table::{Cli, Const, DefaultValue, Kind, Scope, Section, Setting};
 
 /// What roff::Roff::render puts first; the templates carry it once, at the top.

@@ -6,14 +6,14 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::ConfigError;
-use super::python_file;
+use super::python_file::{self, PythonConfigRunner};
 use super::value::Value;
 
-/// The TOML text equivalent to the Python config file at `location`.
-pub fn convert(location: &str) -> Result<String, ConfigError> {
+/// The TOML text equivalent to the Python config file at `location`, run by `python`.
+pub fn convert(location: &str, python: &dyn PythonConfigRunner) -> Result<String, ConfigError> {
     let cwd = std::env::current_dir().map_err(ConfigError::cwd)?;
     let venv = std::env::var_os("VIRTUAL_ENV");
-    let read = python_file::read(location, &cwd, None, venv.as_deref().map(Path::new))?;
+    let read = python_file::read(python, location, &cwd, None, venv.as_deref().map(Path::new))?;
     let mut out = format!(
         "# unitcorn configuration converted from {location} (unitcorn config convert).\n\
          # Keys are gunicorn's setting names; use it with `unitcorn -c FILE`.\n"

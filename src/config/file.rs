@@ -14,9 +14,8 @@ use toml::de::{DeTable, DeValue};
 use super::error::{ConfigError, FilePos, Origin};
 use super::extras::Extras;
 use super::gunicorn::{self, Loose, Verdict};
-use super::python_file::Read;
-use super::settings::SETTINGS;
-use super::table::{self, Cli, Scope};
+use super::source::Read;
+use super::table::{self, Scope};
 #[cfg(test)]
 use super::{table::Setting, value::Value};
 
@@ -61,7 +60,7 @@ fn parse_all(path: &Path, text: &str) -> Result<Read, ConfigError> {
                     format!(
                         "a Python function taking ({}); set it in a Python config file \
                          (-c gunicorn.conf.py), TOML cannot hold it",
-                        super::python_file::hook_parameters(name)
+                        gunicorn::hook_parameters(name)
                     ),
                 ));
             }
@@ -85,7 +84,7 @@ fn parse_all(path: &Path, text: &str) -> Result<Read, ConfigError> {
             return Err(ConfigError::unknown_setting(
                 at,
                 name,
-                suggest(name),
+                table::suggest(name),
                 is_table,
             ));
         };
@@ -117,44 +116,6 @@ fn loose<'a>(value: &'a DeValue<'_>) -> Loose<'a> {
         DeValue::Table(table) if table.is_empty() => Loose::Empty,
         _ => Loose::Other,
     }
-}
-
-/// The setting an unknown key was probably meant to be: a flag's spelling used as a key
-/// (`keep-alive`, `log_level`), or a name a typo or two away (`wokers`).
-pub(super) fn suggest(key: &str) -> Option<&'static str> {
-    let key = key.to_ascii_lowercase().replace('-', "_");
-    let candidates = || SETTINGS.iter().filter(|s| s.scope == Scope::Anywhere);
-
-    let by_flag = candidates().find(|s| match s.cli {
-        Cli::Option { long, aliases, .. } => std::iter::once(long)
-            .chain(aliases.iter().copied())
-            .any(|flag| flag.replace('-', "_") == key),
-        _ => false,
-    });
-    if let Some(s) = by_flag.or_else(|| candidates().find(|s| s.name == key)) {
-        return Some(s.name);
-    }
-
-    candidates()
-        .map(|s| (edit_distance(&key, s.name), s.name))
-        .filter(|&(d, name)| d <= (name.len() / 3).max(1))
-        .min_by_key(|&(d, _)| d)
-        .map(|(_, name)| name)
-}
-
-/// Levenshtein distance, in characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = prev[j] + usize::from(ca != *cb);
-            cur.push(substitute.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]
@@ -319,12 +280,5 @@ mod tests {
                 .starts_with("/nonexistent/app.toml: cannot read the config file: "),
             "{e}"
         );
-    }
-
-    #[test]
-    fn edit_distance_counts_edits() {
-        assert_eq!(edit_distance("wokers", "workers"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

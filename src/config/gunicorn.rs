@@ -128,6 +128,19 @@ pub fn hook_args(name: &str) -> Option<usize> {
     }
 }
 
+/// The arguments gunicorn passes to the hook `name`, as its docs name them.
+pub fn hook_parameters(name: &str) -> &'static str {
+    match name {
+        "on_starting" | "on_reload" | "when_ready" | "pre_exec" | "on_exit" => "server",
+        "pre_fork" | "post_fork" | "child_exit" | "worker_exit" => "server, worker",
+        "post_worker_init" | "worker_int" | "worker_abort" => "worker",
+        "pre_request" => "worker, req",
+        "post_request" => "worker, req, environ, resp",
+        "nworkers_changed" => "server, new_value, old_value",
+        _ => "...",
+    }
+}
+
 /// The hooks, in gunicorn's order.
 pub fn hooks() -> impl Iterator<Item = &'static str> {
     GUNICORN

@@ -1,11 +1,15 @@
-//! Configuration: gunicorn's settings, resolved from defaults, the config file,
-//! `UNITCORN_CMD_ARGS` and the command line (lowest to highest precedence).
+//! Configuration: gunicorn's settings, resolved from defaults, the config file (TOML,
+//! `file.rs`, or Python, `python_file.rs`), `UNITCORN_CMD_ARGS` and the command line
+//! (`cli.rs`), lowest to highest precedence.
 //!
-//! Parsing only validates and records; nothing is bound, imported or chown'd here. Bind
-//! addresses and the app spec are checked for form (`bind`, `app_spec`), not reached.
+//! The bottom layer (ARCHITECTURE.md): nothing of processes, requests or the interpreter is
+//! known here. Parsing only validates and records; nothing is bound, imported or chown'd.
+//! Bind addresses and the app spec are checked for form (`bind`, `app_spec`), not reached;
+//! a Python config file is run by the interpreter the caller hands in (`PythonConfigRunner`).
 
 pub mod app_spec;
 pub mod bind;
+pub(crate) mod cli;
 pub mod convert;
 mod error;
 pub mod extras;
@@ -14,18 +18,21 @@ pub mod gunicorn;
 mod print;
 pub(crate) mod python_file;
 pub mod settings;
+mod source;
+pub mod statsd_address;
 pub mod table;
 mod value;
+pub mod worker_class;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::cli;
-
 pub use error::ConfigError;
 pub use print::to_toml;
+pub use python_file::{Entry, PyValue, PythonConfigRunner, Ran};
 pub use settings::{SETTINGS, Settings};
+pub use worker_class::WorkerClass;
 
 use error::{ArgsSource, Origin};
 use table::{DefaultValue, Kind, Setting};
@@ -68,22 +75,18 @@ pub enum Command {
 /// in order of preference: the first that is set is used, the other ignored.
 const ENV_ARGS_VARS: [&str; 2] = ["UNITCORN_CMD_ARGS", "GUNICORN_CMD_ARGS"];
 
-/// Loads the configuration from the process's arguments and environment.
+/// Loads the configuration from `args` (the process's arguments as it was started,
+/// `args[0]` the program name) and the process's environment; a Python config file is run
+/// by `python`.
 ///
 /// Never exits the process: `--help` and `--version` come back as `Command::Help` and
 /// `Command::Version` for the caller to print, the modes that read no settings (`reload
 /// PID`, `config convert FILE`) as their `Command`.
 ///
-/// The command line is read once and kept: a reload (HUP) reads the same arguments,
-/// even after the process title has been written over the argv memory.
-pub fn load() -> Result<Command, ConfigError> {
-    load_from(original_args().to_vec(), &|name| std::env::var(name).ok())
-}
-
-/// The process's arguments as it was started (a binary upgrade starts the new master with
-/// them), read once: the process title later writes over the argv memory.
-pub fn original_args() -> &'static [OsString] {
-    &crate::program::get().args
+/// A reload (HUP) calls it again with the same arguments, kept by the caller: the process
+/// title later writes over the argv memory.
+pub fn load(args: &[OsString], python: &dyn PythonConfigRunner) -> Result<Command, ConfigError> {
+    load_from(args.to_vec(), &|name| std::env::var(name).ok(), python)
 }
 
 /// Loads the configuration from `args` (`args[0]` is the program name) and the
@@ -92,6 +95,7 @@ pub fn original_args() -> &'static [OsString] {
 pub fn load_from(
     args: Vec<OsString>,
     env: &dyn Fn(&str) -> Option<String>,
+    python: &dyn PythonConfigRunner,
 ) -> Result<Command, ConfigError> {
     // The modes, help and version answer before anything that could fail: neither the
     // environment nor a config file is read for them.
@@ -135,8 +139,8 @@ pub fn load_from(
         None => Some(DEFAULT_CONFIG_FILE).filter(|f| Path::new(f).is_file()),
     };
     let config_file = match named.as_deref().or(default_file) {
-        Some(location) => read_config_file(location, [&command_line, &env_args], env)?,
-        None => python_file::Read {
+        Some(location) => read_config_file(location, [&command_line, &env_args], env, python)?,
+        None => source::Read {
             values: Vec::new(),
             extras: extras::Extras::default(),
         },
@@ -182,14 +186,15 @@ pub fn load_from(
 /// gunicorn's config file when none is named: `gunicorn.conf.py` in the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "gunicorn.conf.py";
 
-/// Reads the config file `location`: TOML, or a Python file (or `python:MODULE`) run in
-/// the embedded interpreter with the virtualenv the command line (or $VIRTUAL_ENV) names,
+/// Reads the config file `location`: TOML, or a Python file (or `python:MODULE`) run by
+/// `python` with the virtualenv the command line (or $VIRTUAL_ENV) names,
 /// so that it can import what the app imports.
 fn read_config_file(
     location: &str,
     layers: [&Vec<(&'static Setting, Value)>; 2],
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<python_file::Read, ConfigError> {
+    python: &dyn PythonConfigRunner,
+) -> Result<source::Read, ConfigError> {
     if !python_file::is_python(location) {
         return file::read(Path::new(location));
     }
@@ -206,6 +211,7 @@ fn read_config_file(
     let cwd = std::env::current_dir().map_err(ConfigError::cwd)?;
     let cwd = given("chdir").map_or(cwd.clone(), |dir| cwd.join(dir));
     python_file::read(
+        python,
         location,
         &cwd,
         setting.as_deref().map(Path::new),
@@ -287,13 +293,14 @@ fn require_app(settings: &Settings) -> Result<(), ConfigError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 impl Settings {
     /// The defaults, for other modules' tests (`app:app`, no file, no environment).
     pub fn for_tests() -> Settings {
-        match load_from(vec!["unitcorn".into(), "app:app".into()], &|_| None) {
+        let args = vec!["unitcorn".into(), "app:app".into()];
+        match load_from(args, &|_| None, &tests::NoPython) {
             Ok(Command::Serve(settings)) => settings,
             other => panic!("the defaults do not load: {other:?}"),
         }

@@ -1,43 +1,106 @@
 //! Reading a gunicorn Python config file (`-c gunicorn.conf.py`, `-c python:module`):
 //! its module-level names become settings, hooks, or notes, as gunicorn reads them.
 //!
-//! The file runs in the embedded interpreter (`python/config.rs`); this file decides what
-//! each name is and words the errors (file, line, setting). As in gunicorn, a name that
-//! is no setting at all is the file's own variable and is left alone (a likely misspelt
-//! setting is noted); the names of gunicorn settings go through `gunicorn.rs`.
+//! Config does not run Python: it says what it needs of an interpreter
+//! (`PythonConfigRunner`: run this file, give back its names as plain data) and the caller
+//! hands one in (`python/config.rs` implements it). This file decides what each name is and
+//! words the errors (file, line, setting). As in gunicorn, a name that is no setting at all
+//! is the file's own variable and is left alone (a likely misspelt setting is noted); the
+//! names of gunicorn settings go through `gunicorn.rs`.
 
 use std::path::Path;
 
 use super::error::{ConfigError, Origin};
 use super::extras::{ConfigRun, Extras, Hook};
-use super::gunicorn::{self, Loose, Verdict};
-use super::table::{self, Kind, Scope, Setting};
+use super::gunicorn::{self, Loose, Verdict, hook_parameters};
+use super::source::Read;
+use super::table::{self, Kind, Scope};
 use super::value::{Problem, Value, check_all, pair_item, sorted_pairs};
-use crate::python::config::{Entry, PyValue, Ran};
+
+/// What config needs of an interpreter to read a Python config file. Config never starts
+/// one itself: loading takes the runner as an argument, so that this layer knows nothing of
+/// Python's embedding (`python::config::Runner` is the real one).
+pub trait PythonConfigRunner {
+    /// Run the config file at `location` (a path, `file:PATH`, or `python:MODULE`), with
+    /// `cwd` first on `sys.path` and `virtualenv` (else `env_virtualenv`, `$VIRTUAL_ENV`)
+    /// activated, so that the file can import the app's packages. The error is the
+    /// interpreter's, worded for the operator.
+    fn run(
+        &self,
+        location: &str,
+        cwd: &Path,
+        virtualenv: Option<&Path>,
+        env_virtualenv: Option<&Path>,
+    ) -> Result<Ran, String>;
+}
+
+/// A module-level value, as Python gave it.
+#[derive(Debug, Clone)]
+pub enum PyValue {
+    None,
+    Bool(bool),
+    /// Python's decimal digits (an int may be larger than any Rust integer).
+    Int(String),
+    Float(String),
+    Str(String),
+    List(Vec<PyValue>),
+    Dict(Vec<(PyValue, PyValue)>),
+    /// A callable: `name (file:line)` and its (fewest, most) positional arguments; the
+    /// object itself stays with the runner, found again from a hook's descriptor.
+    Callable {
+        describe: String,
+        arity: (usize, Option<usize>),
+    },
+    /// Anything else: its type name and a short repr.
+    Other(String, String),
+}
+
+/// One module-level name of the config file.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub value: PyValue,
+    /// The line of the top-level statement that last bound it, when Python can tell.
+    pub line: Option<usize>,
+}
+
+/// What running the config file gave.
+#[derive(Debug)]
+pub enum Ran {
+    /// Its names, in the order they were first bound; `path` is the file that ran, `run`
+    /// the key of its callables.
+    Names {
+        path: String,
+        entries: Vec<Entry>,
+        run: ConfigRun,
+    },
+    /// No such file.
+    Missing { path: String },
+    /// It raised (a syntax error included): the traceback, and the file's line.
+    Raised {
+        path: String,
+        line: Option<usize>,
+        traceback: String,
+    },
+}
 
 /// Is `location` (the `-c` value) a Python config file rather than TOML?
 pub(crate) fn is_python(location: &str) -> bool {
     location.starts_with("python:") || location.ends_with(".py")
 }
 
-/// What a config file sets, in the order it binds the names.
-#[derive(Debug)]
-pub(crate) struct Read {
-    pub values: Vec<(&'static Setting, Value)>,
-    pub extras: Extras,
-}
-
-/// Run the config file at `location` (a path or `python:MODULE`) and read its names.
-/// `cwd` goes first on `sys.path`; `virtualenv` (else `env_virtualenv`, `$VIRTUAL_ENV`) is activated first, so that the file can
-/// import the app's packages.
+/// Run the config file at `location` (a path or `python:MODULE`) with `python` and read its
+/// names. `cwd` goes first on `sys.path`; `virtualenv` (else `env_virtualenv`,
+/// `$VIRTUAL_ENV`) is activated first, so that the file can import the app's packages.
 pub(crate) fn read(
+    python: &dyn PythonConfigRunner,
     location: &str,
     cwd: &Path,
     virtualenv: Option<&Path>,
     env_virtualenv: Option<&Path>,
 ) -> Result<Read, ConfigError> {
-    let venv = crate::python::named_venv(virtualenv, env_virtualenv);
-    let ran = crate::python::config::run(location, cwd, venv)
+    let ran = python
+        .run(location, cwd, virtualenv, env_virtualenv)
         .map_err(|message| ConfigError::interpreter(location, message))?;
     match ran {
         Ran::Missing { path } => Err(ConfigError::read(
@@ -131,7 +194,7 @@ fn names(path: &str, run: &ConfigRun, entries: Vec<Entry>) -> Result<Read, Confi
             }
         } else if !matches!(entry.value, PyValue::Callable { .. } | PyValue::Other(..))
             && !entry.name.starts_with('_')
-            && let Some(meant) = super::file::suggest(&entry.name)
+            && let Some(meant) = table::suggest(&entry.name)
             && meant != entry.name
         {
             // gunicorn ignores names that are no setting: the file's own variables.
@@ -143,19 +206,6 @@ fn names(path: &str, run: &ConfigRun, entries: Vec<Entry>) -> Result<Read, Confi
         }
     }
     Ok(read)
-}
-
-/// The arguments gunicorn passes to the hook `name`, as its docs name them.
-pub(crate) fn hook_parameters(name: &str) -> &'static str {
-    match name {
-        "on_starting" | "on_reload" | "when_ready" | "pre_exec" | "on_exit" => "server",
-        "pre_fork" | "post_fork" | "child_exit" | "worker_exit" => "server, worker",
-        "post_worker_init" | "worker_int" | "worker_abort" => "worker",
-        "pre_request" => "worker, req",
-        "post_request" => "worker, req, environ, resp",
-        "nworkers_changed" => "server, new_value, old_value",
-        _ => "...",
-    }
 }
 
 /// A Python value as the `Kind` of its setting reads it (gunicorn's validators: strings

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 use super::table::{Cli, Const, DefaultValue, Kind, Scope, Section, Setting};
 use super::value::{Field, Value};
-use super::{app_spec, bind};
+use super::worker_class::WorkerClass;
+use super::{app_spec, bind, statsd_address};
 
 /// gunicorn's default access log format.
 pub const DEFAULT_ACCESS_LOG_FORMAT: &str =
@@ -121,7 +122,7 @@ under heavy load. Generally 64 to 2048.",
         long_doc: "How many worker processes serve requests; generally 2 to 4 per CPU core. \
 TTIN and TTOU change it while running.",
     }
-    worker_class: String {
+    worker_class: WorkerClass {
         section: WorkerProcesses,
         cli: Cli::opt(Some('k'), "worker-class", "STRING"),
         kind: Kind::Text(Some(check_worker_class)),
@@ -511,11 +512,11 @@ b response length, f referer, a user agent, and gunicorn's other atoms.",
         doc: "debug, info, warning, error or critical",
         long_doc: "The least severe messages that go to the error log.",
     }
-    // StatsD (gunicorn's instrumentation): see crate::statsd.
+    // StatsD (gunicorn's instrumentation): see the statsd module.
     statsd_host: Option<String> {
         section: Logging,
         cli: Cli::opt(None, "statsd-host", "ADDR"),
-        kind: Kind::OptText(Some(crate::statsd::address::check)),
+        kind: Kind::OptText(Some(statsd_address::check)),
         default: DefaultValue::Const(Const::Unset),
         doc: "Send StatsD metrics to HOST:PORT (UDP)",
         long_doc: "HOST:PORT, HOST (port 8125), [IPv6]:PORT, or unix:PATH for a datagram unix \
@@ -769,7 +770,7 @@ fn check_worker_class(s: &str) -> Result<String, String> {
         None => name,
     };
     match short {
-        "sync" | "gthread" | "gevent" | "asgi" => Ok(short.to_owned()),
+        _ if WorkerClass::from_name(short).is_some() => Ok(short.to_owned()),
         "eventlet" => Err(format!(
             "{s:?}: eventlet is not supported (gunicorn 26 removed it too); use gevent for \
              greenlets, or gthread"

@@ -220,3 +220,57 @@ impl fmt::Display for DefaultValue {
 pub(crate) fn find(name: &str) -> Option<&'static Setting> {
     super::settings::SETTINGS.iter().find(|s| s.name == name)
 }
+
+/// The setting an unknown key was probably meant to be: a flag's spelling used as a key
+/// (`keep-alive`, `log_level`), or a name a typo or two away (`wokers`).
+pub(crate) fn suggest(key: &str) -> Option<&'static str> {
+    let key = key.to_ascii_lowercase().replace('-', "_");
+    let candidates = || {
+        super::settings::SETTINGS
+            .iter()
+            .filter(|s| s.scope == Scope::Anywhere)
+    };
+
+    let by_flag = candidates().find(|s| match s.cli {
+        Cli::Option { long, aliases, .. } => std::iter::once(long)
+            .chain(aliases.iter().copied())
+            .any(|flag| flag.replace('-', "_") == key),
+        _ => false,
+    });
+    if let Some(s) = by_flag.or_else(|| candidates().find(|s| s.name == key)) {
+        return Some(s.name);
+    }
+
+    candidates()
+        .map(|s| (edit_distance(&key, s.name), s.name))
+        .filter(|&(d, name)| d <= (name.len() / 3).max(1))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = prev[j] + usize::from(ca != *cb);
+            cur.push(substitute.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_edits() {
+        assert_eq!(edit_distance("wokers", "workers"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}

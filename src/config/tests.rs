@@ -1,5 +1,9 @@
 //! Tests of `load_from`: every setting's spellings and precedence, defaults and the
 //! environment, repeatable flags, error messages, and the `--print-config` round trip.
+//!
+//! Config runs no Python: these tests hand `load_from` a runner that refuses (`NoPython`).
+//! The Python config file's tests are with the interpreter that runs it
+//! (`python/config.rs`), through `load_with`.
 
 use std::ffi::OsString;
 use std::fs;
@@ -10,8 +14,34 @@ use super::table::{Cli, Kind, Scope};
 use super::value::Value;
 use super::*;
 
+/// A Python config runner for tests that must not reach one.
+pub(crate) struct NoPython;
+
+impl PythonConfigRunner for NoPython {
+    fn run(
+        &self,
+        location: &str,
+        _: &Path,
+        _: Option<&Path>,
+        _: Option<&Path>,
+    ) -> Result<Ran, String> {
+        Err(format!(
+            "config's own tests run no Python (asked for {location})"
+        ))
+    }
+}
+
 /// Runs `load_from` with `args` after the program name and exactly the environment `env`.
 fn load(args: &[&str], env: &[(&str, &str)]) -> Result<Command, ConfigError> {
+    load_with(&NoPython, args, env)
+}
+
+/// `load`, with Python config files run by `python`.
+pub(crate) fn load_with(
+    python: &dyn PythonConfigRunner,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Command, ConfigError> {
     let args = std::iter::once("unitcorn")
         .chain(args.iter().copied())
         .map(OsString::from)
@@ -20,9 +50,8 @@ fn load(args: &[&str], env: &[(&str, &str)]) -> Result<Command, ConfigError> {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    load_from(args, &move |name| {
-        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    })
+    let env = move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    load_from(args, &env, python)
 }
 
 fn settings_env(args: &[&str], env: &[(&str, &str)]) -> Settings {
@@ -51,13 +80,13 @@ fn err(args: &[&str]) -> String {
 }
 
 /// A file in a directory of its own, removed when dropped.
-struct TempFile {
+pub(crate) struct TempFile {
     dir: PathBuf,
-    path: PathBuf,
+    pub(crate) path: PathBuf,
 }
 
 impl TempFile {
-    fn new(name: &str, contents: &str) -> TempFile {
+    pub(crate) fn new(name: &str, contents: &str) -> TempFile {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "unitcorn-config-test-{}-{}",
@@ -70,7 +99,7 @@ impl TempFile {
         TempFile { dir, path }
     }
 
-    fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         self.path.to_str().expect("temp paths are UTF-8")
     }
 }
@@ -100,7 +129,7 @@ fn defaults_are_gunicorns() {
         bind: strings(&["127.0.0.1:8000"]),
         backlog: 2048,
         workers: 1,
-        worker_class: "sync".into(),
+        worker_class: WorkerClass::Sync,
         threads: 1,
         worker_connections: 1000,
         max_requests: 0,
@@ -735,140 +764,6 @@ fn missing_config_files_are_named() {
         e.starts_with("/nonexistent/unitcorn.toml: cannot read the config file: "),
         "{e}"
     );
-    let e = err(&["app:app", "-c", "/nonexistent/gunicorn.conf.py"]);
-    assert!(
-        e.starts_with("/nonexistent/gunicorn.conf.py: cannot read the config file: "),
-        "{e}"
-    );
-}
-
-// ----- Python config files
-
-#[test]
-fn a_python_config_file_sets_settings_and_hooks() {
-    let file = TempFile::new(
-        "gunicorn.conf.py",
-        "import multiprocessing\n\
-         workers = 2 * 2\n\
-         bind = ['127.0.0.1:9000', 'unix:/run/app.sock']\n\
-         raw_env = ('A=1',)\n\
-         umask = 0o22\n\
-         pidfile = None\n\
-         secure_scheme_headers = {'X-Proto': 'https'}\n\
-         helper = 'not a setting'\n\
-         def post_fork(server, worker):\n    pass\n\
-         def pre_request(worker, req):\n    pass\n",
-    );
-    let s = settings(&["-c", file.path()]);
-    assert_eq!(s.workers, 4);
-    assert_eq!(s.bind, strings(&["127.0.0.1:9000", "unix:/run/app.sock"]));
-    assert_eq!(s.raw_env, strings(&["A=1"]));
-    assert_eq!(s.umask, 0o22);
-    assert_eq!(s.pidfile, None);
-    assert_eq!(s.secure_scheme_headers, strings(&["X-PROTO=https"]));
-    let hooks: Vec<_> = s.extras.hooks.iter().map(|h| h.name).collect();
-    assert_eq!(hooks, ["post_fork", "pre_request"]);
-    assert!(
-        s.extras
-            .hook("post_fork")
-            .unwrap()
-            .describe
-            .starts_with("post_fork ("),
-        "{:?}",
-        s.extras.hooks
-    );
-    // The command line still wins over the file.
-    assert_eq!(settings(&["-c", file.path(), "-w", "7"]).workers, 7);
-    // python:MODULE is imported from the working directory (--chdir's, here).
-    let module = TempFile::new("unitcorn_test_conf_module.py", "workers = 5\n");
-    let dir = module.path.parent().unwrap().to_string_lossy().into_owned();
-    let s = settings(&["--chdir", &dir, "-c", "python:unitcorn_test_conf_module"]);
-    assert_eq!(s.workers, 5);
-}
-
-#[test]
-fn python_config_errors_name_the_file_line_and_setting() {
-    let file = TempFile::new("bad.conf.py", "workers = 3\nbind = 8000\n");
-    assert_eq!(
-        err(&["app:app", "-c", file.path()]),
-        format!(
-            "{}:2: setting \"bind\" must be a string or a list of strings, got 8000",
-            file.path()
-        )
-    );
-    let file = TempFile::new(
-        "raises.conf.py",
-        "workers = 3\nimport no_such_module_here\n",
-    );
-    let e = err(&["app:app", "-c", file.path()]);
-    assert!(
-        e.starts_with(&format!(
-            "{}:2: the config file raised an exception:\nTraceback",
-            file.path()
-        )),
-        "{e}"
-    );
-    assert!(
-        e.contains("ModuleNotFoundError: No module named 'no_such_module_here'"),
-        "{e}"
-    );
-    let file = TempFile::new("syntax.conf.py", "workers = 3\nbind = [\n");
-    let e = err(&["app:app", "-c", file.path()]);
-    assert!(e.starts_with(&format!("{}:2: ", file.path())), "{e}");
-    assert!(e.contains("SyntaxError"), "{e}");
-    let file = TempFile::new("hook.conf.py", "def post_fork(server):\n    pass\n");
-    assert_eq!(
-        err(&["app:app", "-c", file.path()]),
-        format!(
-            "{path}:1: setting \"post_fork\" (a server hook): must take 2 positional \
-             arguments (server, worker); post_fork ({path}:1) does not",
-            path = file.path()
-        )
-    );
-    let file = TempFile::new("ssl.conf.py", "keyfile = None\ncertfile = '/etc/c.pem'\n");
-    assert!(err(&["app:app", "-c", file.path()]).starts_with(&format!(
-        "{}:2: setting \"certfile\" is not supported: TLS",
-        file.path()
-    )));
-}
-
-#[test]
-fn the_seed_gunicorn_config_loads_unchanged() {
-    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gunicorn_config.py");
-    let s = settings(&["-c", &seed.to_string_lossy()]);
-    assert_eq!(s.bind, strings(&["127.0.0.1:8000"]));
-    assert_eq!(
-        (s.backlog, s.workers, s.worker_connections),
-        (2048, 3, 1024)
-    );
-    assert_eq!(s.worker_class, "gevent");
-    assert_eq!((s.timeout, s.keepalive), (30, 2));
-    assert!(!s.spew && !s.daemon && s.reload);
-    assert_eq!(s.pidfile.as_deref(), Some(Path::new("/run/gunicorn.pid")));
-    assert_eq!(s.umask, 0);
-    assert_eq!(
-        (s.user.as_deref(), s.group.as_deref()),
-        (Some("natadmin"), Some("natadmin"))
-    );
-    assert_eq!(s.tmp_upload_dir, None);
-    assert_eq!(s.loglevel, "info");
-    assert_eq!(s.access_log_format, settings::DEFAULT_ACCESS_LOG_FORMAT);
-    assert_eq!(s.accesslog.as_deref(), Some("/var/log/gunicorn/access.log"));
-    assert_eq!(s.errorlog, "/var/log/gunicorn/error.log");
-    assert_eq!(s.proc_name, None);
-    assert!(s.extras.hooks.is_empty() && s.extras.notes.is_empty());
-    // And converted to TOML, it loads to the same settings.
-    let toml = convert::convert(&seed.to_string_lossy()).unwrap();
-    let file = TempFile::new("seed.toml", &toml);
-    let from_toml = settings(&["-c", file.path()]);
-    assert_eq!(
-        from_toml,
-        Settings {
-            config: Some(file.path.clone()),
-            ..s
-        },
-        "{toml}"
-    );
 }
 
 // ----- modes
@@ -1190,7 +1085,7 @@ errorlog = '/var/log/gunicorn/error.log'
     let s = settings_env(&["-D", "-c", file.path(), "app:app"], &[]);
     assert_eq!(s.bind, strings(&["127.0.0.1:8000"]));
     assert_eq!((s.workers, s.worker_connections), (3, 1024));
-    assert_eq!(s.worker_class, "gevent");
+    assert_eq!(s.worker_class, WorkerClass::Gevent);
     assert_eq!(s.pidfile.as_deref(), Some(Path::new("/run/gunicorn.pid")));
     assert_eq!(
         (s.user.as_deref(), s.group.as_deref()),
@@ -1237,7 +1132,11 @@ fn worker_class_takes_gunicorns_names_and_refuses_eventlet() {
         ("asgi", "asgi"),
         ("uvicorn.workers.UvicornWorker", "asgi"),
     ] {
-        assert_eq!(settings(&["-k", given]).worker_class, short, "{given}");
+        assert_eq!(
+            settings(&["-k", given]).worker_class.name(),
+            short,
+            "{given}"
+        );
     }
     let message = err(&["-k", "eventlet", "app:app"]);
     assert!(

@@ -42,7 +42,7 @@ pub(crate) trait Field: Sized {
 
 /// The panic of a table entry whose `Kind` disagrees with its field type: a bug in
 /// `settings.rs`, caught by `every_setting_round_trips_through_its_field` in tests.
-fn mismatch(want: &str, got: &Value) -> ! {
+pub(super) fn mismatch(want: &str, got: &Value) -> ! {
     panic!("settings table: a {want} field got {got:?}; its Kind does not match its type")
 }
 

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use http::header::{self, HeaderMap, HeaderName};
 
 use super::clock;
-use super::journald::{self, AccessJournal};
+use super::journald::{self, AccessEntry, AccessJournal};
 use super::sink::Sink;
 
 /// gunicorn's default `access_log_format` (Apache's combined log format).
@@ -594,6 +594,38 @@ fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The journal entry of `rec`, whose formatted access line is `line`.
+fn send_to_journal(journal: &AccessJournal, rec: &AccessRecord<'_>, line: &str) {
+    let user_agent = joined_header(rec.request_headers, &header::USER_AGENT);
+    journal.send(&AccessEntry {
+        message: line,
+        request_method: rec.method,
+        request_path: rec.path,
+        request_query: (!rec.query.is_empty()).then_some(rec.query),
+        status: rec.status,
+        duration_us: u64::try_from(rec.duration.as_micros()).unwrap_or(u64::MAX),
+        remote_addr: rec.remote_addr,
+        response_bytes: rec.body_bytes,
+        user_agent: user_agent.as_deref(),
+    });
+}
+
+/// Every value of header `name` joined with `,` (as WSGI's environ has it), `None` when absent.
+fn joined_header(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut out: Option<String> = None;
+    for value in headers.get_all(name) {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        match &mut out {
+            Some(s) => {
+                s.push(',');
+                s.push_str(&text);
+            }
+            None => out = Some(text.into_owned()),
+        }
+    }
+    out
+}
+
 /// The `accesslog` value that sends the access log to journald.
 pub const JOURNALD: &str = "journald";
 
@@ -684,7 +716,7 @@ impl AccessLog {
                     sink.write_all(line)
                 }
                 Output::Journal(journal) => {
-                    journal.send(rec, &String::from_utf8_lossy(line));
+                    send_to_journal(journal, rec, &String::from_utf8_lossy(line));
                     Ok(())
                 }
             };

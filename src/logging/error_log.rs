@@ -23,6 +23,7 @@ use std::time::SystemTime;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::Registry;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 
@@ -46,16 +47,23 @@ pub const JOURNALD: &str = "journald";
 /// (`JOURNAL_STREAM`); if journald's socket cannot be reached then, the lines go to stderr.
 ///
 /// Call it once, in the master, before the first fork: workers inherit it.
-pub fn init(errorlog: &str, loglevel: &str) -> Result<ErrorLogHandle, LogError> {
+///
+/// `observer`, if any, sees every event the error log writes, beside it: how the events are
+/// counted (StatsD's `gunicorn.log.*`) without the log knowing who counts.
+pub fn init(
+    errorlog: &str,
+    loglevel: &str,
+    observer: Option<Observer>,
+) -> Result<ErrorLogHandle, LogError> {
     let level = parse_level(loglevel)?;
     let critical_only = loglevel.eq_ignore_ascii_case("critical");
     let mut unreachable = None;
     let journal = if errorlog == JOURNALD {
-        let journal = ErrorJournal::connect(critical_only)
+        let journal = ErrorJournal::connect(critical_only, is_critical)
             .map_err(|source| LogError::new(Kind::Journal { source }))?;
         Some(journal)
     } else if errorlog == "-" && journald::stderr_is_journal() {
-        ErrorJournal::connect(critical_only)
+        ErrorJournal::connect(critical_only, is_critical)
             .map_err(|e| unreachable = Some(e))
             .ok()
     } else {
@@ -73,6 +81,7 @@ pub fn init(errorlog: &str, loglevel: &str) -> Result<ErrorLogHandle, LogError> 
         journal.clone(),
         level,
         critical_only,
+        observer,
     ))
     .map_err(|_| LogError::new(Kind::AlreadyInstalled))?;
     // Cannot already be set: it is set only here, after set_global_default, which succeeds once.
@@ -236,12 +245,17 @@ fn open(errorlog: &str) -> Result<Sink, LogError> {
     })
 }
 
-/// The subscriber `init` installs: the journal's layer, or else the line layer.
+/// A `tracing` layer beside the error log's own: it sees the events at `loglevel` and above.
+pub type Observer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// The subscriber `init` installs: the journal's layer, or else the line layer, and the
+/// observer.
 fn subscriber(
     sink: Arc<Sink>,
     journal: Option<Arc<ErrorJournal>>,
     level: LevelFilter,
     critical_only: bool,
+    observer: Option<Observer>,
 ) -> impl Subscriber + Send + Sync {
     let lines = match journal {
         Some(_) => None,
@@ -251,12 +265,13 @@ fn subscriber(
             critical_only,
         }),
     };
+    // The level filter is global: the observer, first so that its type is fixed, sees only
+    // the events it lets through.
     tracing_subscriber::registry()
+        .with(observer)
         .with(level)
         .with(journal.map(|j| j.layer()))
         .with(lines)
-        // gunicorn.log.* StatsD counters (off until statsd_host is set).
-        .with(crate::statsd::LogCounts)
 }
 
 /// Formats each event as one error log line and writes it.
@@ -737,13 +752,13 @@ mod tests {
         let path = dir.join("error.log");
         let rotated = dir.join("error.log.1");
 
-        let bad = init(dir.join("missing/x.log").to_str().unwrap(), "info").unwrap_err();
+        let bad = init(dir.join("missing/x.log").to_str().unwrap(), "info", None).unwrap_err();
         assert!(bad.is_open());
         assert!(bad.to_string().starts_with("cannot open errorlog path="));
         assert!(bad.source().is_some());
-        assert!(init("-", "loud").unwrap_err().is_level());
+        assert!(init("-", "loud", None).unwrap_err().is_level());
 
-        let handle = init(path.to_str().unwrap(), "warning").unwrap();
+        let handle = init(path.to_str().unwrap(), "warning", None).unwrap();
         assert_eq!(handle.path(), Some(path.as_path()));
         assert!(!handle.is_journal());
         // From a fresh thread, so no scoped subscriber of another test is in the way.
@@ -767,7 +782,7 @@ mod tests {
         let new = std::fs::read_to_string(&path).unwrap();
         assert!(new.ends_with("[WARNING] after reopen\n"), "{new}");
 
-        let again = init("-", "info").unwrap_err();
+        let again = init("-", "info", None).unwrap_err();
         assert!(!again.is_open() && !again.is_level());
         std::fs::remove_dir_all(dir).unwrap();
     }

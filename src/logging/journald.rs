@@ -2,8 +2,10 @@
 //! entries (one entry an event, fields of their own, no timestamp of ours), sent with the
 //! `tracing-journald` crate over journald's datagram socket.
 //!
-//! Not here: choosing journald over a file (`error_log::init`, `AccessLog::open` ask
-//! `fd_is_journal_stream` and fall back to lines), formatting the access line (`access_log`).
+//! A leaf: it takes plain fields and knows none of its callers' types. Not here: choosing
+//! journald over a file (`error_log::init`, `AccessLog::open` ask `fd_is_journal_stream` and
+//! fall back to lines), which events are critical (the error log says, `IsCritical`), an
+//! access record's fields (`access_log` maps its record to an `AccessEntry`).
 //!
 //! Fields: every entry carries `SYSLOG_IDENTIFIER` (`unitcorn` for the error log,
 //! `unitcorn-access` for the access log), `UNITCORN_ROLE` (`master` or `worker`) and, from a
@@ -24,8 +26,6 @@ use tracing::{Event, Level, Subscriber};
 use tracing_journald::{Priority, PriorityMappings};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
-
-use super::access_log::AccessRecord;
 
 /// Where journald takes native-protocol entries (the path `tracing-journald` sends to).
 pub const SOCKET: &str = "/run/systemd/journal/socket";
@@ -121,6 +121,10 @@ impl Writers {
     }
 }
 
+/// Whether an ERROR event is critical: the error log's own mark (`tracing` has no level
+/// above ERROR), which the journal gives PRIORITY=2.
+pub type IsCritical = fn(&Event<'_>) -> bool;
+
 /// The error log in the journal, shared by the installed layer and `ErrorLogHandle`.
 pub struct ErrorJournal {
     /// The master's writers (`UNITCORN_ROLE=master`), made by `init`.
@@ -129,6 +133,7 @@ pub struct ErrorJournal {
     worker: OnceLock<Writers>,
     /// `loglevel = "critical"`: only events marked critical are sent.
     critical_only: bool,
+    is_critical: IsCritical,
 }
 
 impl std::fmt::Debug for ErrorJournal {
@@ -141,12 +146,14 @@ impl std::fmt::Debug for ErrorJournal {
 }
 
 impl ErrorJournal {
-    /// Connects to journald; the error says why it cannot be reached.
-    pub fn connect(critical_only: bool) -> io::Result<Arc<ErrorJournal>> {
+    /// Connects to journald; the error says why it cannot be reached. `is_critical` tells
+    /// which ERROR events get PRIORITY=2.
+    pub fn connect(critical_only: bool, is_critical: IsCritical) -> io::Result<Arc<ErrorJournal>> {
         Ok(Arc::new(ErrorJournal {
             master: Writers::new(None)?,
             worker: OnceLock::new(),
             critical_only,
+            is_critical,
         }))
     }
 
@@ -200,8 +207,7 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let journal = &self.0;
-        let critical =
-            *event.metadata().level() == Level::ERROR && super::error_log::is_critical(event);
+        let critical = *event.metadata().level() == Level::ERROR && (journal.is_critical)(event);
         if journal.critical_only && !critical {
             return;
         }
@@ -247,46 +253,45 @@ impl AccessJournal {
         })
     }
 
-    /// Sends the entry for `rec`, whose formatted access line is `line`.
+    /// Sends `entry`.
     ///
     /// Nothing to report on failure: the crate drops an entry journald does not take. Its
     /// socket blocks while journald's queue is full, so a stalled journald slows requests
     /// down, as a stalled pipe on stdout does.
-    pub fn send(&self, rec: &AccessRecord<'_>, line: &str) {
-        let query = (!rec.query.is_empty()).then_some(rec.query);
-        let user_agent = joined_header(rec.request_headers, &http::header::USER_AGENT);
-        let duration_us = u64::try_from(rec.duration.as_micros()).unwrap_or(u64::MAX);
+    pub fn send(&self, entry: &AccessEntry<'_>) {
         tracing::dispatcher::with_default(&self.dispatch, || {
             tracing::info!(
                 target: ACCESS_TARGET,
-                request_method = rec.method,
-                request_path = rec.path,
-                request_query = query,
-                status = rec.status,
-                duration_us,
-                remote_addr = rec.remote_addr,
-                response_bytes = rec.body_bytes,
-                user_agent = user_agent.as_deref(),
-                "{line}"
+                request_method = entry.request_method,
+                request_path = entry.request_path,
+                request_query = entry.request_query,
+                status = entry.status,
+                duration_us = entry.duration_us,
+                remote_addr = entry.remote_addr,
+                response_bytes = entry.response_bytes,
+                user_agent = entry.user_agent,
+                "{}",
+                entry.message
             );
         });
     }
 }
 
-/// Every value of header `name` joined with `,` (as WSGI's environ has it), `None` when absent.
-fn joined_header(headers: &http::HeaderMap, name: &http::HeaderName) -> Option<String> {
-    let mut out: Option<String> = None;
-    for value in headers.get_all(name) {
-        let text = String::from_utf8_lossy(value.as_bytes());
-        match &mut out {
-            Some(s) => {
-                s.push(',');
-                s.push_str(&text);
-            }
-            None => out = Some(text.into_owned()),
-        }
-    }
-    out
+/// One access log entry: its line as MESSAGE and its parts as fields of their own
+/// (`REQUEST_METHOD=GET`, `STATUS=200`...), for `journalctl -t unitcorn-access STATUS=500`.
+#[derive(Debug)]
+pub struct AccessEntry<'a> {
+    /// The formatted access line.
+    pub message: &'a str,
+    pub request_method: &'a str,
+    pub request_path: &'a str,
+    /// Absent when the request had no query.
+    pub request_query: Option<&'a str>,
+    pub status: u16,
+    pub duration_us: u64,
+    pub remote_addr: &'a str,
+    pub response_bytes: u64,
+    pub user_agent: Option<&'a str>,
 }
 
 /// Whether stdout (the access log's `-`) is the journal stream.
@@ -317,7 +322,8 @@ mod tests {
 
     #[test]
     fn fd_is_stream_compares_with_fstat_of_that_fd() {
-        let dir = crate::logging::temp_dir("journal-stream");
+        let dir = std::env::temp_dir().join(format!("unitcorn-journal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
         let file = std::fs::File::create(dir.join("stream")).unwrap();
         let other = std::fs::File::create(dir.join("other")).unwrap();
         let st = nix::sys::stat::fstat(&file).unwrap();

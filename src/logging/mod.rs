@@ -10,7 +10,7 @@ mod journald;
 mod sink;
 
 pub use access_log::{AccessFormat, AccessLog, AccessRecord};
-pub use error_log::{ErrorLogHandle, init, write_raw};
+pub use error_log::{ErrorLogHandle, Observer, init, write_raw};
 
 /// A fresh, empty directory under the system temp dir for one test.
 #[cfg(test)]

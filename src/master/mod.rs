@@ -154,7 +154,7 @@ pub fn run(
         settings.wsgi_app.as_deref(),
     );
     tracing::info!("Starting unitcorn {}", env!("CARGO_PKG_VERSION"));
-    if settings.worker_class == "gevent" && settings.threads > 1 {
+    if settings.worker_class == crate::config::WorkerClass::Gevent && settings.threads > 1 {
         tracing::warn!(
             "threads = {} is not used with worker_class = gevent: greenlets serve the \
              requests, up to worker_connections ({}) at once per worker",
@@ -413,7 +413,10 @@ impl Arbiter {
         // The command line's relative paths are relative to where unitcorn started.
         let loaded = std::env::set_current_dir(&self.start_dir)
             .map_err(|e| format!("cannot chdir to {}: {e}", self.start_dir.display()))
-            .and_then(|()| crate::config::load().map_err(|e| e.to_string()));
+            .and_then(|()| {
+                let args = &crate::program::get().args;
+                crate::config::load(args, &crate::python::config::Runner).map_err(|e| e.to_string())
+            });
         let prepared = loaded.and_then(|command| {
             let mut settings = command
                 .into_settings()

@@ -1,6 +1,7 @@
 //! Running a gunicorn Python config file in the embedded interpreter, and bringing its
-//! module-level names back as plain data (`PyValue`); the callables stay here, found
-//! again from a hook's descriptor (`config::extras::Hook`) by `callable`.
+//! module-level names back as plain data (`PyValue`): config's `PythonConfigRunner`, which
+//! the callers of `config::load` hand in as `Runner`. The callables stay here, found again
+//! from a hook's descriptor (`config::extras::Hook`) by `callable`.
 //!
 //! Which names are settings, and what they must be, is `config/python_file.rs`'s job.
 
@@ -13,6 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyModule, PyTuple};
 
 use crate::config::extras::{ConfigRun, Hook};
+use crate::config::{Entry, PyValue, PythonConfigRunner, Ran};
 
 const SOURCE: &str = include_str!("pyconfig.py");
 
@@ -69,60 +71,25 @@ fn keep(_py: Python<'_>, path: &str, callables: Vec<(String, Py<PyAny>)>) -> Con
     run
 }
 
-/// A module-level value, as Python gave it.
-#[derive(Debug, Clone)]
-pub enum PyValue {
-    None,
-    Bool(bool),
-    /// Python's decimal digits (an int may be larger than any Rust integer).
-    Int(String),
-    Float(String),
-    Str(String),
-    List(Vec<PyValue>),
-    Dict(Vec<(PyValue, PyValue)>),
-    /// A callable: `name (file:line)` and its (fewest, most) positional arguments; the
-    /// object itself is kept by this module (`callable`) when it is a module-level name.
-    Callable {
-        describe: String,
-        arity: (usize, Option<usize>),
-    },
-    /// Anything else: its type name and a short repr.
-    Other(String, String),
-}
+/// The embedded interpreter as config's runner of Python config files.
+pub struct Runner;
 
-/// One module-level name of the config file.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub name: String,
-    pub value: PyValue,
-    /// The line of the top-level statement that last bound it, when Python can tell.
-    pub line: Option<usize>,
-}
-
-/// What running the config file gave.
-#[derive(Debug)]
-pub enum Ran {
-    /// Its names, in the order they were first bound; `path` is the file that ran, `run`
-    /// the key of its callables.
-    Names {
-        path: String,
-        entries: Vec<Entry>,
-        run: ConfigRun,
-    },
-    /// No such file.
-    Missing { path: String },
-    /// It raised (a syntax error included): the traceback, and the file's line.
-    Raised {
-        path: String,
-        line: Option<usize>,
-        traceback: String,
-    },
+impl PythonConfigRunner for Runner {
+    fn run(
+        &self,
+        location: &str,
+        cwd: &Path,
+        virtualenv: Option<&Path>,
+        env_virtualenv: Option<&Path>,
+    ) -> Result<Ran, String> {
+        run(location, cwd, super::named_venv(virtualenv, env_virtualenv))
+    }
 }
 
 /// Run the config file at `location` (a path, `file:PATH`, or `python:MODULE`), with
 /// `cwd` first on `sys.path` and the virtualenv (if any) activated. Starts the
 /// interpreter in this process if it is not yet.
-pub fn run(
+fn run(
     location: &str,
     cwd: &Path,
     virtualenv: Option<super::NamedVenv<'_>>,
@@ -233,18 +200,37 @@ fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 
 #[cfg(test)]
 mod tests {
-    use std::ffi::OsString;
+    use std::path::Path;
 
     use pyo3::prelude::*;
 
-    use crate::config::{Command, Settings, load_from};
+    use super::Runner;
+    use crate::config::tests::{TempFile, load_with};
+    use crate::config::{Command, ConfigError, Settings, convert, settings};
 
-    fn load(file: &std::path::Path) -> Settings {
-        let args = ["unitcorn", "-c", &file.to_string_lossy(), "app:app"];
-        match load_from(args.iter().map(OsString::from).collect(), &|_| None) {
+    fn load(args: &[&str]) -> Result<Command, ConfigError> {
+        load_with(&Runner, args, &[])
+    }
+
+    /// Settings from `args`, with `app:app` appended so that serving has an app.
+    fn settings(args: &[&str]) -> Settings {
+        let mut args = args.to_vec();
+        args.push("app:app");
+        match load(&args) {
             Ok(Command::Serve(settings)) => settings,
             other => panic!("{other:?}"),
         }
+    }
+
+    fn err(args: &[&str]) -> String {
+        match load(args) {
+            Err(e) => e.to_string(),
+            Ok(c) => panic!("expected an error for {args:?}, got {c:?}"),
+        }
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
     }
 
     fn returns(settings: &Settings) -> i64 {
@@ -264,6 +250,7 @@ mod tests {
 
     #[test]
     fn each_run_of_the_file_keeps_its_own_callables_while_its_settings_live() {
+        let load = |file: &Path| settings(&["-c", &file.to_string_lossy()]);
         let dir = std::env::temp_dir().join(format!("unitcorn-hook-runs-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("hooks.conf.py");
@@ -287,5 +274,143 @@ mod tests {
         );
         assert_eq!(returns(&second), 22);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    // ----- config's Python config file tests, run by this interpreter
+
+    #[test]
+    fn a_missing_python_config_file_is_named() {
+        let e = err(&["app:app", "-c", "/nonexistent/gunicorn.conf.py"]);
+        assert!(
+            e.starts_with("/nonexistent/gunicorn.conf.py: cannot read the config file: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_python_config_file_sets_settings_and_hooks() {
+        let file = TempFile::new(
+            "gunicorn.conf.py",
+            "import multiprocessing\n\
+             workers = 2 * 2\n\
+             bind = ['127.0.0.1:9000', 'unix:/run/app.sock']\n\
+             raw_env = ('A=1',)\n\
+             umask = 0o22\n\
+             pidfile = None\n\
+             secure_scheme_headers = {'X-Proto': 'https'}\n\
+             helper = 'not a setting'\n\
+             def post_fork(server, worker):\n    pass\n\
+             def pre_request(worker, req):\n    pass\n",
+        );
+        let s = settings(&["-c", file.path()]);
+        assert_eq!(s.workers, 4);
+        assert_eq!(s.bind, strings(&["127.0.0.1:9000", "unix:/run/app.sock"]));
+        assert_eq!(s.raw_env, strings(&["A=1"]));
+        assert_eq!(s.umask, 0o22);
+        assert_eq!(s.pidfile, None);
+        assert_eq!(s.secure_scheme_headers, strings(&["X-PROTO=https"]));
+        let hooks: Vec<_> = s.extras.hooks.iter().map(|h| h.name).collect();
+        assert_eq!(hooks, ["post_fork", "pre_request"]);
+        assert!(
+            s.extras
+                .hook("post_fork")
+                .unwrap()
+                .describe
+                .starts_with("post_fork ("),
+            "{:?}",
+            s.extras.hooks
+        );
+        // The command line still wins over the file.
+        assert_eq!(settings(&["-c", file.path(), "-w", "7"]).workers, 7);
+        // python:MODULE is imported from the working directory (--chdir's, here).
+        let module = TempFile::new("unitcorn_test_conf_module.py", "workers = 5\n");
+        let dir = module.path.parent().unwrap().to_string_lossy().into_owned();
+        let s = settings(&["--chdir", &dir, "-c", "python:unitcorn_test_conf_module"]);
+        assert_eq!(s.workers, 5);
+    }
+
+    #[test]
+    fn python_config_errors_name_the_file_line_and_setting() {
+        let file = TempFile::new("bad.conf.py", "workers = 3\nbind = 8000\n");
+        assert_eq!(
+            err(&["app:app", "-c", file.path()]),
+            format!(
+                "{}:2: setting \"bind\" must be a string or a list of strings, got 8000",
+                file.path()
+            )
+        );
+        let file = TempFile::new(
+            "raises.conf.py",
+            "workers = 3\nimport no_such_module_here\n",
+        );
+        let e = err(&["app:app", "-c", file.path()]);
+        assert!(
+            e.starts_with(&format!(
+                "{}:2: the config file raised an exception:\nTraceback",
+                file.path()
+            )),
+            "{e}"
+        );
+        assert!(
+            e.contains("ModuleNotFoundError: No module named 'no_such_module_here'"),
+            "{e}"
+        );
+        let file = TempFile::new("syntax.conf.py", "workers = 3\nbind = [\n");
+        let e = err(&["app:app", "-c", file.path()]);
+        assert!(e.starts_with(&format!("{}:2: ", file.path())), "{e}");
+        assert!(e.contains("SyntaxError"), "{e}");
+        let file = TempFile::new("hook.conf.py", "def post_fork(server):\n    pass\n");
+        assert_eq!(
+            err(&["app:app", "-c", file.path()]),
+            format!(
+                "{path}:1: setting \"post_fork\" (a server hook): must take 2 positional \
+                 arguments (server, worker); post_fork ({path}:1) does not",
+                path = file.path()
+            )
+        );
+        let file = TempFile::new("ssl.conf.py", "keyfile = None\ncertfile = '/etc/c.pem'\n");
+        assert!(err(&["app:app", "-c", file.path()]).starts_with(&format!(
+            "{}:2: setting \"certfile\" is not supported: TLS",
+            file.path()
+        )));
+    }
+
+    #[test]
+    fn the_seed_gunicorn_config_loads_unchanged() {
+        let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gunicorn_config.py");
+        let s = settings(&["-c", &seed.to_string_lossy()]);
+        assert_eq!(s.bind, strings(&["127.0.0.1:8000"]));
+        assert_eq!(
+            (s.backlog, s.workers, s.worker_connections),
+            (2048, 3, 1024)
+        );
+        assert_eq!(s.worker_class, crate::config::WorkerClass::Gevent);
+        assert_eq!((s.timeout, s.keepalive), (30, 2));
+        assert!(!s.spew && !s.daemon && s.reload);
+        assert_eq!(s.pidfile.as_deref(), Some(Path::new("/run/gunicorn.pid")));
+        assert_eq!(s.umask, 0);
+        assert_eq!(
+            (s.user.as_deref(), s.group.as_deref()),
+            (Some("natadmin"), Some("natadmin"))
+        );
+        assert_eq!(s.tmp_upload_dir, None);
+        assert_eq!(s.loglevel, "info");
+        assert_eq!(s.access_log_format, settings::DEFAULT_ACCESS_LOG_FORMAT);
+        assert_eq!(s.accesslog.as_deref(), Some("/var/log/gunicorn/access.log"));
+        assert_eq!(s.errorlog, "/var/log/gunicorn/error.log");
+        assert_eq!(s.proc_name, None);
+        assert!(s.extras.hooks.is_empty() && s.extras.notes.is_empty());
+        // And converted to TOML, it loads to the same settings.
+        let toml = convert::convert(&seed.to_string_lossy(), &Runner).unwrap();
+        let file = TempFile::new("seed.toml", &toml);
+        let from_toml = settings(&["-c", file.path()]);
+        assert_eq!(
+            from_toml,
+            Settings {
+                config: Some(file.path.clone()),
+                ..s
+            },
+            "{toml}"
+        );
     }
 }

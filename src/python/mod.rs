@@ -199,7 +199,7 @@ pub fn load_app(settings: &Settings) -> Result<Py<PyAny>, String> {
     // gevent's worker patches the standard library before the app sees it: here, so that
     // it also holds for the master's import with preload_app (gunicorn patches in the
     // worker only, after a preloaded app imported the unpatched modules).
-    if settings.worker_class == "gevent" {
+    if settings.worker_class == crate::config::WorkerClass::Gevent {
         gevent::monkey_patch()?;
     }
     if settings.spew {

@@ -18,7 +18,7 @@ pub(super) fn enable(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
 
-/// The layer `logging::init` adds to the error log's subscriber.
+/// The layer the front door hands `logging::init` as its observer.
 pub struct LogCounts;
 
 impl<S: Subscriber> Layer<S> for LogCounts {

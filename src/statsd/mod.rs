@@ -13,7 +13,6 @@
 //! datagram never holds up or fails a request; send errors are logged at most once a minute.
 //! Each process owns its socket: the master's is made at start, a worker's after the fork.
 
-pub mod address;
 mod log_counts;
 
 use std::fmt::Write as _;
@@ -26,7 +25,7 @@ use std::sync::{Arc, RwLock};
 pub use log_counts::LogCounts;
 
 use crate::config::Settings;
-use address::Address;
+use crate::config::statsd_address::{self as address, Address};
 
 /// Send errors are logged at most this often (per process).
 const WARN_EVERY_MS: u64 = 60_000;

@@ -99,7 +99,7 @@ pub fn run(boot: WorkerBoot) -> ! {
         std::process::exit(0);
     }
     let extras = Extras { statsd, modules };
-    let served = if boot.settings.worker_class == "gevent" {
+    let served = if boot.settings.worker_class == crate::config::WorkerClass::Gevent {
         gevent::serve(boot, app, extras)
     } else {
         serve(boot, app, None, extras)

@@ -146,7 +146,7 @@ pub struct Asgi {
 /// Whether to serve `app` as ASGI: `worker_class = "asgi"`, or an app whose call is a
 /// coroutine function.
 pub fn wanted(settings: &Settings, app: &Py<PyAny>) -> Result<bool, String> {
-    if settings.worker_class == "asgi" {
+    if settings.worker_class == crate::config::WorkerClass::Asgi {
         return Ok(true);
     }
     Python::attach(|py| {

@@ -1,4 +1,4 @@
-//! The command line: gunicorn's flags, built with clap from the settings table, the
+//! The command line, a config source: gunicorn's flags, built with clap from the settings table, the
 //! `--help` text, and the shell-splitting of `UNITCORN_CMD_ARGS`.
 //!
 //! This is syntax only. Values come back as the strings the operator typed; checking
@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ColorChoice, error::ErrorKind};
 
-use crate::config::SETTINGS;
-use crate::config::table::{Cli, Const, DefaultValue, Kind, Setting};
+use super::SETTINGS;
+use super::table::{Cli, Const, DefaultValue, Kind, Setting};
 
 /// What `--version` prints, in gunicorn's shape.
 pub fn version() -> String {

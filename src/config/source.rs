@@ -1,0 +1,14 @@
+//! What one config file gives, whichever reader read it (TOML in `file.rs`, Python in
+//! `python_file.rs`): its settings' values and its extras. The two readers share this type
+//! and nothing else, so that neither depends on the other.
+
+use super::extras::Extras;
+use super::table::Setting;
+use super::value::Value;
+
+/// What a config file sets, in the order it binds the names.
+#[derive(Debug)]
+pub(crate) struct Read {
+    pub values: Vec<(&'static Setting, Value)>,
+    pub extras: Extras,
+}
