@@ -75,6 +75,7 @@ fi
 export PYO3_PYTHON="$SYS_PY"
 say "cargo build --release"
 cargo build --release --quiet
+say "layers"; "$SYS_PY" tools/check_layers.py
 # The fuzzing properties (src/properties.rs) run this many cases each (about 4 s).
 say "cargo test --release (PROPTEST_CASES=${PROPTEST_CASES:=20000})"
 PROPTEST_CASES="$PROPTEST_CASES" cargo test --release --quiet
