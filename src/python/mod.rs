@@ -65,6 +65,10 @@ pub use interpreter::{NamedVenv, VenvSource};
 /// Start the interpreter in this process (unless it runs already: the Python package's
 /// case) and prepare `sys.path`. Idempotent per process.
 pub fn start(setup: &PythonSetup<'_>) -> Result<(), PythonError> {
+    // One thread at a time from the check to the end of initialize (its SAFETY needs it):
+    // the server starts it from one thread, but cargo's tests load config files at once.
+    static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let starting = STARTING.lock().unwrap_or_else(|e| e.into_inner());
     if !interpreter::is_initialized() {
         let program = match &setup.virtualenv {
             Some(venv) => venv.check(interpreter::BUILT_WITH)?,
@@ -72,6 +76,7 @@ pub fn start(setup: &PythonSetup<'_>) -> Result<(), PythonError> {
         };
         interpreter::initialize(&program)?;
     }
+    drop(starting);
     fork::mark_started();
     Python::attach(|py| {
         let loader = loader(py).map_err(|e| PythonError::from_py(py, e))?;
