@@ -54,8 +54,11 @@ pub const USAGE: [&str; 3] = [
     "unitcorn config convert FILE",
 ];
 
-/// Long help is wrapped to this width; clap indents it by 10 columns.
-const LONG_HELP_WIDTH: usize = 68;
+/// Help is wrapped (by clap) to the terminal's width, and to no more than this: a narrow
+/// terminal gets narrow help, a pipe or a wide terminal the 79 columns of a man page.
+const MAX_HELP_WIDTH: usize = 79;
+/// `--help` indents each flag's long help by this much.
+const LONG_HELP_INDENT: usize = 10;
 
 /// The clap command, one argument per setting that has a flag, in table order.
 pub fn command() -> clap::Command {
@@ -67,6 +70,7 @@ pub fn command() -> clap::Command {
         // Help and errors end up in strings handed back to main, not straight on a
         // terminal, so no escape codes.
         .color(ColorChoice::Never)
+        .max_term_width(MAX_HELP_WIDTH)
         // gunicorn (argparse) lets the last of `-w 2 -w 3` win.
         .args_override_self(true)
         // `-v` is gunicorn's, and the text is gunicorn's shape: our own flag below.
@@ -121,36 +125,24 @@ fn arg(setting: &'static Setting, order: usize) -> Option<Arg> {
 
     // `-h` stays one short line a flag (within 79 columns); the default and the
     // setting's name are in `--help`.
-    let mut long_help = format!("{}.\n{}", setting.doc, wrap(setting.long_doc));
+    let mut long_help = format!("{}.\n{}", setting.doc, setting.long_doc);
     let default = match (setting.kind, setting.default) {
         (Kind::Flag, _) | (_, DefaultValue::Const(Const::Unset | Const::List(&[]))) => None,
         (_, d) => Some(d),
     };
-    if let Some(d) = default {
-        long_help.push_str(&format!("\n[default: {d}]"));
-    }
-    long_help.push_str(&format!(" [setting: {}]", setting.name));
-    Some(arg.help(setting.doc).long_help(long_help))
-}
-
-/// Wraps `text` to `LONG_HELP_WIDTH` columns at spaces (clap only wraps with its
-/// `wrap_help` feature, which this crate does not enable).
-fn wrap(text: &str) -> String {
-    let mut out = String::new();
-    let mut width = 0;
-    for word in text.split_whitespace() {
-        let len = word.chars().count();
-        if width > 0 && width + 1 + len > LONG_HELP_WIDTH {
-            out.push('\n');
-            width = 0;
-        } else if width > 0 {
-            out.push(' ');
-            width += 1;
+    // A line of their own, so that clap's wrapping never splits "[setting:" from the
+    // name: both on one line when they fit in the widest long help, else one line each.
+    let tag = format!("[setting: {}]", setting.name);
+    let tags = match default {
+        Some(d) if format!("[default: {d}] {tag}").len() <= MAX_HELP_WIDTH - LONG_HELP_INDENT => {
+            format!("[default: {d}] {tag}")
         }
-        out.push_str(word);
-        width += len;
-    }
-    out
+        Some(d) => format!("[default: {d}]\n{tag}"),
+        None => tag,
+    };
+    long_help.push('\n');
+    long_help.push_str(&tags);
+    Some(arg.help(setting.doc).long_help(long_help))
 }
 
 /// What is answered before the settings are parsed: a mode other than serving, help or
