@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::ConfigError;
 pub use print::to_toml;
-pub use python_file::{Entry, PyValue, PythonConfigRunner, Ran};
+pub use python_file::{Entry, PyValue, PythonConfigRunner, Ran, RunnerError};
 pub use settings::{SETTINGS, Settings};
 pub use worker_class::WorkerClass;
 

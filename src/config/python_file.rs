@@ -24,15 +24,20 @@ pub trait PythonConfigRunner {
     /// Run the config file at `location` (a path, `file:PATH`, or `python:MODULE`), with
     /// `cwd` first on `sys.path` and `virtualenv` (else `env_virtualenv`, `$VIRTUAL_ENV`)
     /// activated, so that the file can import the app's packages. The error is the
-    /// interpreter's, worded for the operator.
+    /// interpreter's own (it could not start, the runner failed), worded for the operator;
+    /// the file's exceptions are `Ran::Raised`.
     fn run(
         &self,
         location: &str,
         cwd: &Path,
         virtualenv: Option<&Path>,
         env_virtualenv: Option<&Path>,
-    ) -> Result<Ran, String>;
+    ) -> Result<Ran, RunnerError>;
 }
+
+/// Why a runner could not run the file: the interpreter layer's own error, which config
+/// only shows.
+pub type RunnerError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A module-level value, as Python gave it.
 #[derive(Debug, Clone)]
@@ -101,7 +106,7 @@ pub(crate) fn read(
 ) -> Result<Read, ConfigError> {
     let ran = python
         .run(location, cwd, virtualenv, env_virtualenv)
-        .map_err(|message| ConfigError::interpreter(location, message))?;
+        .map_err(|e| ConfigError::interpreter(location, e.to_string()))?;
     match ran {
         Ran::Missing { path } => Err(ConfigError::read(
             Path::new(&path),

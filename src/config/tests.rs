@@ -24,10 +24,8 @@ impl PythonConfigRunner for NoPython {
         _: &Path,
         _: Option<&Path>,
         _: Option<&Path>,
-    ) -> Result<Ran, String> {
-        Err(format!(
-            "config's own tests run no Python (asked for {location})"
-        ))
+    ) -> Result<Ran, RunnerError> {
+        Err(format!("config's own tests run no Python (asked for {location})").into())
     }
 }
 

@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyModule, PyTuple};
 
 use crate::config::extras::{ConfigRun, Hook};
-use crate::config::{Entry, PyValue, PythonConfigRunner, Ran};
+use crate::config::{Entry, PyValue, PythonConfigRunner, Ran, RunnerError};
 
 const SOURCE: &str = include_str!("pyconfig.py");
 
@@ -81,8 +81,8 @@ impl PythonConfigRunner for Runner {
         cwd: &Path,
         virtualenv: Option<&Path>,
         env_virtualenv: Option<&Path>,
-    ) -> Result<Ran, String> {
-        run(location, cwd, super::named_venv(virtualenv, env_virtualenv))
+    ) -> Result<Ran, RunnerError> {
+        run(location, cwd, super::named_venv(virtualenv, env_virtualenv)).map_err(Into::into)
     }
 }
 
