@@ -261,13 +261,18 @@ def test_proxy_protocol_v1_and_v2_set_remote_addr(start_server):
         s.stdout()
 
 
-def test_proxy_protocol_required_malformed_and_version_mismatch_drop_the_connection(
+def test_proxy_protocol_required_malformed_and_version_mismatch_are_refused_400(
         start_server):
+    """As gunicorn does (its corpus's invalid pp_01..03): a 400, then the close, so the
+    proxy's operator sees why in its own log."""
     s = start_proxied(start_server, "--proxy-protocol", "v1")
     for bad in (GET_ENVIRON,                                        # missing
                 b"PROXY TCP4 999.0.0.1 127.0.0.1 1 2\r\n" + GET_ENVIRON,  # malformed
                 _v2("192.0.2.1", "127.0.0.1", 1, 2) + GET_ENVIRON):  # v2 in v1 mode
-        assert _raw(s, bad) == b"", bad[:40]
+        out = _raw(s, bad)
+        assert out.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"Connection: close" in out, \
+            (bad[:40], out[:200])
+        assert b"REMOTE_ADDR" not in out, out    # the app never ran
     assert s.wait_log(r"Invalid request from ip=127\.0\.0\.1: no PROXY protocol v1 header")
     # The worker lives on.
     e = _environ(_raw(s, b"PROXY TCP4 192.0.2.7 127.0.0.1 1 443\r\n" + GET_ENVIRON))
