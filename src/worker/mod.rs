@@ -182,7 +182,11 @@ fn serve(
         pool,
         limits: Limits {
             request_line: settings.limit_request_line as usize,
-            field_size: settings.limit_request_field_size as usize,
+            // 0 is gunicorn's default, as gunicorn reads it (its corpus's limit_header_default_01)
+            field_size: match settings.limit_request_field_size {
+                0 => 8190,
+                n => n as usize,
+            },
             body: settings.limit_request_body,
             any_method: settings.permit_unconventional_http_method,
             casefold_method: settings.casefold_http_method,

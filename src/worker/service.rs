@@ -680,10 +680,11 @@ fn refusal(
         }
     }
     if limits.field_size > 0 {
+        // gunicorn counts the whole line: `name: value` and its CRLF.
         let too_large = head
             .headers
             .iter()
-            .any(|(name, value)| name.as_str().len() + 2 + value.len() > limits.field_size);
+            .any(|(name, value)| name.as_str().len() + 4 + value.len() > limits.field_size);
         if too_large {
             return Some((
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
