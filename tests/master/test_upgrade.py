@@ -12,20 +12,10 @@ import time
 import pytest
 
 from harness import (APPS, Load, NotifySocket, Server, alive, base_env, children, free_port,
-                     listening_inodes, proc_stat, server_cmd, socket_inodes, wait_for)
+                     listening_inodes, new_master_of, proc_stat, quit_and_wait, server_cmd,
+                     socket_inodes, wait_for)
 
 pytestmark = pytest.mark.unitcorn_only
-
-
-def new_master_of(s, timeout=10):
-    """The pid of the new master the old one (s) started, from its log."""
-    (pid,) = s.wait_log(r"binary upgrade: started new master (\d+)", timeout=timeout)
-    return int(pid)
-
-
-def quit_and_wait(pid, timeout=15):
-    os.kill(pid, signal.SIGQUIT)
-    assert wait_for(lambda: not alive(pid), timeout), "master %d still up after QUIT" % pid
 
 
 def test_usr2_under_load_fails_no_request_and_hands_over(start_server, tmp_path):

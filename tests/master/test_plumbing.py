@@ -18,26 +18,15 @@ import uuid
 import pytest
 
 from harness import (IS_GUNICORN, Conn, ConnClosed, alive, base_env, build_request, children,
-                     descendants, free_port, run_cli, stat_fields, wait_for)
-from test_arbiter import hup
+                     cmdline, descendants, free_port, hup, run_cli, stat_fields, title,
+                     wait_for)
 
 TITLES_UNITCORN_ONLY = pytest.mark.unitcorn_only(
     "unitcorn's process titles (gunicorn needs setproctitle and names them differently)")
 
 
 # ----------------------------------------------------------------------------------------
-# /proc helpers of this file
-
-def cmdline(pid):
-    """The raw bytes of /proc/PID/cmdline (the process's argv memory)."""
-    with open("/proc/%d/cmdline" % pid, "rb") as f:
-        return f.read()
-
-
-def title(pid):
-    """What ps shows: the argv memory up to the NULs that pad it."""
-    return cmdline(pid).rstrip(b"\0").decode("utf-8", "replace")
-
+# /proc helpers of this file (cmdline and title are the harness's)
 
 def comm(pid):
     with open("/proc/%d/comm" % pid) as f:

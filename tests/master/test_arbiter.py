@@ -9,46 +9,22 @@ client load (harness.Load). A reload or a recycle must fail no request.
 
 import os
 import signal
-import struct
 import textwrap
-import threading
 import time
 
 import pytest
 
-from harness import (ConnClosed, Load, alive, build_request, listening_inodes, rss_kib,
-                     socket_inodes, wait_for)
+from harness import (BOOTING, ConnClosed, Load, alive, build_request, hup, in_thread,
+                     listening_inodes, read_scoreboard, rss_kib, socket_inodes, wait_for)
 
 pytestmark = pytest.mark.unitcorn_only(
     "unitcorn's signal contract and log lines (gunicorn's TERM is graceful, it has no "
     "boot back-off, 504 on timeout, max_worker_lifetime/memory)")
 
-BOOTING = r"Booting worker with pid: (\d+)"
-
 
 def boot_order(s):
     """Worker pids in the order the master started them."""
     return [int(p) for p in s.log_findall(BOOTING)]
-
-
-def hup(s, old, n, timeout=10):
-    """HUP the master; wait until every worker of `old` is gone and n new ones run.
-
-    Returns (seconds from the signal to the old generation gone, the new workers)."""
-    t0 = time.monotonic()
-    s.signal(signal.SIGHUP)
-
-    def old_gone():
-        s.workers()                     # remember the new pids for the leak check
-        return not any(alive(p) for p in old)
-
-    gone = wait_for(old_gone, timeout, interval=0.01)
-    took = time.monotonic() - t0
-    assert gone, "old generation %r still running %ss after HUP: %r; log:\n%s" % (
-        old, timeout, [p for p in old if alive(p)], s.stderr()[-4000:])
-    new = s.wait_workers(n)
-    assert not set(new) & set(old), (old, new)
-    return took, new
 
 
 def write_app(path, version, broken=False):
@@ -72,21 +48,6 @@ def write_app(path, version, broken=False):
     if broken:
         src += "\nraise RuntimeError('broken at reload: %s')\n" % version
     path.write_text(src)
-
-
-def in_thread(fn, *args):
-    """Run fn(*args) in a thread; returns (thread, result dict with "r" or "e")."""
-    out = {}
-
-    def run():
-        try:
-            out["r"] = fn(*args)
-        except Exception as e:  # reported by the test
-            out["e"] = e
-
-    th = threading.Thread(target=run, daemon=True)
-    th.start()
-    return th, out
 
 
 # ----------------------------------------------------------------------------------------
@@ -684,35 +645,7 @@ def test_usr1_reopens_the_logs_in_master_and_workers(start_server, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------
-# the scoreboard, read from the master's memory (layout of src/scoreboard.rs's Slot:
-# pid i32, generation u32, ready u32, retire u32, connections u32, in_flight u32,
-# requests u64, heartbeat_ms u64, oldest_ms u64, one 64-byte line a slot, 512 slots)
-
-SLOT = struct.Struct("=iIIIIIQQQ")
-SLOT_SIZE = 64
-SLOTS = 512
-
-
-def read_scoreboard(master):
-    """{pid: slot dict} of the used slots, from the master's MAP_SHARED mapping."""
-    size = SLOT_SIZE * SLOTS
-    with open("/proc/%d/maps" % master) as f:
-        maps = [line.split() for line in f]
-    cands = [m for m in maps if m[1][3] == "s"
-             and int(m[0].split("-")[1], 16) - int(m[0].split("-")[0], 16) == size]
-    assert len(cands) == 1, "scoreboard mapping not found: %r" % cands
-    start = int(cands[0][0].split("-")[0], 16)
-    with open("/proc/%d/mem" % master, "rb") as mem:
-        mem.seek(start)
-        data = mem.read(size)
-    out = {}
-    for i in range(SLOTS):
-        f = SLOT.unpack_from(data, i * SLOT_SIZE)
-        if f[0]:
-            out[f[0]] = dict(zip(("pid", "generation", "ready", "retire", "connections",
-                                  "in_flight", "requests", "heartbeat_ms", "oldest_ms"), f))
-    return out
-
+# the scoreboard (harness.read_scoreboard reads it from the master's memory)
 
 def now_ms():
     return int(time.clock_gettime(time.CLOCK_MONOTONIC) * 1000)
