@@ -38,7 +38,7 @@ WATCHDOG_SEC = 3
 IMPORT_DELAY = 0.8                           # seconds each worker takes to import the app
 
 DROPIN_SERVICE = """\
-# tests/systemd/test_real_systemd.py: a watchdog kill within seconds (30 s in the unit), and a bounded stop.
+# test_real_systemd.py: a watchdog kill within seconds (30 s in the unit), and a bounded stop.
 [Service]
 WatchdogSec=%d
 TimeoutStopSec=20
@@ -124,8 +124,8 @@ def fresh(box):
 
 def test_units_verify_clean_with_the_test_drop_ins(box):
     """systemd-analyze verify exits 0 even on unknown keys: any output is a failure."""
-    # --man=no: the man pages of Documentation= are not installed here (test_packaging.py
-    # verifies the units as the package installs them, man pages included).
+    # --man=no: the man pages of Documentation= are not installed here (tests/packaging/
+    # test_packages.py verifies the units as the package installs them, man pages included).
     r = box.run(["systemd-analyze", "verify", "--man=no", SOCKET, SERVICE], check=False)
     assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), r.stdout + r.stderr
     for unit in (SERVICE, SOCKET):
