@@ -1,14 +1,19 @@
-"""Point 7: concurrency inside one worker — --threads N runs N app calls at once, --threads 1
-serializes them, a slow client never holds the worker, --worker-connections caps the open
-connections a worker holds."""
+"""Concurrency inside one worker: --threads N runs N app calls at once, --threads 1
+serializes them, a slow client never holds the worker (nor do hundreds of connections
+trickling their heads delay a normal client of a one-thread worker), --worker-connections
+caps the open connections a worker holds."""
 
 import socket
+import statistics
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
 import pytest
 
-from harness import build_request
+from harness import VENV, build_request
 
 
 def _concurrent_gets(s, path, n, timeout=30):
@@ -109,6 +114,75 @@ def test_client_not_reading_big_response_does_not_hold_worker(start_server):
         assert elapsed < 1.0, "a client not reading held the worker for %.2f s" % elapsed
     finally:
         slow.close()
+
+
+# ----- slow clients
+
+
+TRICKLER = textwrap.dedent("""
+    import socket, sys, time
+    port, n, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+    socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+    head = b"GET /hello HTTP/1.1\\r\\nHost: x\\r\\nX-Slow: " + b"a" * 100000
+    print("connected", flush=True)
+    end = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < end:
+        tick = time.monotonic()
+        for s in socks:
+            s.send(head[i:i + 1])
+        i += 1
+        time.sleep(max(0.0, 0.1 - (time.monotonic() - tick)))
+    print("sent", i, flush=True)
+""")
+
+
+def _latencies(s, n):
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        r = s.get("/hello", timeout=5)
+        out.append((time.perf_counter() - t0) * 1000)
+        assert r.status == 200
+        time.sleep(0.005)
+    return out
+
+
+def _figures(ms):
+    ms = sorted(ms)
+    return {"p50": statistics.median(ms), "p99": ms[int(len(ms) * 0.99) - 1], "max": ms[-1]}
+
+
+def test_slow_clients_do_not_delay_a_normal_client(start_server):
+    """-w 1 --threads 1: 500 connections trickle their heads one byte per 100 ms each
+    (5000 reads a second) while a normal client makes requests on fresh connections; its
+    latency stays within milliseconds of the latency without them."""
+    s = start_server("wsgiapp:app", "-w", "1", "--threads", "1", "--keep-alive", "60",
+                     "--header-timeout", "60")
+    _latencies(s, 20)                    # warm up
+    quiet = _figures(_latencies(s, 150))
+    trickler = subprocess.Popen([str(VENV / "bin" / "python"), "-c", TRICKLER,
+                                 str(s.addr[1]), "500", "6"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert trickler.stdout.readline().strip() == "connected", trickler.stderr.read()
+        time.sleep(0.5)
+        busy = _figures(_latencies(s, 150))
+        out, err = trickler.communicate(timeout=30)
+    finally:
+        if trickler.poll() is None:
+            trickler.kill()
+            trickler.wait(10)
+    assert trickler.returncode == 0, err
+    print("\nnormal client, ms: alone p50 %.2f p99 %.2f max %.2f; with 500 trickling "
+          "p50 %.2f p99 %.2f max %.2f (%s)" % (quiet["p50"], quiet["p99"], quiet["max"],
+                                               busy["p50"], busy["p99"], busy["max"],
+                                               out.strip()), file=sys.stderr)
+    assert busy["p50"] < quiet["p50"] + 5, (quiet, busy)
+    assert busy["max"] < 50, (quiet, busy)
+
+
+# ----- worker_connections
 
 
 def test_worker_connections_caps_open_connections(start_server):

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness import (APPS, REPO, UNITCORN_BIN, VENV, Server, alive, base_env, free_port,
-                     wait_for)
-from test_pyconfig import _port_free, natadmin, seed_dirs, seed_workdir  # noqa: F401
+                     port_is_free, seed_workdir, wait_for)
 
 # A venv per interpreter is made (and pip-installed) by the first test that needs it.
 pytestmark = [pytest.mark.unitcorn_only("unitcorn's own packaging"), pytest.mark.timeout(600)]
@@ -250,7 +249,7 @@ def test_the_seed_deployment_line_runs_under_pipenv(wheel, natadmin, seed_dirs, 
     """supervisor-nat.ini's `pipenv run gunicorn app:app -c gunicorn_config.py`, the
     program name aside: the seed config unchanged (gevent workers as natadmin, log files,
     pid file), in a pipenv-made venv of Debian's Python (readable after the drop)."""
-    assert wait_for(lambda: _port_free(8000), 30), "the seed binds 127.0.0.1:8000: in use"
+    assert wait_for(lambda: port_is_free(8000), 30), "the seed binds 127.0.0.1:8000: in use"
     work = seed_workdir("unitcorn-pipenv-",
                         "b'uid %d prefix %s' % (os.getuid(), sys.prefix.encode())")
     pipenv = str(VENV / "bin" / "pipenv")

@@ -38,7 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # tests/, for harness
 from harness import (APPS, UNITCORN_BIN, Conn, ConnClosed, base_env,  # noqa: E402
                      build_request, descendants, free_port, kill_tree, wait_for)
 

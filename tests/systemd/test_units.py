@@ -4,15 +4,14 @@ asks of them."""
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from harness import UNITCORN_BIN
+from harness import REPO, UNITCORN_BIN
 
 pytestmark = pytest.mark.unitcorn_only
 
-UNITS = Path(__file__).resolve().parent.parent / "systemd"
+UNITS = REPO / "systemd"
 
 
 def _installed_copies(tmp_path):

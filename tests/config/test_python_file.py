@@ -4,26 +4,20 @@ that name the file, the line and the setting; gunicorn settings unitcorn does no
 refused with the reason; --print-config/--check-config; `unitcorn config convert`; and
 the seed deployment's real config file run unchanged, as root."""
 
-import grp
 import os
-import pwd
 import re
 import shutil
 import signal
-import socket
-import subprocess
-import tempfile
 import textwrap
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from harness import (REPO, Server, base_env, free_port, run_cli, server_cmd, wait_for)
+from harness import (REPO, SEED, Server, base_env, free_port, port_is_free, run_cli, seed_workdir,
+                     server_cmd, wait_for)
 
 pytestmark = pytest.mark.unitcorn_only("unitcorn's messages and subcommands")
-
-SEED = REPO / "examples" / "gunicorn_config.py"
 
 
 def _write(path, text):
@@ -160,72 +154,11 @@ def test_config_convert_prints_toml_that_loads_the_same(tmp_path):
     assert tomllib.loads(p.stdout) == {"workers": 2}
 
 
-# ----- the seed deployment's config, unchanged, as root
-
-def _port_free(port):
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-@pytest.fixture
-def natadmin():
-    """The seed's user and group, made for the test when missing (removed after)."""
-    assert os.geteuid() == 0, "the seed test runs as root (CI runs the suite as root)"
-    created = False
-    try:
-        pwd.getpwnam("natadmin")
-    except KeyError:
-        subprocess.run(["useradd", "-r", "-M", "-U", "-s", "/usr/sbin/nologin", "natadmin"],
-                       check=True)
-        created = True
-    yield pwd.getpwnam("natadmin")
-    if created:
-        subprocess.run(["userdel", "natadmin"], check=False)
-        try:
-            grp.getgrnam("natadmin")
-            subprocess.run(["groupdel", "natadmin"], check=False)
-        except KeyError:
-            pass
-
-
-@pytest.fixture
-def seed_dirs():
-    made = []
-    for d in ("/var/log/gunicorn", "/run"):
-        if not os.path.isdir(d):
-            os.makedirs(d)
-            made.append(d)
-    yield
-    for f in ("/var/log/gunicorn/access.log", "/var/log/gunicorn/error.log"):
-        if "/var/log/gunicorn" in made and os.path.exists(f):
-            os.unlink(f)
-    for d in reversed(made):
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def seed_workdir(prefix, body_expr):
-    """A directory as the seed deployment's, readable after the switch to natadmin: the
-    seed's gunicorn_config.py, unchanged, and an app.py whose response is `body_expr`."""
-    work = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
-    os.chmod(work, 0o755)
-    shutil.copy(SEED, work / "gunicorn_config.py")
-    (work / "app.py").write_text(
-        "import os, sys\n"
-        "def app(environ, start_response):\n"
-        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
-        "    return [%s]\n" % body_expr)
-    for f in ("gunicorn_config.py", "app.py"):
-        os.chmod(work / f, 0o644)
-    return work
-
+# ----- the seed deployment's config, unchanged, as root (its user and directories are
+# conftest.py's fixtures natadmin and seed_dirs)
 
 def test_the_seed_config_runs_unchanged_as_root(natadmin, seed_dirs, tmp_path):
-    assert wait_for(lambda: _port_free(8000), 30), "the seed binds 127.0.0.1:8000: in use"
+    assert wait_for(lambda: port_is_free(8000), 30), "the seed binds 127.0.0.1:8000: in use"
     work = seed_workdir("unitcorn-seed-", "b'served by uid %d' % os.getuid()")
     try:
         binary = work / "unitcorn"

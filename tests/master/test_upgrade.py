@@ -1,31 +1,25 @@
 """USR2: binary upgrade. A new master starts from the binary on disk with the same command
 line and the same listening sockets; once its workers serve, it takes over and the old
-master stops gracefully. Without systemd the new master's pid file is `pidfile.2` until
-the old master has gone; under systemd the old master sends `MAINPID=<new>` (the fake
-notify socket below checks the sender of each datagram, as systemd does)."""
+master stops gracefully. Under systemd the old master sends `MAINPID=<new>` (the fake
+notify socket below checks the sender of each datagram, as systemd does).
+
+Elsewhere: the new master's pid file (pidfile.2 until the old master has gone),
+test_pidfile.py; after a drop of privileges, test_privileges.py; the pre_exec hook,
+test_hooks.py; a socket passed by systemd, tests/systemd/test_socket_activation.py; under
+the real systemd, tests/systemd/test_real_systemd.py."""
+
 import os
 import shutil
 import signal
-import threading
 import time
 
 import pytest
 
 from harness import (APPS, Load, NotifySocket, Server, alive, base_env, children, free_port,
-                     listening_inodes, proc_stat, server_cmd, socket_inodes, wait_for)
+                     listening_inodes, new_master_of, proc_stat, quit_and_wait, server_cmd,
+                     socket_inodes, wait_for)
 
 pytestmark = pytest.mark.unitcorn_only
-
-
-def new_master_of(s, timeout=10):
-    """The pid of the new master the old one (s) started, from its log."""
-    (pid,) = s.wait_log(r"binary upgrade: started new master (\d+)", timeout=timeout)
-    return int(pid)
-
-
-def quit_and_wait(pid, timeout=15):
-    os.kill(pid, signal.SIGQUIT)
-    assert wait_for(lambda: not alive(pid), timeout), "master %d still up after QUIT" % pid
 
 
 def test_usr2_under_load_fails_no_request_and_hands_over(start_server, tmp_path):
@@ -63,35 +57,6 @@ def test_usr2_under_load_fails_no_request_and_hands_over(start_server, tmp_path)
     assert len(inodes) == 1 and set(inodes) <= socket_inodes(new), inodes
     quit_and_wait(new)
     assert not pidfile.exists()
-
-
-def test_pidfile_2_during_the_overlap_and_inflight_requests_finish(start_server, tmp_path):
-    """gunicorn's naming: the new master writes pidfile.2 while the old one still runs (here,
-    still finishing a 2 s request); the request is answered."""
-    pidfile = tmp_path / "app.pid"
-    s = start_server("wsgiapp:app", "-w", "1", "-p", pidfile)
-    s.wait_workers(1)
-    got = {}
-
-    def slow():
-        got["r"] = s.get("/sleep?s=2", timeout=15)
-
-    t = threading.Thread(target=slow)
-    t.start()
-    time.sleep(0.3)             # the request is in the old worker
-    s.signal(signal.SIGUSR2)
-    new = new_master_of(s)
-    second = tmp_path / "app.pid.2"
-    assert wait_for(lambda: second.exists() and second.read_text().strip() == str(new), 10)
-    # Both masters run, each with its own pid file.
-    assert pidfile.read_text().strip() == str(s.pid) and alive(s.pid)
-    t.join(15)
-    r = got.get("r")
-    assert r is not None and r.status == 200, r
-    assert s.wait_exit(15) == 0
-    assert wait_for(lambda: not second.exists() and pidfile.exists()
-                    and pidfile.read_text().strip() == str(new), 5)
-    quit_and_wait(new)
 
 
 def test_usr2_hands_over_mainpid_to_systemd(start_server, tmp_path):

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from harness import APPS, REPO, run_cli, wait_for
+from harness import APPS, REPO, new_master_of, quit_and_wait, run_cli, wait_for
 
 pytestmark = pytest.mark.unitcorn_only("unitcorn's error log lines and exit paths")
 
@@ -230,7 +230,6 @@ def test_spew_prints_every_line_the_app_runs(start_server, tmp_path):
 
 
 def test_pre_exec_runs_before_a_usr2_upgrade(start_server, tmp_path):
-    from test_upgrade import new_master_of, quit_and_wait
     cfg = _config(tmp_path, textwrap.dedent('''
         def pre_exec(server):
             server.log.info("HOOK pre_exec in %s", server.pid)

@@ -1,54 +1,15 @@
-"""Point 5: HTTP/1.1 over raw sockets — keep-alive, HTTP/1.0, pipelining, chunked bodies,
-Expect: 100-continue, limits (400/414/431, the worker survives), Connection: close,
-streaming, HEAD, 204/304."""
+"""HTTP/1.1 over raw sockets: HTTP/1.0, pipelining, an unread request body skipped before
+the next request, chunked request bodies, Expect: 100-continue, streamed responses, HEAD,
+204/304.
+
+Elsewhere in tests/http/: keep-alive, test_keepalive.py; limits and garbage (400/413/414/431,
+header_timeout), test_limits.py; the strict parsing rules of RFC 9110/9112, test_strict.py."""
 
 import time
 
 import pytest
 
 from harness import build_request, chunked
-
-
-def test_keepalive_several_requests_one_connection(start_server):
-    s = start_server("wsgiapp:app", "--keep-alive", "5")
-    with s.conn() as c:
-        pids = set()
-        for i in range(5):
-            c.send(build_request("GET", "/pid"))
-            r = c.read_response()
-            assert r.status == 200 and r.complete, r
-            assert (r.header("connection") or "").lower() != "close", r
-            pids.add(int(r.body))
-        # all on one connection: one worker served them all
-        assert len(pids) == 1
-        c.send(build_request("GET", "/hello"))
-        r = c.read_response()
-        assert r.body == b"Hello, World!\n"
-
-
-def test_keepalive_idle_connection_closed_after_timeout(start_server):
-    """--keep-alive 2: the server closes an idle connection after ≈2 s, not before ≈1 s."""
-    s = start_server("wsgiapp:app", "--keep-alive", "2")
-    with s.conn() as c:
-        c.send(build_request("GET", "/hello"))
-        r = c.read_response()
-        assert r.status == 200
-        t0 = time.monotonic()
-        assert c.closed_by_peer(timeout=8), "idle keep-alive connection not closed within 8 s"
-        idle = time.monotonic() - t0
-    assert 1.0 <= idle <= 6.0, "closed after %.2f s idle, keep-alive is 2 s" % idle
-
-
-def test_keepalive_timeout_is_the_setting(start_server):
-    """The idle timeout follows --keep-alive: with 5 s the connection is still open at 3 s."""
-    s = start_server("wsgiapp:app", "--keep-alive", "5")
-    with s.conn() as c:
-        c.send(build_request("GET", "/hello"))
-        assert c.read_response().status == 200
-        assert c.nothing_within(3.0), "connection closed (or data sent) before keep-alive 5 s"
-        c.send(build_request("GET", "/hello"))
-        r = c.read_response()
-        assert r.status == 200 and r.body == b"Hello, World!\n"
 
 
 def test_http10_response_and_close(start_server):
@@ -68,18 +29,6 @@ def test_http10_without_host_header(start_server):
         c.send(b"GET /hello HTTP/1.0\r\n\r\n")
         r = c.read_response()
         assert r.status == 200 and r.body == b"Hello, World!\n"
-
-
-def test_http10_keepalive_requested(start_server):
-    s = start_server("wsgiapp:app", "--keep-alive", "5")
-    with s.conn() as c:
-        c.send(build_request("GET", "/hello", [("Connection", "keep-alive")], version="HTTP/1.0"))
-        r = c.read_response()
-        assert r.status == 200 and r.complete
-        assert r.header("content-length") == "14"
-        c.send(build_request("GET", "/pid", [("Connection", "keep-alive")], version="HTTP/1.0"))
-        r2 = c.read_response()
-        assert r2.status == 200 and int(r2.body) > 0
 
 
 def test_pipelining_three_requests_in_one_send(start_server):
@@ -169,79 +118,6 @@ def test_expect_100_continue_not_sent_when_app_ignores_body(start_server):
     assert r.body == b"ignored"
 
 
-def _worker_pid(s):
-    r = s.get("/pid")
-    assert r.status == 200
-    return int(r.body)
-
-
-def _raw_exchange(s, data, timeout=5):
-    with s.conn() as c:
-        c.send(data)
-        r = c.read_response(timeout=timeout)
-        closed = c.closed_by_peer(timeout=5)
-    return r, closed
-
-
-def test_limit_request_line_414(start_server):
-    s = start_server("wsgiapp:app", "-w", "1", "--limit-request-line", "200")
-    pid = _worker_pid(s)
-    ok = s.get("/osenv?k=" + "A" * 100)
-    assert ok.status == 200, "a request line under the limit was refused"
-    r, _ = _raw_exchange(s, build_request("GET", "/osenv?k=" + "A" * 400))
-    assert r.status == 414, r
-    assert _worker_pid(s) == pid, "worker replaced after a 414"
-
-
-def test_limit_request_fields_431(start_server):
-    s = start_server("wsgiapp:app", "-w", "1", "--limit-request-fields", "10")
-    pid = _worker_pid(s)
-    ok = s.get("/hello", headers=[("X-H%d" % i, "v") for i in range(5)])
-    assert ok.status == 200
-    r, _ = _raw_exchange(s, build_request("GET", "/hello",
-                                          [("X-H%d" % i, "v") for i in range(30)]))
-    assert r.status == 431, r
-    assert _worker_pid(s) == pid
-
-
-def test_limit_request_field_size_431(start_server):
-    s = start_server("wsgiapp:app", "-w", "1", "--limit-request-field_size", "200")
-    pid = _worker_pid(s)
-    ok = s.get("/hello", headers=[("X-Small", "v" * 100)])
-    assert ok.status == 200
-    r, _ = _raw_exchange(s, build_request("GET", "/hello", [("X-Big", "v" * 1000)]))
-    assert r.status == 431, r
-    assert _worker_pid(s) == pid
-
-
-@pytest.mark.parametrize("garbage", [
-    b"\x00\x01\x02garbage\r\n\r\n",
-    b"THIS IS NOT HTTP\r\n\r\n",
-    b"GET /hello HTTP/1.1\r\nHost: x\r\nBad Header Without Colon\r\n\r\n",
-    b"GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
-], ids=["binary", "words", "header-no-colon", "bad-content-length"])
-def test_garbage_request_400_and_worker_survives(start_server, garbage):
-    s = start_server("wsgiapp:app", "-w", "1")
-    pid = _worker_pid(s)
-    r, closed = _raw_exchange(s, garbage)
-    assert r.status == 400, r
-    assert closed, "connection left open after a 400 on a malformed request"
-    assert _worker_pid(s) == pid
-    assert s.get("/hello").body == b"Hello, World!\n"
-
-
-def test_connection_close_from_client(start_server):
-    s = start_server("wsgiapp:app", "--keep-alive", "10")
-    with s.conn() as c:
-        c.send(build_request("GET", "/hello", [("Connection", "close")]))
-        r = c.read_response()
-        assert r.status == 200 and r.body == b"Hello, World!\n"
-        assert (r.header("connection") or "").lower() == "close", r.headers
-        t0 = time.monotonic()
-        assert c.closed_by_peer(timeout=5)
-        assert time.monotonic() - t0 < 3
-
-
 def test_streamed_response_first_chunk_before_generator_sleeps(start_server):
     s = start_server()
     with s.conn() as c:
@@ -304,4 +180,3 @@ def test_no_body_statuses(start_server, code):
         assert r.header("x-status") == str(code)
         nxt = c.read_response()
     assert nxt.status == 200 and nxt.body == b"Hello, World!\n", nxt
-

@@ -43,7 +43,7 @@ import pytest
 from harness import (APPS, REPO, TESTS, UNITCORN_BIN, VENV, Server, alive, base_env,
                      free_port, wait_for)
 from nspawn import Container
-import test_systemd as ts
+import systemd_units as ts
 
 pytestmark = pytest.mark.unitcorn_only("unitcorn's packages")
 
@@ -558,7 +558,7 @@ def test_packages_are_reproducible(packages, tmp_path):
 
 # --------------------------------------------------------------------------- under systemd
 
-PKG_STAGE = ts.STAGE            # test_systemd's client paths (CLIENT) point there
+PKG_STAGE = ts.STAGE            # systemd_units' client paths (CLIENT) point there
 DEMO_TOML = """\
 wsgi_app = "systemdapp:app"
 chdir = "/srv/demo"
