@@ -20,6 +20,9 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
 use http::header::{self, HeaderMap, HeaderName};
 
 use super::clock;
@@ -553,45 +556,32 @@ fn basic_auth_user(headers: &HeaderMap) -> Option<Vec<u8>> {
     (!decoded.is_empty()).then_some(decoded)
 }
 
-/// Standard base64 as Python's `b64decode` reads it by default: characters outside the alphabet
-/// are skipped, and the data must be padded to a multiple of four.
+/// Standard base64 as Python's `b64decode` reads it by default (binascii's non-strict mode):
+/// bytes outside the alphabet are skipped, a `=` that completes a group of four ends the data,
+/// and data that does not end so must come in whole groups of four.
 fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
-    fn sextet(b: u8) -> Option<u32> {
-        match b {
-            b'A'..=b'Z' => Some(u32::from(b - b'A')),
-            b'a'..=b'z' => Some(u32::from(b - b'a') + 26),
-            b'0'..=b'9' => Some(u32::from(b - b'0') + 52),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            _ => None,
-        }
-    }
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let (mut acc, mut n, mut pads) = (0u32, 0usize, 0usize);
+    // Python ignores the bits past the last whole byte, which a canonical encoder leaves zero.
+    const PYTHON: GeneralPurpose = GeneralPurpose::new(
+        &alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    let mut data = Vec::with_capacity(text.len());
+    let mut pads = 0;
     for &b in text {
         if b == b'=' {
-            pads += 1;
-            continue;
-        }
-        let Some(v) = sextet(b) else { continue };
-        if pads > 0 {
-            // Data after padding: Python stops at the padding; so do we.
-            break;
-        }
-        acc = (acc << 6) | v;
-        n += 1;
-        if n % 4 == 0 {
-            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
-            acc = 0;
+            let partial = data.len() % 4;
+            if partial >= 2 {
+                pads += 1;
+                if partial + pads >= 4 {
+                    data.resize(data.len().next_multiple_of(4), b'=');
+                    break;
+                }
+            }
+        } else if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' {
+            data.push(b);
         }
     }
-    match (n % 4, pads) {
-        (0, _) => {}
-        (2, p) if p >= 2 => out.push((acc >> 4) as u8),
-        (3, p) if p >= 1 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
-        _ => return None,
-    }
-    Some(out)
+    PYTHON.decode(data).ok()
 }
 
 /// The `accesslog` value that sends the access log to journald.
@@ -961,6 +951,18 @@ mod tests {
         assert_eq!(user_of("Basic"), "-");
         // base64("a\"b:c"): the quote is escaped like any text.
         assert_eq!(user_of("Basic YSJiOmM="), "a\\\"b");
+        // Python's lenient reading, each checked against base64.b64decode: bytes outside the
+        // alphabet are skipped, extra padding is fine, the data ends where padding completes
+        // a group, and the bits past the last byte are not checked.
+        assert_eq!(user_of("Basic YWxp Y2U6 c2VjcmV0"), "alice");
+        assert_eq!(user_of("Basic !YWxpY2U6c2VjcmV0!"), "alice");
+        assert_eq!(user_of("Basic YWxpY2U6c2VjcmV0==="), "alice");
+        // base64("bob:x") then more: only "bob:x" is read.
+        assert_eq!(user_of("Basic Ym9iOng=YWxpY2U6"), "bob");
+        // "YWI6eR==" is "ab:y" with nonzero unused bits.
+        assert_eq!(user_of("Basic YWI6eR=="), "ab");
+        assert_eq!(user_of("Basic w6k6eA="), "-", "one pad short");
+        assert_eq!(user_of("Basic YWxpY2U6c2VjcmV"), "-", "a lone sextet");
     }
 
     #[test]
