@@ -90,7 +90,7 @@ fn serve(settings: Settings) -> Result<(), Failure> {
     // Before the log is set up: a wrong interpreter or virtualenv is told on the terminal.
     python::preflight(&settings).map_err(Failure::Error)?;
     let error_log = logging::init(&settings.errorlog, &settings.loglevel)
-        .map_err(|e| Failure::Error(e.to_string()))?;
+        .map_err(|e| Failure::Error(format!("{e:#}")))?;
     match master::run(settings, error_log, worker::run) {
         Ok(SUCCESS) => Ok(()),
         Ok(status) => Err(Failure::Status(status)),
