@@ -115,13 +115,10 @@ impl AccessFormat {
                     push_u64(out, rec.duration.as_secs());
                     out.push(b'.');
                     // Six digits, zero-padded ("%d.%06d").
-                    let mut micros = rec.duration.subsec_micros();
-                    let mut digits = [b'0'; 6];
-                    for d in digits.iter_mut().rev() {
-                        *d = b'0' + (micros % 10) as u8;
-                        micros /= 10;
-                    }
-                    out.extend_from_slice(&digits);
+                    let mut buf = itoa::Buffer::new();
+                    let micros = buf.format(rec.duration.subsec_micros());
+                    out.extend(std::iter::repeat_n(b'0', 6 - micros.len()));
+                    out.extend_from_slice(micros.as_bytes());
                 }
                 Segment::Pid => {
                     out.push(b'<');
@@ -232,18 +229,8 @@ fn push_escaped_byte(out: &mut Vec<u8>, b: u8) {
 }
 
 /// Decimal digits of `n`, without going through `fmt`.
-fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+fn push_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// The user name of `Authorization: Basic <base64(user:password)>`, as gunicorn extracts it:
