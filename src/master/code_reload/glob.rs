@@ -29,8 +29,9 @@ pub struct Glob {
     recursive: bool,
 }
 
+/// Whether a component is a pattern for globset (`{a,b}` included), not a literal name.
 fn has_wildcard(s: &str) -> bool {
-    s.contains(['*', '?', '['])
+    s.contains(['*', '?', '[', '{'])
 }
 
 /// One pattern as Python's `glob` reads it: `*` and `?` stop at `/`, a backslash is an
@@ -236,5 +237,9 @@ mod tests {
         let err = Glob::new("conf/{a,b", Path::new("/srv/app")).unwrap_err();
         assert!(err.to_string().contains("{a,b"), "{err}");
         assert!(glob("conf/{a,b}.ini").matches(Path::new("/srv/app/conf/b.ini")));
+        let g = glob("{conf,etc}/*.ini");
+        assert_eq!(g.base(), Path::new("/srv/app"));
+        assert!(g.recursive());
+        assert!(g.matches(Path::new("/srv/app/etc/a.ini")));
     }
 }
