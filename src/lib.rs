@@ -88,9 +88,9 @@ fn dispatch(command: Command) -> Result<(), Failure> {
 /// forks (`master` does not depend on `worker`).
 fn serve(settings: Settings) -> Result<(), Failure> {
     // Before the log is set up: a wrong interpreter or virtualenv is told on the terminal.
-    python::preflight(&settings).map_err(Failure::Error)?;
+    python::preflight(&settings).map_err(|e| Failure::Error(e.to_string()))?;
     let error_log = logging::init(&settings.errorlog, &settings.loglevel)
-        .map_err(|e| Failure::Error(e.to_string()))?;
+        .map_err(|e| Failure::Error(format!("{e:#}")))?;
     match master::run(settings, error_log, worker::run) {
         Ok(SUCCESS) => Ok(()),
         Ok(status) => Err(Failure::Status(status)),

@@ -38,7 +38,7 @@ pub(crate) fn read(
 ) -> Result<Read, ConfigError> {
     let venv = crate::python::named_venv(virtualenv, env_virtualenv);
     let ran = crate::python::config::run(location, cwd, venv)
-        .map_err(|message| ConfigError::interpreter(location, message))?;
+        .map_err(|e| ConfigError::interpreter(location, e.to_string()))?;
     match ran {
         Ran::Missing { path } => Err(ConfigError::read(
             Path::new(&path),
