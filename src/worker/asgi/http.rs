@@ -8,33 +8,28 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use http::header::{CONTENT_LENGTH, EXPECT};
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use http::{Response, StatusCode};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::bridge::Bridge;
-use super::deadlines::TimerGuard;
 use super::flow::Flow;
 use super::scope::{self, ScopeSource};
 use super::{AppCtx, Asgi, TaskSlot};
 use crate::worker::body::{Chunk, ResponseBody};
-use crate::worker::service::{self, Conn};
+use crate::worker::deadlines::AppSlot;
+use crate::worker::request_body::{BodyReader, BodySource, IntakeError};
+use crate::worker::response_head::{self, Declared, HeadCheck};
+use crate::worker::responses;
+use crate::worker::service::Conn;
 use crate::worker::wsgi::environ::RequestHead;
-use crate::worker::wsgi::start_response::Declared;
-
-/// A body up to this size with a Content-Length is read whole before the app is called:
-/// its first `receive()` then answers at once.
-const INLINE_BODY_MAX: u64 = 64 * 1024;
+use crate::worker::wsgi::response::type_name;
 
 /// How the response starts, as the I/O side takes it.
 enum Start {
@@ -44,8 +39,7 @@ enum Start {
 }
 
 struct Head {
-    status: StatusCode,
-    headers: HeaderMap,
+    declared: Declared,
     first: Bytes,
     /// The rest of the body, when the first message said more_body.
     more: Option<mpsc::UnboundedReceiver<Out>>,
@@ -68,6 +62,9 @@ struct Inbox {
     /// The last `http.request` (more_body False) went to the app.
     body_delivered: bool,
     disconnected: bool,
+    /// The body broke a limit (`limit_request_body`, the body timeout) while the app read
+    /// it: the answer, when the app gives none of its own.
+    refused: Option<(StatusCode, &'static str)>,
     response_done: bool,
     receive_waiter: Option<Py<PyAny>>,
     drain_waiter: Option<Py<PyAny>>,
@@ -213,7 +210,7 @@ pub struct HttpCycle {
     /// Where the rest of a streamed body goes.
     out: Option<mpsc::UnboundedSender<Out>>,
     /// `http.response.start`, held until the first body message.
-    start: Option<(StatusCode, HeaderMap)>,
+    start: Option<Declared>,
     head_sent: bool,
     complete: bool,
 }
@@ -258,13 +255,8 @@ impl HttpCycle {
                     .get_item(intern!(py, "status"))?
                     .ok_or_else(|| PyValueError::new_err("http.response.start without a status"))?
                     .extract::<u16>()?;
-                let status = StatusCode::from_u16(status)
-                    .map_err(|_| PyValueError::new_err(format!("invalid status {status}")))?;
-                let headers = match message.get_item(intern!(py, "headers"))? {
-                    Some(headers) => header_map(&headers)?,
-                    None => HeaderMap::new(),
-                };
-                self.start = Some((status, headers));
+                let declared = declared(status, message.get_item(intern!(py, "headers"))?)?;
+                self.start = Some(declared);
                 Ok(self.ctx.done.clone_ref(py))
             }
             "http.response.body" => {
@@ -274,7 +266,12 @@ impl HttpCycle {
                     ));
                 }
                 let body = match message.get_item(intern!(py, "body"))? {
-                    Some(body) => Bytes::from(body.extract::<Vec<u8>>()?),
+                    Some(body) => Bytes::from(body.extract::<Vec<u8>>().map_err(|_| {
+                        PyTypeError::new_err(format!(
+                            "http.response.body's body must be bytes, not {}",
+                            type_name(&body)
+                        ))
+                    })?),
                     None => Bytes::new(),
                 };
                 let more = match message.get_item(intern!(py, "more_body"))? {
@@ -290,7 +287,7 @@ impl HttpCycle {
                     }
                     gone
                 } else {
-                    let (status, headers) = self.start.take().ok_or_else(|| {
+                    let declared = self.start.take().ok_or_else(|| {
                         PyRuntimeError::new_err("http.response.body before http.response.start")
                     })?;
                     self.head_sent = true;
@@ -300,8 +297,7 @@ impl HttpCycle {
                         rx
                     });
                     let head = Start::Head(Box::new(Head {
-                        status,
-                        headers,
+                        declared,
                         first: body,
                         more: rest,
                     }));
@@ -336,7 +332,8 @@ impl HttpCycle {
     fn finish(&mut self, py: Python<'_>, exc: Option<Bound<'_, PyAny>>) {
         super::task_ended(&self.ex.task, py, exc.as_ref(), "");
         if !self.head_sent {
-            if exc.is_none() {
+            // A body refused mid-read is the client's fault, answered 408/413 (`serve`).
+            if exc.is_none() && self.ex.inbox().refused.is_none() {
                 tracing::error!("ASGI callable returned without sending a response body");
             }
             self.reply(Start::Failed);
@@ -365,23 +362,19 @@ impl HttpCycle {
     }
 }
 
-/// The response headers of `http.response.start`: an iterable of (name, value) byte pairs.
-fn header_map(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
-    let mut map = HeaderMap::new();
-    for pair in headers.try_iter()? {
-        let pair = pair?;
-        let (name, value): (Vec<u8>, Vec<u8>) = pair.extract()?;
-        let name = HeaderName::from_bytes(&name).map_err(|_| {
-            PyValueError::new_err(format!(
-                "invalid header name {:?}",
-                String::from_utf8_lossy(&name)
-            ))
-        })?;
-        let value = HeaderValue::from_bytes(&value)
-            .map_err(|_| PyValueError::new_err(format!("invalid value for header {name}")))?;
-        map.append(name, value);
+/// The response head of `http.response.start`: its headers an iterable of (name, value)
+/// byte pairs, checked by the rule every worker class shares (`response_head.rs`).
+fn declared(status: u16, headers: Option<Bound<'_, PyAny>>) -> PyResult<Declared> {
+    let refused = |e: response_head::HeadError| PyValueError::new_err(e.to_string());
+    let status = response_head::status(status).map_err(refused)?;
+    let mut check = HeadCheck::default();
+    if let Some(headers) = headers {
+        for pair in headers.try_iter()? {
+            let (name, value): (Vec<u8>, Vec<u8>) = pair?.extract()?;
+            check.push(&name, &value).map_err(refused)?;
+        }
     }
-    Ok(map)
+    Ok(check.declared(status, None))
 }
 
 /// On the loop thread: build the scope and start the app's task.
@@ -439,27 +432,29 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Reads the request body as the app asks for it (back-pressure to the client).
-async fn pump(mut body: Incoming, ex: Arc<Exchange>, timeout: Duration) {
+/// Reads the request body as the app asks for it (back-pressure to the client). A body
+/// that breaks, stalls past the body timeout or grows past `limit_request_body` is a
+/// disconnect for the app; unless the app answers anyway, the client gets the 408 or 413
+/// a body read ahead would have got.
+async fn pump(mut reader: BodyReader, ex: Arc<Exchange>) {
     loop {
         ex.want_body.notified().await;
-        loop {
-            match tokio::time::timeout(timeout, body.frame()).await {
-                Ok(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) if !data.is_empty() => {
-                        ex.update(|inbox| inbox.chunks.push_back(data));
-                        break;
-                    }
-                    _ => continue,
-                },
-                Ok(None) => {
-                    ex.update(|inbox| inbox.body_done = true);
-                    return;
-                }
-                Ok(Some(Err(_))) | Err(_) => {
-                    ex.update(|inbox| inbox.disconnected = true);
-                    return;
-                }
+        match reader.next().await {
+            Ok(Some(data)) => ex.update(|inbox| inbox.chunks.push_back(data)),
+            Ok(None) => {
+                ex.update(|inbox| inbox.body_done = true);
+                return;
+            }
+            Err(err) => {
+                let refused = match err {
+                    IntakeError::Broken(_) => None,
+                    _ => Some(err.refusal()),
+                };
+                ex.update(|inbox| {
+                    inbox.disconnected = true;
+                    inbox.refused = refused;
+                });
+                return;
             }
         }
     }
@@ -471,7 +466,7 @@ struct Streaming {
     first: Option<Bytes>,
     ex: Arc<Exchange>,
     _live: Live,
-    _timer: TimerGuard,
+    _timer: AppSlot,
     _pump: Option<AbortOnDrop>,
     /// The app failed: the error is reported on the next poll, once hyper had a chance to
     /// write what came before it.
@@ -527,36 +522,26 @@ pub(super) async fn serve(
     asgi: &Asgi,
     conn: &Conn,
     head: &RequestHead,
-    body: Incoming,
+    body: BodySource,
 ) -> Response<ResponseBody> {
-    let expects_continue = head
-        .headers
-        .get(EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let body_len = body.size_hint().exact();
+    // The body as every worker class takes it in (request_body.rs): read ahead, or the
+    // start of it and the reader of the rest, which the pump reads as the app asks.
     let mut inbox = Inbox::default();
-    let mut streaming_body = None;
-    if body_len == Some(0) {
-        inbox.body_done = true;
-    } else if !expects_continue && body_len.is_some_and(|n| n <= INLINE_BODY_MAX) {
-        match tokio::time::timeout(asgi.body_timeout, body.collect()).await {
-            Ok(Ok(collected)) => {
-                inbox.chunks.push_back(collected.to_bytes());
-                inbox.body_done = true;
+    let streaming_body = match body {
+        BodySource::Whole(bytes) => {
+            if !bytes.is_empty() {
+                inbox.chunks.push_back(bytes);
             }
-            Ok(Err(_)) => {
-                return service::error_response(StatusCode::BAD_REQUEST, "incomplete request body");
-            }
-            Err(_) => {
-                return service::error_response(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request body timed out",
-                );
-            }
+            inbox.body_done = true;
+            None
         }
-    } else {
-        streaming_body = Some(body);
-    }
+        BodySource::Started(read, reader) => {
+            if !read.is_empty() {
+                inbox.chunks.push_back(read);
+            }
+            Some(reader)
+        }
+    };
     let ex = Arc::new(Exchange {
         inbox: Mutex::new(inbox),
         want_body: Notify::new(),
@@ -564,15 +549,16 @@ pub(super) async fn serve(
         bridge: Arc::clone(&asgi.bridge),
         task: TaskSlot::default(),
     });
-    let timer = asgi.timers.start(&conn.socket, Arc::clone(&ex.task));
+    let Some(timer) = asgi
+        .deadlines
+        .acquire_for(&conn.socket, Some(Arc::clone(&ex.task)))
+        .await
+    else {
+        return responses::error_response(StatusCode::SERVICE_UNAVAILABLE, "worker stopping");
+    };
     let live = Live(Arc::clone(&ex));
-    let pump = streaming_body.map(|body| {
-        AbortOnDrop(tokio::task::spawn_local(pump(
-            body,
-            Arc::clone(&ex),
-            asgi.body_timeout,
-        )))
-    });
+    let pump = streaming_body
+        .map(|reader| AbortOnDrop(tokio::task::spawn_local(pump(reader, Arc::clone(&ex)))));
     let (head_tx, head_rx) = oneshot::channel();
     let ctx = Arc::clone(&asgi.ctx);
     let job_ex = Arc::clone(&ex);
@@ -583,28 +569,30 @@ pub(super) async fn serve(
     let started = match head_rx.await {
         Ok(Start::Head(started)) => started,
         _ => {
+            let refused = ex.inbox().refused.take();
+            if let Some((status, why)) = refused
+                && timer.answer()
+            {
+                return responses::refuse(&conn.peer, status, why);
+            }
             return match timer.answer() {
-                true => service::error_response(
+                true => responses::error_response(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Internal Server Error",
                 ),
-                false => service::error_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout"),
+                false => responses::error_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout"),
             };
         }
     };
     if !timer.answer() {
-        return service::error_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout");
+        return responses::error_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout");
     }
     let Head {
-        status,
-        headers,
+        declared,
         first,
         more,
     } = *started;
-    let content_length = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let content_length = declared.content_length;
     let body = if let Some(rest) = more {
         ResponseBody::stream(
             Box::pin(Streaming {
@@ -621,12 +609,5 @@ pub(super) async fn serve(
     } else {
         ResponseBody::full(vec![first], content_length)
     };
-    let declared = Declared {
-        status,
-        reason: None,
-        headers,
-        content_length,
-        close: false,
-    };
-    service::finish(head, declared, body)
+    responses::finish(head, declared, body)
 }

@@ -32,7 +32,8 @@ use super::scope::{self, ScopeSource};
 use super::{AppCtx, Asgi, TaskSlot};
 use crate::worker::accept::Counted;
 use crate::worker::body::ResponseBody;
-use crate::worker::service::{self, Conn};
+use crate::worker::responses;
+use crate::worker::service::Conn;
 use crate::worker::wsgi::environ::RequestHead;
 
 /// How long a closing socket waits for the client's close frame.
@@ -359,7 +360,7 @@ pub(super) async fn serve(
         .is_some_and(|v| v.as_bytes() == b"13");
     if !version_ok {
         let mut response =
-            service::error_response(StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 only");
+            responses::error_response(StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 only");
         response
             .headers_mut()
             .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
@@ -376,7 +377,13 @@ pub(super) async fn serve(
         bridge: Arc::clone(&asgi.bridge),
         task: TaskSlot::default(),
     });
-    let timer = asgi.timers.start(&conn.socket, Arc::clone(&ex.task));
+    let Some(timer) = asgi
+        .deadlines
+        .acquire_for(&conn.socket, Some(Arc::clone(&ex.task)))
+        .await
+    else {
+        return responses::error_response(StatusCode::SERVICE_UNAVAILABLE, "worker stopping");
+    };
     let (out_tx, mut out_rx) = mpsc::unbounded_channel();
     let ctx = Arc::clone(&asgi.ctx);
     let src = asgi.scope_source(conn, head);
@@ -388,7 +395,7 @@ pub(super) async fn serve(
     let mut gone = Gone(Some(Arc::clone(&ex)));
     let decision = out_rx.recv().await;
     if !timer.answer() {
-        return service::error_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout");
+        return responses::error_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout");
     }
     drop(timer);
     let (subprotocol, extra) = match decision {
@@ -397,15 +404,15 @@ pub(super) async fn serve(
             headers,
         }) => (subprotocol, headers),
         Some(Out::Ended { failed: true }) => {
-            return service::error_response(
+            return responses::error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal Server Error",
             );
         }
-        _ => return service::error_response(StatusCode::FORBIDDEN, "Forbidden"),
+        _ => return responses::error_response(StatusCode::FORBIDDEN, "Forbidden"),
     };
     let Some(upgrade) = upgrade else {
-        return service::error_response(StatusCode::INTERNAL_SERVER_ERROR, "upgrade unavailable");
+        return responses::error_response(StatusCode::INTERNAL_SERVER_ERROR, "upgrade unavailable");
     };
     let mut headers = HeaderMap::new();
     headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
