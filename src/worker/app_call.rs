@@ -185,6 +185,18 @@ fn started_response(
     } else {
         ResponseBody::full(chunks, len)
     };
+    begun(head, slot, declared, body, closer)
+}
+
+/// The response of a call that began, the app slot held until its body is sent (or the
+/// 504, when the deadline answered first).
+fn begun(
+    head: &RequestHead,
+    slot: AppSlot,
+    declared: Declared,
+    body: ResponseBody,
+    closer: Option<AppIter>,
+) -> Response<ResponseBody> {
     answered(slot, |slot| {
         finish(head, declared, body.close_after(closer).hold(slot))
     })
@@ -214,20 +226,13 @@ pub async fn inline(
     });
     match outcome {
         Ok(started) => {
-            let Started {
-                declared,
-                chunks,
-                rest,
-                closer,
-            } = started;
-            let len = declared.content_length;
+            let (start, rest) = AppStart::of(started);
+            let len = start.declared.content_length;
             let body = match rest {
-                Some(rest) => ResponseBody::inline(chunks, rest, len),
-                None => ResponseBody::full(chunks, len),
+                Some(rest) => ResponseBody::inline(start.chunks, rest, len),
+                None => ResponseBody::full(start.chunks, len),
             };
-            answered(slot, |slot| {
-                finish(head, declared, body.close_after(closer).hold(slot))
-            })
+            begun(head, slot, start.declared, body, start.closer)
         }
         Err(failure) => answered(slot, |_| internal_error(&failure)),
     }

@@ -1,5 +1,6 @@
-//! The response body handed to hyper: the chunks the app produced, then the rest of its
-//! iterable, walked inline (on the I/O thread) or received from a pool thread.
+//! The response body handed to hyper, for every worker class: the chunks the app produced,
+//! then the rest of its iterable walked inline (on the I/O thread), or the chunks an app
+//! thread or a greenlet sends on a channel, or an ASGI app's sends.
 //!
 //! It enforces the app's own Content-Length, the same for every worker class: never more
 //! bytes than declared, and a body that does not match ends the connection, logged as the
@@ -7,10 +8,12 @@
 //! instead of desyncing it. A body given whole that is too long is cut to the declared
 //! length (`responses::finish` has said `Connection: close` in its head); one that
 //! overruns mid-stream ends in an error where it overruns.
+//!
+//! It does not produce chunks (`app_call.rs`, `asgi/http.rs` do) nor decide the head.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
@@ -227,23 +230,20 @@ impl Body for ResponseBody {
                         return Poll::Ready(Some(Err(BodyError("the app raised mid-response"))));
                     }
                 },
-                Source::Stream(stream) => match stream.as_mut().poll_next(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(None) => None,
-                    Poll::Ready(Some(Ok(chunk))) => Some(chunk),
-                    Poll::Ready(Some(Err(()))) => {
+                // An app thread's or greenlet's channel, or an ASGI app's sends.
+                Source::Stream(stream) => match ready!(stream.as_mut().poll_next(cx)) {
+                    Some(Err(())) => {
                         this.finish();
                         return Poll::Ready(Some(Err(BodyError("the app failed mid-response"))));
                     }
+                    next => next.map(Result::unwrap_or_default),
                 },
-                Source::Channel(rx) => match rx.poll_recv(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(None) => None,
-                    Poll::Ready(Some(Ok(chunk))) => Some(chunk),
-                    Poll::Ready(Some(Err(()))) => {
+                Source::Channel(rx) => match ready!(rx.poll_recv(cx)) {
+                    Some(Err(())) => {
                         this.finish();
                         return Poll::Ready(Some(Err(BodyError("the app raised mid-response"))));
                     }
+                    next => next.map(Result::unwrap_or_default),
                 },
             };
             match next {

@@ -1,12 +1,16 @@
 //! One ASGI HTTP request: the I/O side (hand-off to the loop, request body pump, response)
-//! and the app side (the `receive` and `send` callables), which meet in `Exchange`.
+//! and the app side (the `receive` and `send` callables), which meet in `exchange.rs`.
+//!
+//! What every worker class shares is used, not repeated: the body as `request_body.rs`
+//! took it in (and its limits in the pump), the head checked by `response_head.rs`, the
+//! deadline table's slot, `responses::finish`.
 //!
 //! The response head is held until the first `http.response.body` and goes out with it, so a
 //! response of one body message is one hand-off and gets a Content-Length.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -15,13 +19,12 @@ use http::{Response, StatusCode};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
-use tokio::sync::{Notify, mpsc, oneshot};
+use pyo3::types::{PyBytes, PyDict};
+use tokio::sync::{mpsc, oneshot};
 
-use super::bridge::Bridge;
-use super::flow::Flow;
-use super::scope::{self, ScopeSource};
-use super::{AppCtx, Asgi, TaskSlot};
+use super::exchange::{self, Messages};
+use super::scope::ScopeSource;
+use super::{AppCtx, Asgi};
 use crate::worker::body::{Chunk, ResponseBody};
 use crate::worker::deadlines::AppSlot;
 use crate::worker::request_body::{BodyReader, BodySource, IntakeError};
@@ -66,12 +69,11 @@ struct Inbox {
     /// it: the answer, when the app gives none of its own.
     refused: Option<(StatusCode, &'static str)>,
     response_done: bool,
-    receive_waiter: Option<Py<PyAny>>,
-    drain_waiter: Option<Py<PyAny>>,
 }
 
-impl Inbox {
-    /// The next message for `receive()`, if there is one yet.
+impl Messages for Inbox {
+    type Message = Incoming_;
+
     fn next_message(&mut self) -> Option<Incoming_> {
         if let Some(chunk) = self.chunks.pop_front() {
             let more = !(self.chunks.is_empty() && self.body_done);
@@ -87,7 +89,21 @@ impl Inbox {
         }
         None
     }
+
+    fn sender_free(&self) -> bool {
+        self.disconnected || self.response_done
+    }
+
+    fn to_py(py: Python<'_>, message: Incoming_) -> PyResult<Py<PyAny>> {
+        message.to_py(py)
+    }
+
+    fn wants_input(&self) -> bool {
+        !self.body_done
+    }
 }
+
+type Exchange = exchange::Exchange<Inbox>;
 
 enum Incoming_ {
     Request(Bytes, bool),
@@ -111,95 +127,6 @@ impl Incoming_ {
     }
 }
 
-pub(super) struct Exchange {
-    inbox: Mutex<Inbox>,
-    /// The app waits for more of the request body: the pump reads the next frame.
-    want_body: Notify,
-    flow: Flow,
-    bridge: Arc<Bridge>,
-    pub task: TaskSlot,
-}
-
-impl Exchange {
-    fn inbox(&self) -> MutexGuard<'_, Inbox> {
-        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// From the I/O side: something changed; let the loop answer whoever waits.
-    fn update(self: &Arc<Self>, change: impl FnOnce(&mut Inbox)) {
-        let waiting = {
-            let mut inbox = self.inbox();
-            change(&mut inbox);
-            inbox.receive_waiter.is_some() || inbox.drain_waiter.is_some()
-        };
-        if waiting {
-            self.wake();
-        }
-    }
-
-    fn wake(self: &Arc<Self>) {
-        let ex = Arc::clone(self);
-        self.bridge.post(Box::new(move |py| ex.resolve(py)));
-    }
-
-    /// On the loop thread: complete the futures that can be completed now.
-    fn resolve(&self, py: Python<'_>) {
-        let (receive, drain) = {
-            let mut inbox = self.inbox();
-            let receive = match inbox.receive_waiter.is_some() {
-                true => inbox
-                    .next_message()
-                    .map(|m| (inbox.receive_waiter.take(), m)),
-                false => None,
-            };
-            let drain = if inbox.disconnected || inbox.response_done || self.flow.drained() {
-                inbox.drain_waiter.take()
-            } else {
-                None
-            };
-            (receive, drain)
-        };
-        if let Some((Some(fut), message)) = receive {
-            match message.to_py(py) {
-                Ok(message) => set_result(py, &fut, message),
-                Err(e) => set_exception(py, &fut, e),
-            }
-        }
-        if let Some(fut) = drain {
-            set_result(py, &fut, py.None());
-        }
-    }
-
-    fn release_sender(self: &Arc<Self>) {
-        let waiter = self.inbox().drain_waiter.take();
-        if let Some(fut) = waiter {
-            self.bridge
-                .post(Box::new(move |py| set_result(py, &fut, py.None())));
-        }
-    }
-}
-
-/// Complete an asyncio future unless it was cancelled meanwhile.
-pub(super) fn set_result(py: Python<'_>, fut: &Py<PyAny>, value: Py<PyAny>) {
-    let fut = fut.bind(py);
-    if fut
-        .call_method0(intern!(py, "done"))
-        .and_then(|d| d.is_truthy())
-        .unwrap_or(true)
-    {
-        return;
-    }
-    if let Err(e) = fut.call_method1(intern!(py, "set_result"), (value,)) {
-        tracing::warn!("cannot complete an ASGI receive/send: {e}");
-    }
-}
-
-fn set_exception(py: Python<'_>, fut: &Py<PyAny>, err: PyErr) {
-    let _ = fut
-        .bind(py)
-        .call_method1(intern!(py, "set_exception"), (err.into_value(py),));
-}
-
 /// The app's side of one request: `receive` and `send` are its bound methods.
 #[pyclass(module = "unitcorn")]
 pub struct HttpCycle {
@@ -218,35 +145,12 @@ pub struct HttpCycle {
 #[pymethods]
 impl HttpCycle {
     fn receive(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let mut inbox = self.ex.inbox();
-        if inbox.receive_waiter.is_some() {
-            return Err(PyRuntimeError::new_err(
-                "receive() called again before the previous call returned",
-            ));
-        }
-        if let Some(message) = inbox.next_message() {
-            drop(inbox);
-            let message = message.to_py(py)?;
-            return super::awaitable::Ready::awaitable(py, Some(message));
-        }
-        let fut = self.ctx.create_future.call0(py)?;
-        inbox.receive_waiter = Some(fut.clone_ref(py));
-        let needs_body = !inbox.body_done;
-        drop(inbox);
-        if needs_body {
-            self.ex.want_body.notify_one();
-        }
-        Ok(fut)
+        self.ex.receive(py, &self.ctx.create_future)
     }
 
     fn send(&mut self, py: Python<'_>, message: &Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
-        let kind = message
-            .get_item(intern!(py, "type"))?
-            .ok_or_else(|| PyValueError::new_err("ASGI message without a 'type'"))?;
         // A borrowed str where the ABI allows it (abi3 before 3.10 copies).
-        let kind = kind.cast::<PyString>()?.to_cow()?;
-        let kind: &str = &kind;
-        match kind {
+        match &*exchange::message_type(message)?.to_cow()? {
             "http.response.start" => {
                 if self.start.is_some() || self.head_sent {
                     return Err(PyRuntimeError::new_err("http.response.start sent twice"));
@@ -314,13 +218,10 @@ impl HttpCycle {
                     return Ok(self.ctx.done.clone_ref(py));
                 }
                 // The client is behind: wait until the connection took most of it.
-                let fut = self.ctx.create_future.call0(py)?;
-                self.ex.inbox().drain_waiter = Some(fut.clone_ref(py));
-                if !self.ex.flow.wait() {
-                    self.ex.inbox().drain_waiter = None;
-                    return Ok(self.ctx.done.clone_ref(py));
+                match self.ex.wait_for_drain(py, &self.ctx.create_future)? {
+                    Some(fut) => Ok(fut),
+                    None => Ok(self.ctx.done.clone_ref(py)),
                 }
-                Ok(fut)
             }
             other => Err(PyValueError::new_err(format!(
                 "unexpected ASGI message type {other:?} for an HTTP request"
@@ -386,30 +287,19 @@ fn start(
     head_tx: oneshot::Sender<Start>,
 ) {
     let mut head_tx = Some(head_tx);
-    let started = (|| -> PyResult<()> {
-        let scope = scope::build(py, ctx, &src, false)?;
-        let cycle = Bound::new(
-            py,
-            HttpCycle {
-                ex: Arc::clone(&ex),
-                ctx: Arc::clone(ctx),
-                head_tx: head_tx.take(),
-                out: None,
-                start: None,
-                head_sent: false,
-                complete: false,
-            },
-        )?;
-        super::start_task(py, ctx, &ex.task, scope.into_any(), cycle.into_any())
-    })();
-    if let Err(e) = started {
-        tracing::error!(
-            "cannot start the ASGI app for a request\n{}",
-            crate::python::format_exception(py, &e).trim_end()
-        );
-        if let Some(tx) = head_tx {
-            let _ = tx.send(Start::Failed);
-        }
+    let cycle = || HttpCycle {
+        ex: Arc::clone(&ex),
+        ctx: Arc::clone(ctx),
+        head_tx: head_tx.take(),
+        out: None,
+        start: None,
+        head_sent: false,
+        complete: false,
+    };
+    if !super::start_cycle(py, ctx, &src, &ex.task, cycle)
+        && let Some(tx) = head_tx
+    {
+        let _ = tx.send(Start::Failed);
     }
 }
 
@@ -438,7 +328,7 @@ impl Drop for AbortOnDrop {
 /// a body read ahead would have got.
 async fn pump(mut reader: BodyReader, ex: Arc<Exchange>) {
     loop {
-        ex.want_body.notified().await;
+        ex.want_input.notified().await;
         match reader.next().await {
             Ok(Some(data)) => ex.update(|inbox| inbox.chunks.push_back(data)),
             Ok(None) => {
@@ -542,19 +432,10 @@ pub(super) async fn serve(
             Some(reader)
         }
     };
-    let ex = Arc::new(Exchange {
-        inbox: Mutex::new(inbox),
-        want_body: Notify::new(),
-        flow: Flow::default(),
-        bridge: Arc::clone(&asgi.bridge),
-        task: TaskSlot::default(),
-    });
-    let Some(timer) = asgi
-        .deadlines
-        .acquire_for(&conn.socket, Some(Arc::clone(&ex.task)))
-        .await
-    else {
-        return responses::error_response(StatusCode::SERVICE_UNAVAILABLE, "worker stopping");
+    let ex = Exchange::new(inbox, &asgi.bridge);
+    let timer = match asgi.deadline(conn, &ex.task).await {
+        Ok(timer) => timer,
+        Err(stopping) => return stopping,
     };
     let live = Live(Arc::clone(&ex));
     let pump = streaming_body
@@ -562,7 +443,7 @@ pub(super) async fn serve(
     let (head_tx, head_rx) = oneshot::channel();
     let ctx = Arc::clone(&asgi.ctx);
     let job_ex = Arc::clone(&ex);
-    let src = asgi.scope_source(conn, head);
+    let src = asgi.scope_source(conn, head, false);
     asgi.bridge
         .post_batched(Box::new(move |py| start(py, &ctx, src, job_ex, head_tx)));
 

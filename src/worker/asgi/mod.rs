@@ -14,6 +14,7 @@
 
 mod awaitable;
 mod bridge;
+mod exchange;
 mod flow;
 mod http;
 mod scope;
@@ -44,25 +45,42 @@ const HELPERS_SOURCE: &str = include_str!("../../python/asgi.py");
 
 pub use super::deadlines::TaskSlot;
 
-/// Start the app's task for one cycle (a request or a WebSocket): `receive` and `send`
-/// are the cycle's methods; the task is kept for a deadline's stack dump.
-fn start_task(
+/// On the loop thread: build the scope of one cycle (a request, or a WebSocket), make its
+/// cycle object (`receive` and `send` are its methods) and start the app's task, kept in
+/// `task` for a deadline to cancel. False, logged, when it could not start.
+fn start_cycle<C>(
     py: Python<'_>,
     ctx: &AppCtx,
+    src: &ScopeSource,
     task: &TaskSlot,
-    scope: Bound<'_, PyAny>,
-    cycle: Bound<'_, PyAny>,
-) -> PyResult<()> {
-    let receive = cycle.getattr(pyo3::intern!(py, "receive"))?;
-    let send = cycle.getattr(pyo3::intern!(py, "send"))?;
-    let coro = ctx
-        .run
-        .call1(py, (ctx.app.bind(py), scope, receive, send, cycle))?;
-    let started = ctx.create_task.call1(py, (coro,))?;
-    if ctx.track_tasks {
-        *task.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
+    cycle: impl FnOnce() -> C,
+) -> bool
+where
+    C: pyo3::PyClass + Into<pyo3::PyClassInitializer<C>>,
+{
+    let websocket = src.websocket;
+    let started = (|| -> PyResult<()> {
+        let scope = scope::build(py, ctx, src)?;
+        let cycle = Bound::new(py, cycle())?.into_any();
+        let receive = cycle.getattr(pyo3::intern!(py, "receive"))?;
+        let send = cycle.getattr(pyo3::intern!(py, "send"))?;
+        let coro = ctx
+            .run
+            .call1(py, (ctx.app.bind(py), scope, receive, send, cycle))?;
+        let started = ctx.create_task.call1(py, (coro,))?;
+        if ctx.track_tasks {
+            *task.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
+        }
+        Ok(())
+    })();
+    if let Err(e) = &started {
+        tracing::error!(
+            "cannot start the ASGI app for a {}\n{}",
+            if websocket { "WebSocket" } else { "request" },
+            crate::python::format_exception(py, e).trim_end()
+        );
     }
-    Ok(())
+    started.is_ok()
 }
 
 /// A request's or WebSocket's task has ended: forget it, and log what it raised (a
@@ -290,11 +308,29 @@ impl Asgi {
         }
     }
 
-    fn scope_source(&self, conn: &Conn, head: &RequestHead) -> ScopeSource {
+    fn scope_source(&self, conn: &Conn, head: &RequestHead, websocket: bool) -> ScopeSource {
         ScopeSource {
             head: head.clone(),
             server: conn.environ.server(),
+            websocket,
         }
+    }
+
+    /// A deadline slot for one cycle, whose task is `task`; the 503 of a stopping worker.
+    async fn deadline(
+        &self,
+        conn: &Conn,
+        task: &TaskSlot,
+    ) -> Result<super::deadlines::AppSlot, Response<ResponseBody>> {
+        self.deadlines
+            .acquire_for(&conn.socket, Some(Arc::clone(task)))
+            .await
+            .ok_or_else(|| {
+                super::responses::error_response(
+                    ::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "worker stopping",
+                )
+            })
     }
 
     /// The heartbeat of an ASGI worker: the I/O loop beats, but only as recently as the

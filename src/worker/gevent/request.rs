@@ -1,6 +1,7 @@
 //! One request inside its greenlet: the app-call core of `app_call.rs` (environ, app,
-//! walk, close), handing the response to the Rust side, and waiting — on the hub, never by blocking the thread — whenever the
-//! client is behind (response) or ahead (request body).
+//! walk, close), handing the response to the Rust side, and waiting — on the hub, never
+//! by blocking the thread — whenever the client is behind (response) or ahead (request
+//! body).
 //!
 //! Waiting is the Python side's `wait(id)`: it parks the greenlet until the hub receives
 //! `Notify(id)` through the bridge. Every wait here first arranges for that notify: a

@@ -5,7 +5,8 @@
 //! never sits whole in memory and `Expect: 100-continue` is answered only when the app
 //! first reads. Reading blocks the calling app thread, never the I/O thread: a streamed
 //! input is only ever given to an app running on a pool thread — or in a greenlet, whose
-//! reads wait on the gevent hub (`Source::Pull`).
+//! reads wait on the gevent hub (`Source::Pull`). Every read is held to the limits of
+//! `request_body.rs` (`limit_request_body`, the body timeout): a read past them raises.
 
 use bytes::{Buf, Bytes, BytesMut};
 use pyo3::exceptions::PyIOError;
