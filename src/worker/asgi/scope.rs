@@ -16,18 +16,19 @@ pub struct ScopeSource {
     pub head: RequestHead,
     /// The listener's own address (TCP), `None` for a unix socket.
     pub server: Option<(Arc<str>, u16)>,
+    /// A WebSocket's scope, not an HTTP request's.
+    pub websocket: bool,
 }
 
 pub fn build<'py>(
     py: Python<'py>,
     ctx: &AppCtx,
     src: &ScopeSource,
-    websocket: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let head = &src.head;
     let scope = PyDict::new(py);
     let https = head.forwarded.https;
-    if websocket {
+    if src.websocket {
         scope.set_item(intern!(py, "type"), intern!(py, "websocket"))?;
         let scheme = if https {
             intern!(py, "wss")
