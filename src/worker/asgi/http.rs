@@ -27,7 +27,7 @@ use super::scope::ScopeSource;
 use super::{AppCtx, Asgi};
 use crate::worker::body::{Chunk, ResponseBody};
 use crate::worker::deadlines::AppSlot;
-use crate::worker::request_body::{BodyReader, BodySource, IntakeError};
+use crate::worker::request_body::{BodyReader, BodySource};
 use crate::worker::response_head::{self, Declared, HeadCheck};
 use crate::worker::responses;
 use crate::worker::service::Conn;
@@ -324,8 +324,8 @@ impl Drop for AbortOnDrop {
 
 /// Reads the request body as the app asks for it (back-pressure to the client). A body
 /// that breaks, stalls past the body timeout or grows past `limit_request_body` is a
-/// disconnect for the app; unless the app answers anyway, the client gets the 408 or 413
-/// a body read ahead would have got.
+/// disconnect for the app, and the client gets the 400, 408 or 413 a body read ahead
+/// would have got (unless the app's response had started before).
 async fn pump(mut reader: BodyReader, ex: Arc<Exchange>) {
     loop {
         ex.want_input.notified().await;
@@ -336,10 +336,7 @@ async fn pump(mut reader: BodyReader, ex: Arc<Exchange>) {
                 return;
             }
             Err(err) => {
-                let refused = match err {
-                    IntakeError::Broken(_) => None,
-                    _ => Some(err.refusal()),
-                };
+                let refused = Some(err.refusal());
                 ex.update(|inbox| {
                     inbox.disconnected = true;
                     inbox.refused = refused;
@@ -447,10 +444,17 @@ pub(super) async fn serve(
     asgi.bridge
         .post_batched(Box::new(move |py| start(py, &ctx, src, job_ex, head_tx)));
 
-    let started = match head_rx.await {
-        Ok(Start::Head(started)) => started,
-        _ => {
-            let refused = ex.inbox().refused.take();
+    let outcome = head_rx.await;
+    let refused = ex.inbox().refused.take();
+    let started = match (outcome, refused) {
+        // A body that broke, stalled or grew too large is the client's fault whatever the
+        // app made of its disconnect: the client gets the refusal a body read ahead gets,
+        // the same in every worker class, never an answer to a request cut short.
+        (Ok(Start::Head(_)), Some((status, why))) if timer.answer() => {
+            return responses::refuse(&conn.peer, status, why);
+        }
+        (Ok(Start::Head(started)), _) => started,
+        (_, refused) => {
             if let Some((status, why)) = refused
                 && timer.answer()
             {

@@ -83,6 +83,11 @@ pub fn build<'py>(
 
     let headers = PyList::empty(py);
     for (name, value) in &head.headers {
+        // As in the environ (and gunicorn's parser): a name with `_` could pose as a
+        // dash-named one downstream.
+        if name.as_str().contains('_') {
+            continue;
+        }
         let pair = PyTuple::new(
             py,
             [
