@@ -11,7 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::ExitStatus;
+use super::Error;
 use super::fork;
 use crate::boot::{APP_LOAD_ERROR, WORKER_BOOT_ERROR, WorkerBoot, WorkerMain};
 use crate::config::Settings;
@@ -56,9 +56,28 @@ pub struct Death {
     pub generation: u32,
     /// It had been told to stop (or killed by us).
     pub stopping: bool,
-    /// It could not start at all (app import or boot error): the exit status the master
-    /// stops with, unless the arbiter decides otherwise (a failed reload).
-    pub fatal: Option<ExitStatus>,
+    /// It could not start at all: the master stops, unless the arbiter decides otherwise
+    /// (a failed reload).
+    pub fatal: Option<Fatal>,
+}
+
+/// How a worker said it cannot start (its exit code, `boot.rs`).
+#[derive(Debug, Clone, Copy)]
+pub enum Fatal {
+    /// `WORKER_BOOT_ERROR`: a bad listener, the runtime, `post_fork` raised.
+    WorkerBoot,
+    /// `APP_LOAD_ERROR`: the app did not import.
+    AppLoad,
+}
+
+impl Fatal {
+    /// The error the master stops with.
+    pub fn error(self, pid: Pid) -> Error {
+        match self {
+            Fatal::WorkerBoot => Error::worker_boot(pid),
+            Fatal::AppLoad => Error::app_load(pid),
+        }
+    }
 }
 
 /// Exponential back-off for workers that die while booting.
@@ -178,17 +197,17 @@ impl Workers {
         nearest
     }
 
-    fn spawn(&mut self, settings: &Arc<Settings>, generation: u32) -> Result<(), String> {
+    fn spawn(&mut self, settings: &Arc<Settings>, generation: u32) -> Result<(), Error> {
         let listeners = self
             .listeners
             .iter()
             .map(Listener::try_clone)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("cannot duplicate a listener for a worker: {e}"))?;
+            .map_err(Error::listener_copy)?;
         let slot = self
             .scoreboard
             .claim(generation)
-            .ok_or_else(|| format!("cannot run more than {MAX_WORKERS} workers"))?;
+            .ok_or_else(|| Error::too_many_workers(MAX_WORKERS))?;
         let boot = WorkerBoot {
             settings: Arc::clone(settings),
             listeners,
@@ -201,7 +220,7 @@ impl Workers {
             Ok(pid) => pid,
             Err(e) => {
                 self.scoreboard.release(slot);
-                return Err(format!("fork failed: {e}"));
+                return Err(Error::fork(e));
             }
         };
         self.scoreboard.assign(slot, pid.as_raw());
@@ -282,7 +301,7 @@ impl Workers {
         settings: &Arc<Settings>,
         generation: u32,
         target: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         while self.active(generation).count() < target && self.backoff.allows() {
             self.spawn(settings, generation)?;
             // The wait is over; the count of failures stays until a worker is ready.
@@ -536,11 +555,11 @@ impl Workers {
                 }
                 WaitStatus::Exited(_, code) if code == APP_LOAD_ERROR && !w.ready => {
                     tracing::error!("Worker (pid:{pid}) failed to load the app");
-                    fatal = Some(APP_LOAD_ERROR as ExitStatus);
+                    fatal = Some(Fatal::AppLoad);
                 }
                 WaitStatus::Exited(_, code) if code == WORKER_BOOT_ERROR && !w.ready => {
                     tracing::error!("Worker (pid:{pid}) failed to boot");
-                    fatal = Some(WORKER_BOOT_ERROR as ExitStatus);
+                    fatal = Some(Fatal::WorkerBoot);
                 }
                 WaitStatus::Exited(_, code) => {
                     tracing::warn!("Worker {} (pid:{pid}) exited with code {code}", w.number);
