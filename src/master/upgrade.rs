@@ -175,47 +175,7 @@ impl Exec {
         let c = |bytes: &[u8]| {
             CString::new(bytes).map_err(|e| Error::upgrade("a NUL byte in the command line", e))
         };
-        let names: Vec<&str> = listeners
-            .iter()
-            .map(|l| l.name.as_deref().unwrap_or("unknown"))
-            .collect();
-        let owned: Vec<String> = listeners
-            .iter()
-            .filter_map(|l| match &l.kind {
-                Kind::Unix(path) if socket_files.contains(path) => Some(path.display().to_string()),
-                _ => None,
-            })
-            .collect();
-        let ours = [
-            "LISTEN_FDS",
-            "LISTEN_FDNAMES",
-            "LISTEN_PID",
-            "WATCHDOG_PID",
-            FROM_VAR,
-            CHANNEL_VAR,
-            SOCKET_FILES_VAR,
-        ];
-        let mut envp = std::env::vars_os()
-            .filter(|(k, _)| !ours.iter().any(|o| k.as_bytes() == o.as_bytes()))
-            .map(|(k, v)| {
-                let mut pair = k.into_encoded_bytes();
-                pair.push(b'=');
-                pair.extend(v.into_encoded_bytes());
-                c(&pair)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        for (key, value) in [
-            ("LISTEN_FDS", listeners.len().to_string()),
-            ("LISTEN_FDNAMES", names.join(":")),
-            (FROM_VAR, std::process::id().to_string()),
-            (
-                CHANNEL_VAR,
-                (SD_LISTEN_FDS_START + listeners.len() as RawFd).to_string(),
-            ),
-            (SOCKET_FILES_VAR, owned.join("\n")),
-        ] {
-            envp.push(c(format!("{key}={value}").as_bytes())?);
-        }
+        let envp = new_master_environ(listeners, socket_files)?;
         let args = args
             .iter()
             .map(|a| c(a.as_bytes()))
@@ -233,6 +193,59 @@ impl Exec {
             _strings: args.into_iter().chain(envp).collect(),
         })
     }
+}
+
+/// The new master's environment: ours without the variables that describe this
+/// process's sockets and hand-over, then the ones that describe the new master's.
+fn new_master_environ(
+    listeners: &[Listener],
+    socket_files: &[PathBuf],
+) -> Result<Vec<CString>, Error> {
+    let c = |bytes: &[u8]| {
+        CString::new(bytes).map_err(|e| Error::upgrade("a NUL byte in the environment", e))
+    };
+    let names: Vec<&str> = listeners
+        .iter()
+        .map(|l| l.name.as_deref().unwrap_or("unknown"))
+        .collect();
+    let owned: Vec<String> = listeners
+        .iter()
+        .filter_map(|l| match &l.kind {
+            Kind::Unix(path) if socket_files.contains(path) => Some(path.display().to_string()),
+            _ => None,
+        })
+        .collect();
+    let ours = [
+        "LISTEN_FDS",
+        "LISTEN_FDNAMES",
+        "LISTEN_PID",
+        "WATCHDOG_PID",
+        FROM_VAR,
+        CHANNEL_VAR,
+        SOCKET_FILES_VAR,
+    ];
+    let mut envp = std::env::vars_os()
+        .filter(|(k, _)| !ours.iter().any(|o| k.as_bytes() == o.as_bytes()))
+        .map(|(k, v)| {
+            let mut pair = k.into_encoded_bytes();
+            pair.push(b'=');
+            pair.extend(v.into_encoded_bytes());
+            c(&pair)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for (key, value) in [
+        ("LISTEN_FDS", listeners.len().to_string()),
+        ("LISTEN_FDNAMES", names.join(":")),
+        (FROM_VAR, std::process::id().to_string()),
+        (
+            CHANNEL_VAR,
+            (SD_LISTEN_FDS_START + listeners.len() as RawFd).to_string(),
+        ),
+        (SOCKET_FILES_VAR, owned.join("\n")),
+    ] {
+        envp.push(c(format!("{key}={value}").as_bytes())?);
+    }
+    Ok(envp)
 }
 
 /// The intermediate child: fork the new master, tell the old one its pid, exit. The new

@@ -17,7 +17,7 @@ use crate::boot::{APP_LOAD_ERROR, WORKER_BOOT_ERROR, WorkerBoot, WorkerMain};
 use crate::config::Settings;
 use crate::listeners::Listener;
 use crate::logging::ErrorLogHandle;
-use crate::scoreboard::{MAX_WORKERS, Scoreboard, now_ms};
+use crate::scoreboard::{MAX_WORKERS, Scoreboard, Slot, now_ms};
 
 /// How long INT/TERM wait for killed workers to be reaped before the master exits.
 const KILL_WAIT: Duration = Duration::from_secs(2);
@@ -496,28 +496,7 @@ impl Workers {
                 }
                 continue;
             }
-            if settings.timeout == 0 {
-                continue;
-            }
-            let limit = settings.timeout * 1000 + ABORT_MARGIN_MS;
-            let slot = self.scoreboard.slot(w.slot);
-            let oldest = slot.oldest_ms.load(std::sync::atomic::Ordering::Acquire);
-            let heartbeat = slot.heartbeat_ms.load(std::sync::atomic::Ordering::Acquire);
-            let why = if oldest != 0 && now_ms.saturating_sub(oldest) > limit {
-                format!(
-                    "a request has run for {:.1}s (timeout={}s)",
-                    now_ms.saturating_sub(oldest) as f64 / 1000.0,
-                    settings.timeout
-                )
-            } else if oldest == 0 && now_ms.saturating_sub(heartbeat) > limit {
-                // (While the app runs inline the I/O loop does not beat: the request's own
-                // deadline covers that case.)
-                format!(
-                    "no heartbeat for {:.1}s (timeout={}s)",
-                    now_ms.saturating_sub(heartbeat) as f64 / 1000.0,
-                    settings.timeout
-                )
-            } else {
+            let Some(why) = overdue(self.scoreboard.slot(w.slot), settings, now_ms) else {
                 continue;
             };
             tracing::error!(critical = true, "WORKER TIMEOUT (pid:{pid}): {why}");
@@ -548,36 +527,7 @@ impl Workers {
             self.scoreboard.release(w.slot);
             crate::python::hooks::child_exit(pid.as_raw());
             let stopping = w.stopping.is_some() || w.killed;
-            let mut fatal = None;
-            match status {
-                WaitStatus::Exited(_, 0) => {
-                    tracing::info!("Worker {} (pid:{pid}) exited", w.number);
-                }
-                WaitStatus::Exited(_, code) if code == APP_LOAD_ERROR && !w.ready => {
-                    tracing::error!("Worker (pid:{pid}) failed to load the app");
-                    fatal = Some(Fatal::AppLoad);
-                }
-                WaitStatus::Exited(_, code) if code == WORKER_BOOT_ERROR && !w.ready => {
-                    tracing::error!("Worker (pid:{pid}) failed to boot");
-                    fatal = Some(Fatal::WorkerBoot);
-                }
-                WaitStatus::Exited(_, code) => {
-                    tracing::warn!("Worker {} (pid:{pid}) exited with code {code}", w.number);
-                }
-                WaitStatus::Signaled(_, signal, _) => {
-                    let hint = if signal == Signal::SIGKILL && !w.killed {
-                        " Perhaps out of memory?"
-                    } else {
-                        ""
-                    };
-                    if stopping && signal == Signal::SIGKILL {
-                        tracing::info!("Worker {} (pid:{pid}) killed", w.number);
-                    } else {
-                        tracing::error!("Worker {} (pid:{pid}) was sent {signal}!{hint}", w.number);
-                    }
-                }
-                _ => {}
-            }
+            let fatal = log_exit(&w, pid, status, stopping);
             // Died while booting (a boot_timeout kill was counted when it was killed).
             if !w.ready && !stopping && fatal.is_none() {
                 self.backoff.failed();
@@ -589,6 +539,69 @@ impl Workers {
                 fatal,
             });
         }
+    }
+}
+
+/// Log how worker `w` ended (gunicorn's wording, the signal named, a hint after an
+/// unexplained SIGKILL); whether it said it cannot start at all.
+fn log_exit(w: &Worker, pid: Pid, status: WaitStatus, stopping: bool) -> Option<Fatal> {
+    match status {
+        WaitStatus::Exited(_, 0) => {
+            tracing::info!("Worker {} (pid:{pid}) exited", w.number);
+        }
+        WaitStatus::Exited(_, code) if code == APP_LOAD_ERROR && !w.ready => {
+            tracing::error!("Worker (pid:{pid}) failed to load the app");
+            return Some(Fatal::AppLoad);
+        }
+        WaitStatus::Exited(_, code) if code == WORKER_BOOT_ERROR && !w.ready => {
+            tracing::error!("Worker (pid:{pid}) failed to boot");
+            return Some(Fatal::WorkerBoot);
+        }
+        WaitStatus::Exited(_, code) => {
+            tracing::warn!("Worker {} (pid:{pid}) exited with code {code}", w.number);
+        }
+        WaitStatus::Signaled(_, signal, _) => {
+            let hint = if signal == Signal::SIGKILL && !w.killed {
+                " Perhaps out of memory?"
+            } else {
+                ""
+            };
+            if stopping && signal == Signal::SIGKILL {
+                tracing::info!("Worker {} (pid:{pid}) killed", w.number);
+            } else {
+                tracing::error!("Worker {} (pid:{pid}) was sent {signal}!{hint}", w.number);
+            }
+        }
+        _ => {}
+    }
+    None
+}
+
+/// Why a ready worker is past `timeout`: a request has run too long, or its I/O loop has
+/// not beaten; `None` while it is within it (or `timeout` is 0).
+fn overdue(slot: &Slot, settings: &Settings, now_ms: u64) -> Option<String> {
+    if settings.timeout == 0 {
+        return None;
+    }
+    let limit = settings.timeout * 1000 + ABORT_MARGIN_MS;
+    let oldest = slot.oldest_ms.load(std::sync::atomic::Ordering::Acquire);
+    let heartbeat = slot.heartbeat_ms.load(std::sync::atomic::Ordering::Acquire);
+    if oldest != 0 && now_ms.saturating_sub(oldest) > limit {
+        Some(format!(
+            "a request has run for {:.1}s (timeout={}s)",
+            now_ms.saturating_sub(oldest) as f64 / 1000.0,
+            settings.timeout
+        ))
+    } else if oldest == 0 && now_ms.saturating_sub(heartbeat) > limit {
+        // (While the app runs inline the I/O loop does not beat: the request's own
+        // deadline covers that case.)
+        Some(format!(
+            "no heartbeat for {:.1}s (timeout={}s)",
+            now_ms.saturating_sub(heartbeat) as f64 / 1000.0,
+            settings.timeout
+        ))
+    } else {
+        None
     }
 }
 
