@@ -31,6 +31,7 @@ use nix::sys::signal::Signal;
 
 use crate::boot::WorkerMain;
 use crate::config::Settings;
+use crate::listeners::Listener;
 use crate::logging::ErrorLogHandle;
 use crate::scoreboard::MAX_WORKERS;
 use pidfile::PidFile;
@@ -302,7 +303,8 @@ impl Arbiter {
         Next::Break(())
     }
 
-    /// TERM: immediate stop, as INT (gunicorn's meaning; systemd's stop sends it).
+    /// TERM: immediate stop, as INT (gunicorn's meaning): what a plain `kill` sends. The
+    /// units stop with QUIT (`KillSignal=SIGQUIT`).
     fn handle_term(&mut self) -> Next {
         self.handle_int()
     }
@@ -335,7 +337,8 @@ impl Arbiter {
     }
 
     /// CHLD: a worker exited. It only wakes the loop: `reap`, on every pass, collects the
-    /// dead and says whether the master must stop.
+    /// dead and says whether the master must stop; `manage` then respawns those that died
+    /// unexpectedly, with back-off when they die at boot.
     fn handle_chld(&mut self) {}
 
     /// Stop every worker gracefully and wait for them, up to `graceful_timeout` (INT or
@@ -547,6 +550,28 @@ impl Arbiter {
         }
         self.workers.retire_replaced(self.generation, self.target);
         Ok(())
+    }
+}
+
+/// The process title, and the start in the log: version, notes, each listener. Here, not
+/// in `start.rs`: these lines' target (journald's `TARGET=`) is `unitcorn::master`.
+fn announce(settings: &Settings, listeners: &[Listener]) {
+    crate::proctitle::set(
+        settings.proc_name.as_deref(),
+        "master",
+        settings.wsgi_app.as_deref(),
+    );
+    tracing::info!("Starting unitcorn {}", env!("CARGO_PKG_VERSION"));
+    if settings.worker_class == "gevent" && settings.threads > 1 {
+        tracing::warn!(
+            "threads = {} is not used with worker_class = gevent: greenlets serve the \
+             requests, up to worker_connections ({}) at once per worker",
+            settings.threads,
+            settings.worker_connections
+        );
+    }
+    for l in listeners {
+        tracing::info!("Listening at: {l} ({})", std::process::id());
     }
 }
 

@@ -10,7 +10,8 @@ use super::signals::SignalQueue;
 use super::upgrade::Adopted;
 use super::workers::Workers;
 use super::{
-    Arbiter, DEFAULT_BIND, Error, environment, limits, metrics, notify, privileges, setup, upgrade,
+    Arbiter, DEFAULT_BIND, Error, announce, environment, limits, metrics, notify, privileges,
+    setup, upgrade,
 };
 use crate::boot::WorkerMain;
 use crate::config::Settings;
@@ -213,27 +214,6 @@ fn preload_app(settings: &Settings) -> Result<(), Error> {
         crate::python::set_preloaded(app, settings.gc_freeze);
     }
     Ok(())
-}
-
-/// The process title, and the start in the log: version, notes, each listener.
-fn announce(settings: &Settings, listeners: &[Listener]) {
-    crate::proctitle::set(
-        settings.proc_name.as_deref(),
-        "master",
-        settings.wsgi_app.as_deref(),
-    );
-    tracing::info!("Starting unitcorn {}", env!("CARGO_PKG_VERSION"));
-    if settings.worker_class == "gevent" && settings.threads > 1 {
-        tracing::warn!(
-            "threads = {} is not used with worker_class = gevent: greenlets serve the \
-             requests, up to worker_connections ({}) at once per worker",
-            settings.threads,
-            settings.worker_connections
-        );
-    }
-    for l in listeners {
-        tracing::info!("Listening at: {l} ({})", std::process::id());
-    }
 }
 
 /// What tells systemd; a new master of a binary upgrade stays silent until it is the
