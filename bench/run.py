@@ -53,11 +53,14 @@ APPS = {
     "asgi-hello": ("asgihello:app", "plain ASGI function, b'Hello, World!' (13 B)", "asgi"),
     "sleep": ("sleep:app", "time.sleep(0.1) (gevent's under -k gevent), then 13 B", "wsgi"),
 }
-SERVER_NAMES = ["unitcorn", "unitcorn-wheel", "unitcorn-wheel-native", "gunicorn-sync", "gunicorn-gthread", "granian", "fastwsgi", "fastpysgi",
+SERVER_NAMES = ["unitcorn", "unitcorn-before", "unitcorn-wheel", "unitcorn-wheel-native", "gunicorn-sync", "gunicorn-gthread", "granian", "fastwsgi", "fastpysgi",
                 "uvicorn", "granian-asgi", "unitcorn-gevent", "gunicorn-gevent"]
 # Run unless --servers / --apps name them: the greenlet servers and the app made for them,
 # and unitcorn-wheel-native (it needs a cargo build of its own, minutes on this VM).
-DEFAULT_SERVERS = [n for n in SERVER_NAMES if not n.endswith("-gevent") and n != "unitcorn-wheel-native"]
+# unitcorn-before: a second binary (UNITCORN_BEFORE_BIN) interleaved with the first, for a
+# change's before/after ratios in one run; only when named.
+DEFAULT_SERVERS = [n for n in SERVER_NAMES
+                   if not n.endswith("-gevent") and n not in ("unitcorn-wheel-native", "unitcorn-before")]
 DEFAULT_APPS = [a for a in APPS if a != "sleep"]
 # pip package -> module to import to check it is there (gevent: both -k gevent workers;
 # packaging: gunicorn's gevent worker, its gunicorn[gevent] extra)
@@ -67,7 +70,7 @@ PACKAGES = {"gunicorn": "gunicorn", "granian": "granian", "flask": "flask",
             "gevent": "gevent", "packaging": "packaging", "maturin": "maturin"}
 # server -> the packages it needs (unitcorn's ASGI worker uses uvloop when installed)
 # (unitcorn-wheel*: in the bench venv; their own venvs get uvloop and the apps' packages)
-NEEDS = {"unitcorn": ["uvloop"], "unitcorn-wheel": [], "unitcorn-wheel-native": ["maturin"],
+NEEDS = {"unitcorn": ["uvloop"], "unitcorn-before": ["uvloop"], "unitcorn-wheel": [], "unitcorn-wheel-native": ["maturin"],
          "gunicorn-sync": ["gunicorn"], "gunicorn-gthread": ["gunicorn"],
          "granian": ["granian"], "granian-asgi": ["granian", "uvloop"], "fastwsgi": ["fastwsgi"],
          "fastpysgi": ["fastpysgi"], "uvicorn": ["uvicorn", "uvloop", "httptools"],
@@ -328,6 +331,15 @@ def server_list(unitcorn, available, wheel_venvs):
             {"VIRTUAL_ENV": VENV}, ("wsgi", "asgi")))
     else:
         skipped.append("unitcorn")
+    before = os.environ.get("UNITCORN_BEFORE_BIN")
+    if before and os.access(before, os.X_OK):
+        servers.append(Server(
+            "unitcorn-before", f"`{before} -w {WORKERS}` (UNITCORN_BEFORE_BIN: the binary before a change)",
+            lambda port, t: [before, "-w", str(WORKERS), "-b", f"{HOST}:{port}",
+                             "--chdir", APPS_DIR, "--log-level", "warning", t],
+            {"VIRTUAL_ENV": VENV}, ("wsgi", "asgi")))
+    else:
+        skipped.append("unitcorn-before (set UNITCORN_BEFORE_BIN to a binary)")
     for name, (venv, describe) in wheel_venvs.items():
         if venv is None:
             skipped.append(f"{name} ({describe})")

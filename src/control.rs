@@ -15,7 +15,7 @@ use sd_notify::NotifyState;
 
 /// Tell systemd a reload starts, then send the master HUP; the error says why it was
 /// not sent.
-pub fn reload(pid: i32) -> Result<(), String> {
+pub fn reload(pid: i32) -> Result<(), Error> {
     if std::env::var_os("NOTIFY_SOCKET").is_some() {
         let mut states = vec![NotifyState::Reloading];
         if let Ok(now) = NotifyState::monotonic_usec_now() {
@@ -26,6 +26,29 @@ pub fn reload(pid: i32) -> Result<(), String> {
             eprintln!("unitcorn: reload: cannot notify systemd (NOTIFY_SOCKET): {e}");
         }
     }
-    kill(Pid::from_raw(pid), Signal::SIGHUP)
-        .map_err(|e| format!("reload: cannot send HUP to the master, pid {pid}: {e}"))
+    kill(Pid::from_raw(pid), Signal::SIGHUP).map_err(|errno| Error { pid, errno })
+}
+
+/// The HUP could not be sent to the master (no such process, not ours); the OS error
+/// is the source.
+#[derive(Debug)]
+pub struct Error {
+    pid: i32,
+    errno: nix::Error,
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "reload: cannot send HUP to the master, pid {} (is it running?)",
+            self.pid
+        )
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.errno)
+    }
 }

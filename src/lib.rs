@@ -26,7 +26,8 @@ mod statsd;
 mod worker;
 
 /// Exit statuses: success, failure, a command-line usage error. The server may end with
-/// gunicorn's own statuses too (`boot::WORKER_BOOT_ERROR`, `boot::APP_LOAD_ERROR`).
+/// gunicorn's own statuses too (`boot::WORKER_BOOT_ERROR`, `boot::APP_LOAD_ERROR`); which
+/// failure gives which status is decided in one place, [`exit_status`].
 pub const SUCCESS: u8 = 0;
 pub const FAILURE: u8 = 1;
 pub const USAGE: u8 = 2;
@@ -36,31 +37,33 @@ use config::{Command, Settings};
 /// The whole program, for either front door: `program` says how this process was started.
 pub fn run(program: program::Program) -> u8 {
     program::set(program);
-    let done = config::load(&program::get().args, &python::config::Runner)
-        .map_err(Failure::from)
-        .and_then(dispatch);
-    exit_status(done)
-}
-
-/// Why a mode did not succeed, and so how it is told and what the exit status is.
-enum Failure {
-    /// The command line is wrong: stderr, exit status 2.
-    Usage(String),
-    /// Before the server's error log is open: stderr, exit status 1.
-    Error(String),
-    /// The server's error log is open: there, exit status 1.
-    Logged(String),
-    /// The server stopped with this status (not 0), having logged why.
-    Status(u8),
-}
-
-impl From<config::ConfigError> for Failure {
-    fn from(e: config::ConfigError) -> Self {
-        if e.is_usage() {
-            Failure::Usage(e.to_string())
-        } else {
-            Failure::Error(e.to_string())
+    match config::load(&program::get().args, &python::config::Runner)
+        .map_err(Failure::Config)
+        .and_then(dispatch)
+    {
+        Ok(()) => SUCCESS,
+        Err(failure) => {
+            tell(&failure);
+            exit_status(&failure)
         }
+    }
+}
+
+/// Why a mode did not succeed, by layer: how it is told (`tell`) and its exit status
+/// (`exit_status`) follow from it.
+enum Failure {
+    /// The configuration or the command line cannot be used: told on stderr.
+    Config(config::ConfigError),
+    /// A mode failed before the server's error log was open: told on stderr.
+    Early(Box<dyn std::error::Error + Send + Sync>),
+    /// The master could not start, or stopped on a failure: told in its error log.
+    Master(master::Error),
+}
+
+impl Failure {
+    /// A failure before the error log is open; `e` is the lower layer's error (or its text).
+    fn early(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Failure::Early(e.into())
     }
 }
 
@@ -74,10 +77,11 @@ fn dispatch(command: Command) -> Result<(), Failure> {
             print!("{}", config::to_toml(&settings));
             Ok(())
         }
-        Command::CheckConfig(settings) => check_config::check(&settings).map_err(Failure::Error),
-        Command::Reload(pid) => control::reload(pid).map_err(Failure::Error),
+        Command::CheckConfig(settings) => check_config::check(&settings).map_err(Failure::early),
+        Command::Reload(pid) => control::reload(pid).map_err(Failure::early),
         Command::ConvertConfig(file) => {
-            let toml = config::convert::convert(&file.to_string_lossy(), &python::config::Runner)?;
+            let toml = config::convert::convert(&file.to_string_lossy(), &python::config::Runner)
+                .map_err(Failure::Config)?;
             print!("{toml}");
             Ok(())
         }
@@ -89,34 +93,53 @@ fn dispatch(command: Command) -> Result<(), Failure> {
 /// forks (`master` does not depend on `worker`).
 fn serve(settings: Settings) -> Result<(), Failure> {
     // Before the log is set up: a wrong interpreter or virtualenv is told on the terminal.
-    python::preflight(&settings).map_err(Failure::Error)?;
+    python::preflight(&settings).map_err(|e| Failure::early(e.to_string()))?;
+    // `{:#}`: the whole chain, so the OS's reason (no such directory…) reaches the operator.
     // gunicorn.log.* StatsD counters (off until statsd_host is set).
     let counts: logging::Observer = Box::new(statsd::LogCounts);
     let error_log = logging::init(&settings.errorlog, &settings.loglevel, Some(counts))
-        .map_err(|e| Failure::Error(e.to_string()))?;
-    match master::run(settings, error_log, worker::run) {
-        Ok(SUCCESS) => Ok(()),
-        Ok(status) => Err(Failure::Status(status)),
-        Err(e) => Err(Failure::Logged(e.to_string())),
+        .map_err(|e| Failure::early(format!("{e:#}")))?;
+    master::run(settings, error_log, worker::run).map_err(Failure::Master)
+}
+
+/// The one place that decides the exit status:
+///
+/// | status | when |
+/// |---|---|
+/// | 0 `SUCCESS` | the mode did its work; the server stopped because it was told to (QUIT, INT, TERM) or handed over to a new master (USR2) |
+/// | 2 `USAGE` | the command line is wrong (an unknown flag, a bad value on it) |
+/// | 3 `WORKER_BOOT_ERROR` | the first generation's workers could not boot (gunicorn's status) |
+/// | 4 `APP_LOAD_ERROR` | the first generation's workers could not import the app (gunicorn's status) |
+/// | 1 `FAILURE` | anything else: a bad config file, a bind or pid file or user that fails the start, a start hook that raised, `--check-config` that cannot import the app, `unitcorn reload` that cannot signal |
+///
+/// A reload whose new generation cannot boot does not stop the master (the old one
+/// serves on), so it has no status.
+fn exit_status(failure: &Failure) -> u8 {
+    match failure {
+        Failure::Config(e) if e.is_usage() => USAGE,
+        Failure::Master(e) if e.is_worker_boot() => boot::WORKER_BOOT_ERROR as u8,
+        Failure::Master(e) if e.is_app_load() => boot::APP_LOAD_ERROR as u8,
+        Failure::Config(_) | Failure::Early(_) | Failure::Master(_) => FAILURE,
     }
 }
 
-/// The one place that decides the exit status, and tells what went wrong.
-fn exit_status(done: Result<(), Failure>) -> u8 {
-    match done {
-        Ok(()) => SUCCESS,
-        Err(Failure::Usage(message)) => {
-            eprintln!("unitcorn: {message}");
-            USAGE
-        }
-        Err(Failure::Error(message)) => {
-            eprintln!("unitcorn: {message}");
-            FAILURE
-        }
-        Err(Failure::Logged(message)) => {
-            tracing::error!("{message}");
-            FAILURE
-        }
-        Err(Failure::Status(status)) => status,
+/// Tell what went wrong, the whole chain of causes: on stderr, or in the error log once
+/// it is open.
+fn tell(failure: &Failure) {
+    match failure {
+        Failure::Config(e) => eprintln!("unitcorn: {}", chain(e)),
+        Failure::Early(e) => eprintln!("unitcorn: {}", chain(e.as_ref())),
+        Failure::Master(e) => tracing::error!("{e:#}"),
     }
+}
+
+/// An error and its causes, `master::Cause` joining each to the one before.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        text.push_str(&master::Cause(cause).to_string());
+        next = cause.source();
+    }
+    text
 }

@@ -65,35 +65,31 @@ pub struct Passed {
     pub listener: Listener,
 }
 
-/// The sockets systemd passed to this process (`LISTEN_FDS` from fd 3 on, for us when
-/// `LISTEN_PID` is our pid), with their names (`LISTEN_FDNAMES`). The variables are then
-/// removed, so that nothing started later takes the sockets for its own.
-pub fn passed_by_systemd() -> Result<Vec<Passed>, String> {
+/// What systemd's socket activation variables say (`LISTEN_PID`, `LISTEN_FDS`,
+/// `LISTEN_FDNAMES`); the master reads them, and removes them from its environment
+/// (`master/environment.rs`).
+#[derive(Debug, Default)]
+pub struct Activation {
+    /// `LISTEN_PID` is this process: the sockets are ours.
+    pub for_us: bool,
+    /// `LISTEN_FDS`: how many, from fd 3 on.
+    pub count: i32,
+    /// `LISTEN_FDNAMES`, colon-separated.
+    pub names: String,
+}
+
+/// The sockets systemd passed to this process (`LISTEN_FDS` from fd 3 on, when
+/// `LISTEN_PID` is our pid), with their names (`LISTEN_FDNAMES`).
+pub fn passed_by_systemd(activation: &Activation) -> Result<Vec<Passed>, Error> {
     const SD_LISTEN_FDS_START: i32 = 3;
-    let ours = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|p| p.parse::<u32>().ok())
-        .is_some_and(|p| p == std::process::id());
-    let count = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|n| n.parse::<i32>().ok())
-        .unwrap_or(0);
-    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
-    for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
-        // SAFETY: the master is single-threaded and has not forked yet: nothing else
-        // reads the environment now.
-        unsafe { std::env::remove_var(name) };
-    }
-    if !ours {
+    if !activation.for_us {
         return Ok(Vec::new());
     }
-    let mut names = names.split(':');
-    (0..count)
+    let mut names = activation.names.split(':');
+    (0..activation.count)
         .map(|i| {
             let fd = SD_LISTEN_FDS_START + i;
-            let mut listener = inherit(fd).map_err(|e| {
-                format!("socket {fd} passed by systemd (LISTEN_FDS) is not usable: {e}")
-            })?;
+            let mut listener = inherit(fd).map_err(|e| Error::passed(fd, e))?;
             let name = names
                 .next()
                 .filter(|n| !n.is_empty())
@@ -135,7 +131,7 @@ pub struct Opened {
 /// The listeners for `binds`: a socket systemd passed is used as it is (no second bind
 /// or listen) when a bind names it; other binds are bound; passed sockets no bind names
 /// are served too. The error names the address.
-pub fn open_all(binds: &[BindAddr], backlog: u32, passed: Vec<Passed>) -> Result<Opened, String> {
+pub fn open_all(binds: &[BindAddr], backlog: u32, passed: Vec<Passed>) -> Result<Opened, Error> {
     let mut passed: Vec<Option<Passed>> = passed.into_iter().map(Some).collect();
     let mut out = Vec::new();
     let mut created = Vec::new();
@@ -146,15 +142,9 @@ pub fn open_all(binds: &[BindAddr], backlog: u32, passed: Vec<Passed>) -> Result
             .and_then(Option::take);
         match (found, bind) {
             (Some(p), _) => out.push(p.listener),
-            (None, BindAddr::Fd(FdRef::Name(name))) => {
-                return Err(format!(
-                    "cannot listen on fd://{name}: systemd passed no socket named {name:?} \
-                     (FileDescriptorName= in the .socket unit)"
-                ));
-            }
+            (None, BindAddr::Fd(FdRef::Name(name))) => return Err(Error::not_passed(name)),
             (None, bind) => {
-                let listener =
-                    open(bind, backlog).map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+                let listener = open(bind, backlog).map_err(|e| Error::listen(bind, e))?;
                 if let BindAddr::Unix(path) = bind {
                     created.push(path.clone());
                 }
@@ -264,4 +254,112 @@ fn inherit(fd: RawFd) -> io::Result<Listener> {
         kind,
         name: None,
     })
+}
+
+/// A listening socket could not be opened or taken over. `Display` shows one level (what,
+/// on which address or fd); the OS error is the source.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    source: Option<io::Error>,
+}
+
+#[derive(Debug)]
+enum ErrorKind {
+    /// Binding (or adopting `fd://N`) the address failed.
+    Listen(String),
+    /// `fd://NAME`: systemd passed no socket by that name.
+    NotPassed(String),
+    /// A socket systemd passed is not a listening stream socket.
+    Passed(RawFd),
+}
+
+impl Error {
+    fn listen(bind: &BindAddr, e: io::Error) -> Self {
+        Error {
+            kind: ErrorKind::Listen(bind.to_string()),
+            source: Some(e),
+        }
+    }
+
+    fn not_passed(name: &str) -> Self {
+        Error {
+            kind: ErrorKind::NotPassed(name.to_owned()),
+            source: None,
+        }
+    }
+
+    fn passed(fd: RawFd, e: io::Error) -> Self {
+        Error {
+            kind: ErrorKind::Passed(fd),
+            source: Some(e),
+        }
+    }
+
+    /// Another socket is bound to the address already (another server, or unitcorn).
+    pub fn is_addr_in_use(&self) -> bool {
+        self.source
+            .as_ref()
+            .is_some_and(|e| e.kind() == io::ErrorKind::AddrInUse)
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            ErrorKind::Listen(bind) if self.is_addr_in_use() => write!(
+                f,
+                "cannot listen on {bind} (is unitcorn, or another server, running there?)"
+            ),
+            ErrorKind::Listen(bind) => write!(f, "cannot listen on {bind}"),
+            ErrorKind::NotPassed(name) => write!(
+                f,
+                "cannot listen on fd://{name}: systemd passed no socket named {name:?} \
+                 (FileDescriptorName= in the .socket unit)"
+            ),
+            ErrorKind::Passed(fd) => write!(
+                f,
+                "socket {fd} passed by systemd (LISTEN_FDS) is not usable"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_address_is_named_and_its_os_error_is_the_source() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let bind = BindAddr::Tcp("127.0.0.1".into(), port);
+        let e = open_all(&[bind], 16, Vec::new()).unwrap_err();
+        assert!(e.is_addr_in_use(), "{e:?}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("cannot listen on 127.0.0.1:{port} ("))
+        );
+        let source = std::error::Error::source(&e).map(ToString::to_string);
+        assert!(source.is_some_and(|s| s.contains("in use")));
+    }
+
+    #[test]
+    fn an_fd_name_systemd_did_not_pass_is_named() {
+        let bind = BindAddr::Fd(FdRef::Name("web".into()));
+        let e = open_all(&[bind], 16, Vec::new()).unwrap_err();
+        assert!(!e.is_addr_in_use());
+        assert!(
+            e.to_string()
+                .contains("systemd passed no socket named \"web\"")
+        );
+    }
 }

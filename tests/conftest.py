@@ -1,7 +1,11 @@
 """Fixtures of the integration suite: `start_server` starts the real server, cleans it up."""
 
+import grp
 import os
+import pwd
+import shutil
 import stat
+import subprocess
 
 import pytest
 
@@ -100,3 +104,41 @@ def start_server(tmp_path):
         s.kill_all()
         leaks += [p for p in set(pgrp_members(s.pid)) | s._seen if alive(p)]
     assert not leaks, "processes left after the test: %r" % leaks
+
+
+# ----- the seed deployment's user and directories (its config runs unchanged, as root)
+
+@pytest.fixture
+def natadmin():
+    """The seed's user and group, made for the test when missing (removed after)."""
+    assert os.geteuid() == 0, "the seed test runs as root (CI runs the suite as root)"
+    created = False
+    try:
+        pwd.getpwnam("natadmin")
+    except KeyError:
+        subprocess.run(["useradd", "-r", "-M", "-U", "-s", "/usr/sbin/nologin", "natadmin"],
+                       check=True)
+        created = True
+    yield pwd.getpwnam("natadmin")
+    if created:
+        subprocess.run(["userdel", "natadmin"], check=False)
+        try:
+            grp.getgrnam("natadmin")
+            subprocess.run(["groupdel", "natadmin"], check=False)
+        except KeyError:
+            pass
+
+
+@pytest.fixture
+def seed_dirs():
+    made = []
+    for d in ("/var/log/gunicorn", "/run"):
+        if not os.path.isdir(d):
+            os.makedirs(d)
+            made.append(d)
+    yield
+    for f in ("/var/log/gunicorn/access.log", "/var/log/gunicorn/error.log"):
+        if "/var/log/gunicorn" in made and os.path.exists(f):
+            os.unlink(f)
+    for d in reversed(made):
+        shutil.rmtree(d, ignore_errors=True)

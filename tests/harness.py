@@ -14,10 +14,12 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -141,6 +143,17 @@ def proc_stat(pid):
     """(state, ppid, pgrp) of pid, or None if it does not exist."""
     f = stat_fields(pid)
     return f and (f["state"], f["ppid"], f["pgrp"])
+
+
+def cmdline(pid):
+    """The raw bytes of /proc/PID/cmdline (the process's argv memory)."""
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        return f.read()
+
+
+def title(pid):
+    """What ps shows: the argv memory up to the NULs that pad it."""
+    return cmdline(pid).rstrip(b"\0").decode("utf-8", "replace")
 
 
 def all_pids():
@@ -820,3 +833,116 @@ class NotifySocket:
 
     def close(self):
         self.sock.close()
+
+
+# ----------------------------------------------------------------------------------------
+# the master from outside: its log, generations, helper threads, the scoreboard
+
+BOOTING = r"Booting worker with pid: (\d+)"
+
+
+def hup(s, old, n, timeout=10):
+    """HUP the master; wait until every worker of `old` is gone and n new ones run.
+
+    Returns (seconds from the signal to the old generation gone, the new workers)."""
+    t0 = time.monotonic()
+    s.signal(signal.SIGHUP)
+
+    def old_gone():
+        s.workers()                     # remember the new pids for the leak check
+        return not any(alive(p) for p in old)
+
+    gone = wait_for(old_gone, timeout, interval=0.01)
+    took = time.monotonic() - t0
+    assert gone, "old generation %r still running %ss after HUP: %r; log:\n%s" % (
+        old, timeout, [p for p in old if alive(p)], s.stderr()[-4000:])
+    new = s.wait_workers(n)
+    assert not set(new) & set(old), (old, new)
+    return took, new
+
+
+def in_thread(fn, *args):
+    """Run fn(*args) in a thread; returns (thread, result dict with "r" or "e")."""
+    out = {}
+
+    def run():
+        try:
+            out["r"] = fn(*args)
+        except Exception as e:  # reported by the test
+            out["e"] = e
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    return th, out
+
+
+def new_master_of(s, timeout=10):
+    """The pid of the new master the old one (s) started, from its log."""
+    (pid,) = s.wait_log(r"binary upgrade: started new master (\d+)", timeout=timeout)
+    return int(pid)
+
+
+def quit_and_wait(pid, timeout=15):
+    os.kill(pid, signal.SIGQUIT)
+    assert wait_for(lambda: not alive(pid), timeout), "master %d still up after QUIT" % pid
+
+
+# The scoreboard, read from the master's memory (layout of src/scoreboard.rs's Slot:
+# pid i32, generation u32, ready u32, retire u32, connections u32, in_flight u32,
+# requests u64, heartbeat_ms u64, oldest_ms u64, one 64-byte line a slot, 512 slots)
+SLOT = struct.Struct("=iIIIIIQQQ")
+SLOT_SIZE = 64
+SLOTS = 512
+
+
+def read_scoreboard(master):
+    """{pid: slot dict} of the used slots, from the master's MAP_SHARED mapping."""
+    size = SLOT_SIZE * SLOTS
+    with open("/proc/%d/maps" % master) as f:
+        maps = [line.split() for line in f]
+    cands = [m for m in maps if m[1][3] == "s"
+             and int(m[0].split("-")[1], 16) - int(m[0].split("-")[0], 16) == size]
+    assert len(cands) == 1, "scoreboard mapping not found: %r" % cands
+    start = int(cands[0][0].split("-")[0], 16)
+    with open("/proc/%d/mem" % master, "rb") as mem:
+        mem.seek(start)
+        data = mem.read(size)
+    out = {}
+    for i in range(SLOTS):
+        f = SLOT.unpack_from(data, i * SLOT_SIZE)
+        if f[0]:
+            out[f[0]] = dict(zip(("pid", "generation", "ready", "retire", "connections",
+                                  "in_flight", "requests", "heartbeat_ms", "oldest_ms"), f))
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# the seed deployment (the gunicorn one unitcorn replaces): examples/gunicorn_config.py
+
+SEED = REPO / "examples" / "gunicorn_config.py"
+
+
+def port_is_free(port):
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def seed_workdir(prefix, body_expr):
+    """A directory as the seed deployment's, readable after the switch to natadmin: the
+    seed's gunicorn_config.py, unchanged, and an app.py whose response is `body_expr`."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    os.chmod(work, 0o755)
+    shutil.copy(SEED, work / "gunicorn_config.py")
+    (work / "app.py").write_text(
+        "import os, sys\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [%s]\n" % body_expr)
+    for f in ("gunicorn_config.py", "app.py"):
+        os.chmod(work / f, 0o644)
+    return work

@@ -3,6 +3,7 @@
 # integration suite (pytest on tests/, against the real release binary).
 #
 #   bash tests/run.sh [pytest args...]
+#   bash tests/run.sh tests/master            (one feature: tests/README.md lists them)
 #
 # Idempotent; meant for a fresh Debian 12 machine as root (CI) as much as a developer's.
 # It installs the Debian packages it needs when missing (listed below), makes <repo>/.venv-test
@@ -23,11 +24,12 @@ say() { printf '== %s\n' "$*"; }
 
 # --- system packages (only what is missing; quiet) --------------------------------------
 need=()
-# systemd-container: systemd-nspawn, for test_systemd.py (it boots the host's own systemd in
-# a container; installing it also upgrades the host's systemd libraries to the same
-# version, harmless where systemd is not running). procps: /bin/kill, used by that test.
-# test_packaging.py: dpkg-dev (dpkg-shlibdeps), rpm (rpmbuild), lintian, man-db and
-# groff-base (man --warnings), adduser (the .deb depends on it).
+# systemd-container: systemd-nspawn, for tests/systemd/test_real_systemd.py (it boots the
+# host's own systemd in a container; installing it also upgrades the host's systemd
+# libraries to the same version, harmless where systemd is not running). procps: /bin/kill,
+# used by that test. tests/packaging/test_packages.py: dpkg-dev (dpkg-shlibdeps), rpm
+# (rpmbuild), lintian, man-db and groff-base (man --warnings), adduser (the .deb depends on
+# it).
 for pkg in python3 python3-venv libpython3.11-dev strace nginx-core libnginx-mod-stream openssl \
     systemd-container procps dpkg-dev rpm lintian man-db groff-base adduser; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
@@ -80,8 +82,8 @@ say "layers"; "$SYS_PY" tools/check_layers.py
 say "cargo test --release (PROPTEST_CASES=${PROPTEST_CASES:=20000})"
 PROPTEST_CASES="$PROPTEST_CASES" cargo test --release --quiet
 
-# The Python package: one abi3 wheel, installed by tests/test_python_versions.py into a venv
-# of every CPython here.
+# The Python package: one abi3 wheel, installed by tests/packaging/test_python_versions.py
+# into a venv of every CPython here.
 WHEELS="${CARGO_TARGET_DIR:-$REPO/target}/wheels"
 if [ -z "${UNITCORN_WHEEL:-}" ]; then
     say "maturin build --release (the abi3 wheel)"

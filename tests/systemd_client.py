@@ -1,5 +1,6 @@
-"""Client side of test_systemd.py, run INSIDE the systemd-nspawn container (its network is
-private, and the service's socket lives in the container's /run).
+"""Client side of tests/systemd/test_real_systemd.py and tests/packaging/test_packages.py,
+run INSIDE the systemd-nspawn container (its network is private, and the service's socket
+lives in the container's /run).
 
     SOCKET is a unix socket path or tcp:HOST:PORT.
 

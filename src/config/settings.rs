@@ -578,7 +578,8 @@ one is answered 414. At most 8190; 0 means no limit of unitcorn's own.",
         kind: Kind::Int { min: 0, max: U32 },
         default: DefaultValue::Const(Const::Int(8190)),
         doc: "Max header field size in bytes",
-        long_doc: "0 means unlimited. The flag keeps gunicorn's spelling, with an underscore.",
+        long_doc: "A header line counts with its name, value and CRLF, as gunicorn counts it; \
+0 means the default 8190, as in gunicorn. The flag keeps gunicorn's spelling, with an underscore.",
     }
     limit_request_body: u64 {
         section: Security,

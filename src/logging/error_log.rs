@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use std::error::Error as StdError;
 use std::fmt;
 use std::io::{self, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -28,6 +28,7 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 
 use super::clock;
+use super::error::{Error, Log};
 use super::journald::{self, ErrorJournal};
 use super::sink::Sink;
 
@@ -54,13 +55,13 @@ pub fn init(
     errorlog: &str,
     loglevel: &str,
     observer: Option<Observer>,
-) -> Result<ErrorLogHandle, LogError> {
+) -> Result<ErrorLogHandle, Error> {
     let level = parse_level(loglevel)?;
     let critical_only = loglevel.eq_ignore_ascii_case("critical");
     let mut unreachable = None;
     let journal = if errorlog == JOURNALD {
         let journal = ErrorJournal::connect(critical_only, is_critical)
-            .map_err(|source| LogError::new(Kind::Journal { source }))?;
+            .map_err(|source| Error::journal(Log::Error, source))?;
         Some(journal)
     } else if errorlog == "-" && journald::stderr_is_journal() {
         ErrorJournal::connect(critical_only, is_critical)
@@ -83,7 +84,7 @@ pub fn init(
         critical_only,
         observer,
     ))
-    .map_err(|_| LogError::new(Kind::AlreadyInstalled))?;
+    .map_err(|_| Error::already_installed())?;
     // Cannot already be set: it is set only here, after set_global_default, which succeeds once.
     let _ = ERROR_SINK.set(sink.clone());
     if let Some(e) = unreachable {
@@ -152,97 +153,22 @@ impl ErrorLogHandle {
     }
 }
 
-/// Why the error log could not be set up.
-#[derive(Debug)]
-pub struct LogError {
-    kind: Kind,
-}
-
-#[derive(Debug)]
-enum Kind {
-    Level(String),
-    Open { path: PathBuf, source: io::Error },
-    Journal { source: io::Error },
-    AlreadyInstalled,
-}
-
-impl LogError {
-    fn new(kind: Kind) -> LogError {
-        LogError { kind }
-    }
-
-    /// The `loglevel` setting is not one of gunicorn's level names.
-    #[cfg(test)]
-    pub fn is_level(&self) -> bool {
-        matches!(self.kind, Kind::Level(_))
-    }
-
-    /// The error log file could not be opened (the source says why).
-    #[cfg(test)]
-    pub fn is_open(&self) -> bool {
-        matches!(self.kind, Kind::Open { .. })
-    }
-}
-
-impl fmt::Display for LogError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            Kind::Level(v) => write!(
-                f,
-                "invalid loglevel {v:?}: use one of debug, info, warning, error, critical"
-            ),
-            Kind::Open { path, .. } => write!(
-                f,
-                "cannot open errorlog path={}: check that its directory exists and is writable \
-                 by the user unitcorn runs as",
-                path.display()
-            ),
-            Kind::Journal { source } => write!(
-                f,
-                "errorlog = \"journald\": cannot reach journald at {}: {source}; is \
-                 systemd-journald running? (errorlog = \"-\" logs to stderr)",
-                journald::SOCKET
-            ),
-            Kind::AlreadyInstalled => f.write_str(
-                "a global log subscriber is already installed in this process \
-                 (the error log is set up once, before the first fork; please report)",
-            ),
-        }
-    }
-}
-
-impl StdError for LogError {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        match &self.kind {
-            Kind::Open { source, .. } => Some(source),
-            // Its text is in the message already (the top level prints the message only).
-            Kind::Journal { .. } | Kind::Level(_) | Kind::AlreadyInstalled => None,
-        }
-    }
-}
-
 /// gunicorn's level names, any case; `critical` maps to ERROR (the highest `tracing` level).
-fn parse_level(loglevel: &str) -> Result<LevelFilter, LogError> {
+fn parse_level(loglevel: &str) -> Result<LevelFilter, Error> {
     match loglevel.to_ascii_lowercase().as_str() {
         "debug" => Ok(LevelFilter::DEBUG),
         "info" => Ok(LevelFilter::INFO),
         "warning" => Ok(LevelFilter::WARN),
         "error" | "critical" => Ok(LevelFilter::ERROR),
-        _ => Err(LogError::new(Kind::Level(loglevel.to_owned()))),
+        _ => Err(Error::level(loglevel)),
     }
 }
 
-fn open(errorlog: &str) -> Result<Sink, LogError> {
+fn open(errorlog: &str) -> Result<Sink, Error> {
     if errorlog == "-" {
         return Ok(Sink::stderr());
     }
-    let path = Path::new(errorlog);
-    Sink::file(path).map_err(|source| {
-        LogError::new(Kind::Open {
-            path: path.to_path_buf(),
-            source,
-        })
-    })
+    Sink::file(Path::new(errorlog)).map_err(|source| Error::open(Log::Error, errorlog, source))
 }
 
 /// A `tracing` layer beside the error log's own: it sees the events at `loglevel` and above.

@@ -3,13 +3,16 @@
 //!
 //! Not here: log-level reloading.
 
+mod access_format;
 mod access_log;
 pub(crate) mod clock;
+pub(crate) mod error;
 mod error_log;
 mod journald;
 mod sink;
 
-pub use access_log::{AccessFormat, AccessLog, AccessRecord};
+pub use access_format::AccessFormat;
+pub use access_log::{AccessLog, AccessRecord};
 pub use error_log::{ErrorLogHandle, Observer, init, write_raw};
 
 /// A fresh, empty directory under the system temp dir for one test.

@@ -6,16 +6,24 @@
 //! a worker through the `WorkerMain` it is given and watches it through the scoreboard.
 
 mod code_reload;
+mod environment;
+mod error;
 mod fork;
 mod limits;
 mod metrics;
 mod notify;
+mod pidfile;
 mod privileges;
 mod setup;
 mod signals;
+mod start;
 mod upgrade;
 mod workers;
 
+pub use error::{Cause, Error};
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,8 +31,10 @@ use nix::sys::signal::Signal;
 
 use crate::boot::WorkerMain;
 use crate::config::Settings;
+use crate::listeners::Listener;
 use crate::logging::ErrorLogHandle;
-use crate::scoreboard::{MAX_WORKERS, Scoreboard};
+use crate::scoreboard::MAX_WORKERS;
+use pidfile::PidFile;
 use signals::SignalQueue;
 use workers::Workers;
 
@@ -37,8 +47,8 @@ const BUSY_WAKE: Duration = Duration::from_millis(50);
 /// gunicorn's default `bind`, which socket activation replaces.
 const DEFAULT_BIND: &str = "127.0.0.1:8000";
 
-/// Why the master stopped, as the process exit status.
-pub type ExitStatus = u8;
+/// What a signal handler tells the loop: serve on, or exit (0: the stop was asked for).
+type Next = ControlFlow<()>;
 
 /// A reload (HUP) waiting for its new generation to be ready.
 struct Reload {
@@ -50,7 +60,7 @@ struct Reload {
 struct Arbiter {
     /// Where unitcorn was started: relative paths of the command line (`-c`, `--chdir`)
     /// are read from there, also at a reload.
-    start_dir: std::path::PathBuf,
+    start_dir: PathBuf,
     settings: Arc<Settings>,
     /// Bumped by every reload; each worker carries the generation it was started with.
     generation: u32,
@@ -64,7 +74,7 @@ struct Arbiter {
     upgrade: Option<upgrade::Upgrade>,
     /// This master was started by USR2: the old master, until it has handed over and gone.
     adopted: Option<upgrade::Adopted>,
-    pidfile: Option<setup::PidFile>,
+    pidfile: Option<PidFile>,
     socket_files: setup::SocketFiles,
     notifier: notify::Notifier,
     workers: Workers,
@@ -75,315 +85,75 @@ struct Arbiter {
     code_reload: Option<code_reload::CodeReload>,
 }
 
-/// Serve until told to stop; the result is the process exit status.
+/// Serve until told to stop (`Ok`), or until a failure stops the master: the error says
+/// why, and `lib.rs` turns it into the exit status.
 pub fn run(
-    mut settings: Settings,
+    settings: Settings,
     error_log: ErrorLogHandle,
     worker_main: WorkerMain,
-) -> Result<ExitStatus, String> {
-    let adopted = upgrade::adopt();
-    // A new master from USR2 is detached already (double fork).
-    if settings.daemon && adopted.is_none() {
-        setup::daemonize()?;
-    }
-    let start_dir =
-        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
-    setup::prepare_process(&mut settings, &start_dir)?;
-    limits::fit_open_files(&mut settings);
-    // An unknown user fails the start before anything is bound.
-    let target = privileges::resolve(&settings)?;
-    for note in crate::config::gunicorn::start_notes(&settings) {
-        tracing::warn!("{note}");
-    }
-    crate::python::hooks::configure(&Arc::new(settings.clone()));
-    // gunicorn sets its worker count (nworkers_changed, old None) before on_starting.
-    crate::python::hooks::workers_target(settings.workers.max(1) as usize);
-    // Before binding, as gunicorn (which binds after it); a failure stops the start there too.
-    crate::python::hooks::server_hook("on_starting")
-        .map_err(|tb| format!("the on_starting hook raised; stopping\n{}", tb.trim_end()))?;
-    let binds = settings
-        .bind
-        .iter()
-        .map(|b| crate::config::bind::parse(b).map_err(|e| format!("bind {b:?}: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    // The pid file goes after binding, so a second start fails at bind instead of
-    // clobbering the running master's pid file (unicorn's order).
-    let passed = crate::listeners::passed_by_systemd()?;
-    // Socket activation with gunicorn's default bind: serve what systemd passed, only.
-    let binds = if !passed.is_empty() && settings.bind == [DEFAULT_BIND] {
-        Vec::new()
-    } else {
-        binds
-    };
-    // Unix sockets are created under `umask` (gunicorn's use of it).
-    let umask = nix::sys::stat::Mode::from_bits_truncate(settings.umask as libc::mode_t);
-    let previous_umask = nix::sys::stat::umask(umask);
-    let opened = crate::listeners::open_all(&binds, settings.backlog, passed);
-    nix::sys::stat::umask(previous_umask);
-    let opened = opened?;
-    let listeners = opened.listeners;
-    let mut socket_files = opened.created;
-    if let Some(adopted) = &adopted {
-        socket_files.extend(adopted.socket_files.iter().cloned());
-    }
-    let socket_files = setup::SocketFiles(socket_files);
-    // While the old master runs, its pid file stays its own: ours is `pidfile.2`.
-    let pidfile = match &settings.pidfile {
-        // It may be unwritable for the user the old master switched to: an upgrade
-        // goes on without it rather than fail.
-        Some(path) if adopted.is_some() => setup::PidFile::write(&upgrade::overlap_pidfile(path))
-            .inspect_err(|e| tracing::error!("{e}; going on without it"))
-            .ok(),
-        Some(path) => Some(setup::PidFile::write(path)?),
-        None => None,
-    };
-    become_user(&settings, target.as_ref(), &socket_files.0)?;
-    if settings.preload_app {
-        // Imported once, before any fork: the workers share it copy-on-write.
-        let app = crate::python::load_app(&settings)
-            .map_err(|e| format!("the app did not load (preload_app)\n{e}"))?;
-        crate::python::set_preloaded(app, settings.gc_freeze);
-    }
-    let signals =
-        SignalQueue::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let scoreboard =
-        Scoreboard::create(MAX_WORKERS).map_err(|e| format!("cannot map the scoreboard: {e}"))?;
-    crate::proctitle::set(
-        settings.proc_name.as_deref(),
-        "master",
-        settings.wsgi_app.as_deref(),
-    );
-    tracing::info!("Starting unitcorn {}", env!("CARGO_PKG_VERSION"));
-    if settings.worker_class == crate::config::WorkerClass::Gevent && settings.threads > 1 {
-        tracing::warn!(
-            "threads = {} is not used with worker_class = gevent: greenlets serve the \
-             requests, up to worker_connections ({}) at once per worker",
-            settings.threads,
-            settings.worker_connections
-        );
-    }
-    for l in &listeners {
-        tracing::info!("Listening at: {l} ({})", std::process::id());
-    }
-    let mut notifier = notify::Notifier::from_env();
-    if let Some(adopted) = &adopted {
-        tracing::info!(
-            "binary upgrade: started by master {}; taking over once the workers serve",
-            adopted.from
-        );
-        notifier.mute();
-    }
-    let metrics = metrics::MasterMetrics::new(&settings);
-    let mut arbiter = Arbiter {
-        start_dir,
-        target: settings.workers.max(1) as usize,
-        settings: Arc::new(settings),
-        generation: 1,
-        reload: None,
-        reload_failed: false,
-        upgrade: None,
-        adopted,
-        pidfile,
-        socket_files,
-        notifier,
-        workers: Workers::new(
-            listeners,
-            Arc::new(scoreboard),
-            error_log.clone(),
-            worker_main,
-        ),
-        signals,
-        error_log,
-        metrics,
-        code_reload: None,
-    };
-    // Before the first worker is forked, as gunicorn; a failure stops the start there too.
-    if let Err(tb) = crate::python::hooks::server_hook("when_ready") {
-        arbiter.workers.kill_all();
-        return Err(format!(
-            "the when_ready hook raised; stopping\n{}",
-            tb.trim_end()
-        ));
-    }
-    let status = arbiter.serve();
+) -> Result<(), Error> {
+    let mut arbiter = Arbiter::start(settings, error_log, worker_main)?;
+    let served = arbiter.serve();
     tracing::info!("Shutting down: Master");
     crate::python::hooks::server_hook_logged("on_exit");
-    status
-}
-
-/// After binding, before the app is imported or a worker forked: switch to `user` (the
-/// files opened as root given to it first), or warn that everything runs as root.
-fn become_user(
-    settings: &Settings,
-    target: Option<&privileges::Target>,
-    sockets: &[std::path::PathBuf],
-) -> Result<(), String> {
-    match target {
-        Some(target) => {
-            if nix::unistd::Uid::effective().is_root() {
-                give_files(settings, target, sockets)?;
-            }
-            privileges::drop_to(target)?;
-        }
-        None => privileges::warn_if_root(),
-    }
-    // The process-wide mask: only when one is set (gunicorn's default 0 would make every
-    // file the app writes world-writable).
-    if settings.umask != 0 {
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
-            settings.umask as libc::mode_t,
-        ));
-    }
-    Ok(())
-}
-
-/// The log files and unix sockets, made the user's before the switch, so that it can
-/// reopen (USR1) and remove them, and its workers open the access log.
-fn give_files(
-    settings: &Settings,
-    target: &privileges::Target,
-    sockets: &[std::path::PathBuf],
-) -> Result<(), String> {
-    let logs = [
-        Some(settings.errorlog.as_str()),
-        settings.accesslog.as_deref(),
-    ];
-    for log in logs.into_iter().flatten() {
-        if log == "-" || log == "journald" {
-            continue;
-        }
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(|e| format!("cannot open the log file {log}: {e}"))?;
-        privileges::hand_over_file(target, std::path::Path::new(log))?;
-    }
-    for socket in sockets {
-        privileges::hand_over_file(target, socket)?;
-    }
-    Ok(())
+    served
 }
 
 impl Arbiter {
     /// The master loop: wait for a signal or the next check, handle the signals in order,
-    /// then reap, murder and manage.
-    fn serve(&mut self) -> Result<ExitStatus, String> {
+    /// then reap, murder and manage. `Ok` once a stop was asked for.
+    fn serve(&mut self) -> Result<(), Error> {
         self.manage()?;
         loop {
-            let handing_over = self.upgrade.is_some() || self.adopted.is_some();
-            let poll = if self.workers.booting() || handing_over {
-                BUSY_WAKE
-            } else {
-                IDLE_WAKE
-            };
-            let wake = [
-                self.workers.until_next_deadline(&self.settings),
-                self.notifier.until_next_ping(),
-                self.code_reload.as_ref().and_then(|r| r.until_due()),
-            ]
-            .into_iter()
-            .flatten()
-            .fold(poll, Duration::min);
-            let watched = self
-                .code_reload
-                .as_ref()
-                .map(|r| r.fds())
-                .unwrap_or_default();
-            let signals = self.signals.wait_with(wake, &watched);
-            drop(watched);
-            for signal in signals {
-                if let Some(status) = self.handle(signal) {
-                    return Ok(status);
+            for signal in self.wait_for_signals() {
+                if self.handle(signal).is_break() {
+                    return Ok(());
                 }
             }
             // Before manage(), like a HUP: the new generation is forked in this pass.
             self.reload_changed_code();
-            if let Some(status) = self.reap() {
+            if let Err(e) = self.reap() {
                 self.workers.kill_all();
-                return Ok(status);
+                return Err(e);
             }
             self.workers.murder(&self.settings);
             self.manage()?;
             self.tell_systemd();
             self.metrics.follow(&self.settings);
             self.metrics.workers(self.workers.len());
-            if let Some(status) = self.follow_upgrade() {
-                return Ok(status);
+            if self.follow_upgrade().is_break() {
+                return Ok(());
             }
         }
     }
 
-    /// Both sides of a binary upgrade: the old master hands over once the new one serves,
-    /// then stops (`Some(status)`); the new master takes the main-process role and, once
-    /// the old master has gone, its pid file name.
-    fn follow_upgrade(&mut self) -> Option<ExitStatus> {
-        if let Some(adopted) = &mut self.adopted {
-            if self.notifier.is_ready() {
-                adopted.ready();
-            }
-            if adopted.became_main() {
-                tracing::info!(
-                    "Master has been promoted (binary upgrade from {})",
-                    adopted.from
-                );
-                self.notifier
-                    .became_main(self.workers.status_line(self.generation));
-            }
-            if adopted.is_main() && adopted.old_master_gone() {
-                if let (Some(pidfile), Some(path)) = (&mut self.pidfile, &self.settings.pidfile)
-                    && let Err(e) = pidfile.rename(path)
-                {
-                    tracing::error!("{e}");
-                }
-                self.adopted = None;
-            }
-        }
-        let progress = self.upgrade.as_mut()?.poll();
-        match progress {
-            upgrade::Progress::Booting => None,
-            upgrade::Progress::Failed(why) => {
-                tracing::error!("binary upgrade failed: {why}; this master keeps serving");
-                self.upgrade = None;
-                None
-            }
-            upgrade::Progress::Ready => {
-                let upgrade = self.upgrade.take()?;
-                let new = upgrade.pid;
-                tracing::info!(
-                    "binary upgrade: new master {new} serves; handing over and stopping"
-                );
-                self.notifier
-                    .main_pid(new.as_raw() as u32, &format!("upgraded: new master {new}"));
-                upgrade.hand_over();
-                // The new master serves these sockets now, and removes their files at
-                // its own exit.
-                self.socket_files.0.clear();
-                Some(self.stop_gracefully())
-            }
-        }
-    }
-
-    /// READY=1 once the first generation serves, STATUS=, watchdog pings, more start time
-    /// while the app loads.
-    fn tell_systemd(&mut self) {
-        let status = self.status_line();
-        if !self.notifier.is_ready() {
-            if self.workers.ready_count(self.generation) >= self.target.max(1) {
-                self.notifier.ready(status);
-            } else {
-                self.notifier.extend_while_loading();
-            }
+    /// Sleep until a signal, a watched file, or the nearest deadline (a worker's, the
+    /// watchdog's, the code reloader's); the signals that came, in order.
+    fn wait_for_signals(&self) -> Vec<Signal> {
+        let handing_over = self.upgrade.is_some() || self.adopted.is_some();
+        let poll = if self.workers.booting() || handing_over {
+            BUSY_WAKE
         } else {
-            self.notifier.status(status);
-        }
-        // Until the first generation is up, a live loop is all there is to vouch for.
-        let healthy = !self.notifier.is_ready() || self.workers.any_healthy(&self.settings);
-        self.notifier.watchdog(healthy);
+            IDLE_WAKE
+        };
+        let wake = [
+            self.workers.until_next_deadline(&self.settings),
+            self.notifier.until_next_ping(),
+            self.code_reload.as_ref().and_then(|r| r.until_due()),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(poll, Duration::min);
+        let watched = self
+            .code_reload
+            .as_ref()
+            .map(|r| r.fds())
+            .unwrap_or_default();
+        self.signals.wait_with(wake, &watched)
     }
 
-    /// One signal; `Some(status)` when the master must exit.
-    fn handle(&mut self, signal: Signal) -> Option<ExitStatus> {
+    /// One signal, to its handler; `Break` when the master must exit.
+    fn handle(&mut self, signal: Signal) -> Next {
         if signal != Signal::SIGCHLD {
             tracing::info!("Handling signal: {}", signal_name(signal));
         }
@@ -392,17 +162,18 @@ impl Arbiter {
         }
         match signal {
             Signal::SIGHUP => self.handle_hup(),
-            Signal::SIGQUIT => return Some(self.handle_quit()),
-            Signal::SIGINT | Signal::SIGTERM => return Some(self.handle_int_term()),
+            Signal::SIGQUIT => return self.handle_quit(),
+            Signal::SIGINT => return self.handle_int(),
+            Signal::SIGTERM => return self.handle_term(),
             Signal::SIGTTIN => self.handle_ttin(),
             Signal::SIGTTOU => self.handle_ttou(),
             Signal::SIGUSR1 => self.handle_usr1(),
             Signal::SIGWINCH => self.handle_winch(),
             Signal::SIGUSR2 => self.handle_usr2(),
-            // CHLD only wakes the loop; reap() does the work.
+            Signal::SIGCHLD => self.handle_chld(),
             _ => {}
         }
-        None
+        Next::Continue(())
     }
 
     /// HUP: reload. Re-read the configuration and start a new generation of workers with
@@ -410,58 +181,55 @@ impl Arbiter {
     /// new worker has imported the app and accepts. If the new generation cannot boot, the
     /// old one keeps serving.
     fn handle_hup(&mut self) {
-        // The command line's relative paths are relative to where unitcorn started.
-        let loaded = std::env::set_current_dir(&self.start_dir)
-            .map_err(|e| format!("cannot chdir to {}: {e}", self.start_dir.display()))
-            .and_then(|()| {
-                let args = &crate::program::get().args;
-                crate::config::load(args, &crate::python::config::Runner).map_err(|e| e.to_string())
-            });
-        let prepared = loaded.and_then(|command| {
-            let mut settings = command
-                .into_settings()
-                .ok_or_else(|| "the command line asks for no server".to_owned())?;
-            setup::prepare_process(&mut settings, &self.start_dir)?;
-            limits::fit_open_files(&mut settings);
-            Ok(settings)
-        });
-        let settings = match prepared {
-            Ok(settings)
-                if (&settings.user, &settings.group, &settings.keep_capabilities)
-                    != (
-                        &self.settings.user,
-                        &self.settings.group,
-                        &self.settings.keep_capabilities,
-                    ) =>
-            {
-                tracing::warn!(
-                    "reload: user, group and keep_capabilities changes take effect only at \
-                     a restart; the master keeps its identity"
-                );
-                settings
-            }
+        let settings = match self.reread_settings() {
             Ok(settings) => settings,
             Err(e) => {
-                tracing::error!("reload aborted, still serving the old configuration: {e}");
+                tracing::error!("reload aborted, still serving the old configuration: {e:#}");
                 // Back where the running generation expects the master to be.
                 let _ = std::env::set_current_dir(&self.settings.chdir);
                 self.reload_aborted();
                 return;
             }
         };
-        if settings.preload_app {
-            match crate::python::reload_app(&settings) {
-                Ok(app) => crate::python::set_preloaded(app, settings.gc_freeze),
-                Err(e) => {
-                    tracing::error!(
-                        "reload aborted, the app did not load (preload_app); still serving \
-                         the old generation\n{e}"
-                    );
-                    self.reload_aborted();
-                    return;
-                }
-            }
+        if settings.preload_app
+            && let Err(e) = crate::python::reload_app(&settings)
+                .map(|app| crate::python::set_preloaded(app, settings.gc_freeze))
+        {
+            tracing::error!(
+                "reload aborted, the app did not load (preload_app); still serving the old \
+                 generation\n{e}"
+            );
+            self.reload_aborted();
+            return;
         }
+        self.start_generation(settings);
+    }
+
+    /// The configuration as it is now, read as at the start (from where unitcorn started).
+    fn reread_settings(&self) -> Result<Settings, Error> {
+        // The command line's relative paths are relative to where unitcorn started.
+        std::env::set_current_dir(&self.start_dir)
+            .map_err(|e| Error::return_to_start_dir(&self.start_dir, e))?;
+        let command =
+            crate::config::load(&crate::program::get().args, &crate::python::config::Runner)
+                .map_err(Error::config)?;
+        let mut settings = command.into_settings().ok_or_else(Error::no_server)?;
+        start::prepare(&mut settings, &self.start_dir)?;
+        fn identity(s: &Settings) -> (&Option<String>, &Option<String>, &Vec<String>) {
+            (&s.user, &s.group, &s.keep_capabilities)
+        }
+        if identity(&settings) != identity(&self.settings) {
+            tracing::warn!(
+                "reload: user, group and keep_capabilities changes take effect only at a \
+                 restart; the master keeps its identity"
+            );
+        }
+        Ok(settings)
+    }
+
+    /// A reload's new generation: its settings in force, its workers forked by the next
+    /// `manage`; the old generation stops once they all serve.
+    fn start_generation(&mut self, settings: Settings) {
         let previous = std::mem::replace(&mut self.settings, Arc::new(settings));
         // A reload that supersedes one still booting goes back to the last good settings.
         let previous = match self.reload.take() {
@@ -502,11 +270,11 @@ impl Arbiter {
             return;
         }
         // How this process was started (program.rs): USR2 starts what is there now.
-        let exe = &crate::program::get().exe;
+        let program = crate::program::get();
         crate::python::hooks::server_hook_logged("pre_exec");
         let started = upgrade::start(
-            exe,
-            &crate::program::get().relaunch_args(),
+            &program.exe,
+            &program.relaunch_args(),
             &self.start_dir,
             self.workers.listeners(),
             &self.socket_files.0,
@@ -515,52 +283,32 @@ impl Arbiter {
         );
         match started {
             Ok(upgrade) => {
-                tracing::info!(
-                    "binary upgrade: started new master {} from {}",
-                    upgrade.pid,
-                    exe.display()
-                );
+                let (pid, exe) = (upgrade.pid, program.exe.display());
+                tracing::info!("binary upgrade: started new master {pid} from {exe}");
                 self.upgrade = Some(upgrade);
             }
-            Err(e) => tracing::error!("binary upgrade failed: {e}; this master keeps serving"),
+            Err(e) => tracing::error!("binary upgrade failed: {e:#}; this master keeps serving"),
         }
     }
 
-    /// QUIT: graceful stop.
-    fn handle_quit(&mut self) -> ExitStatus {
-        self.stop_gracefully()
+    /// QUIT: graceful stop. Workers stop accepting, finish what they are serving (up to
+    /// `graceful_timeout`) and exit; then the master exits 0. INT or TERM meanwhile makes
+    /// it immediate.
+    fn handle_quit(&mut self) -> Next {
+        self.stop_gracefully();
+        Next::Break(())
     }
 
-    /// Workers stop accepting, finish what they are serving (up to `graceful_timeout`),
-    /// and exit; then the master exits 0. INT or TERM meanwhile makes it immediate.
-    fn stop_gracefully(&mut self) -> ExitStatus {
-        self.workers.stop_all_gracefully();
-        let deadline = Instant::now() + Duration::from_secs(self.settings.graceful_timeout);
-        while !self.workers.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                tracing::warn!(
-                    "graceful_timeout ({}s) expired with {} worker(s) still busy: killing them",
-                    self.settings.graceful_timeout,
-                    self.workers.len()
-                );
-                break;
-            }
-            let signals = self.signals.wait(left.min(BUSY_WAKE));
-            if signals.contains(&Signal::SIGINT) || signals.contains(&Signal::SIGTERM) {
-                tracing::info!("immediate stop requested during the graceful stop");
-                break;
-            }
-            let _ = self.reap();
-        }
+    /// INT (Ctrl-C): immediate stop. Workers are killed at once; the master exits 0.
+    fn handle_int(&mut self) -> Next {
         self.workers.kill_all();
-        0
+        Next::Break(())
     }
 
-    /// INT, TERM: immediate stop. Workers are killed at once.
-    fn handle_int_term(&mut self) -> ExitStatus {
-        self.workers.kill_all();
-        0
+    /// TERM: immediate stop, as INT (gunicorn's meaning): what a plain `kill` sends. The
+    /// units stop with QUIT (`KillSignal=SIGQUIT`).
+    fn handle_term(&mut self) -> Next {
+        self.handle_int()
     }
 
     /// TTIN: one worker more.
@@ -590,10 +338,41 @@ impl Arbiter {
         tracing::info!("stopping all workers gracefully (WINCH); HUP or TTIN starts them again");
     }
 
-    /// Collect dead workers; `Some(status)` when one died in a way that must stop us.
-    fn reap(&mut self) -> Option<ExitStatus> {
+    /// CHLD: a worker exited. It only wakes the loop: `reap`, on every pass, collects the
+    /// dead and says whether the master must stop; `manage` then respawns those that died
+    /// unexpectedly, with back-off when they die at boot.
+    fn handle_chld(&mut self) {}
+
+    /// Stop every worker gracefully and wait for them, up to `graceful_timeout` (INT or
+    /// TERM cut it short); then kill what is left.
+    fn stop_gracefully(&mut self) {
+        self.workers.stop_all_gracefully();
+        let deadline = Instant::now() + Duration::from_secs(self.settings.graceful_timeout);
+        while !self.workers.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(
+                    "graceful_timeout ({}s) expired with {} worker(s) still busy: killing them",
+                    self.settings.graceful_timeout,
+                    self.workers.len()
+                );
+                break;
+            }
+            let signals = self.signals.wait(left.min(BUSY_WAKE));
+            if signals.contains(&Signal::SIGINT) || signals.contains(&Signal::SIGTERM) {
+                tracing::info!("immediate stop requested during the graceful stop");
+                break;
+            }
+            let _ = self.reap();
+        }
+        self.workers.kill_all();
+    }
+
+    /// Collect dead workers; an error when one died in a way that must stop the master
+    /// (the first generation cannot boot: gunicorn's WORKER_BOOT_ERROR, APP_LOAD_ERROR).
+    fn reap(&mut self) -> Result<(), Error> {
         for death in self.workers.reap() {
-            let Some(status) = death.fatal else { continue };
+            let Some(fatal) = death.fatal else { continue };
             // Only the current generation's boot failures matter: an older generation is
             // leaving anyway, and a newer one was abandoned (a failed reload).
             if death.generation != self.generation {
@@ -614,15 +393,91 @@ impl Arbiter {
                 continue;
             }
             if !death.stopping {
-                tracing::error!(
-                    "Worker (pid:{}) could not start; stopping: fix the error above and start \
-                     again",
-                    death.pid
-                );
-                return Some(status);
+                return Err(fatal.error(death.pid));
             }
         }
-        None
+        Ok(())
+    }
+
+    /// Both sides of a binary upgrade: the new master takes over (`follow_adoption`); the
+    /// old one hands over once the new one serves, then stops (`Break`).
+    fn follow_upgrade(&mut self) -> Next {
+        self.follow_adoption();
+        let progress = match self.upgrade.as_mut() {
+            Some(upgrade) => upgrade.poll(),
+            None => return Next::Continue(()),
+        };
+        match progress {
+            upgrade::Progress::Booting => Next::Continue(()),
+            upgrade::Progress::Failed(why) => {
+                tracing::error!("binary upgrade failed: {why}; this master keeps serving");
+                self.upgrade = None;
+                Next::Continue(())
+            }
+            upgrade::Progress::Ready => self.hand_over(),
+        }
+    }
+
+    /// The old master's side: the new master serves; systemd is told it is the main
+    /// process now, and this one stops gracefully.
+    fn hand_over(&mut self) -> Next {
+        let Some(upgrade) = self.upgrade.take() else {
+            return Next::Continue(());
+        };
+        let new = upgrade.pid;
+        tracing::info!("binary upgrade: new master {new} serves; handing over and stopping");
+        self.notifier
+            .main_pid(new.as_raw() as u32, &format!("upgraded: new master {new}"));
+        upgrade.hand_over();
+        // The new master serves these sockets now, and removes their files at its own exit.
+        self.socket_files.0.clear();
+        self.stop_gracefully();
+        Next::Break(())
+    }
+
+    /// The new master's side: once its workers serve, it takes the main-process role and,
+    /// once the old master has gone, its pid file name.
+    fn follow_adoption(&mut self) {
+        let Some(adopted) = &mut self.adopted else {
+            return;
+        };
+        if self.notifier.is_ready() {
+            adopted.ready();
+        }
+        if adopted.became_main() {
+            tracing::info!(
+                "Master has been promoted (binary upgrade from {})",
+                adopted.from
+            );
+            self.notifier
+                .became_main(self.workers.status_line(self.generation));
+        }
+        if adopted.is_main() && adopted.old_master_gone() {
+            if let (Some(pidfile), Some(path)) = (&mut self.pidfile, &self.settings.pidfile)
+                && let Err(e) = pidfile.rename(path)
+            {
+                tracing::error!("{e:#}");
+            }
+            self.adopted = None;
+        }
+    }
+
+    /// READY=1 once the first generation serves, STATUS=, watchdog pings, more start time
+    /// while the app loads.
+    fn tell_systemd(&mut self) {
+        let status = self.status_line();
+        if !self.notifier.is_ready() {
+            if self.workers.ready_count(self.generation) >= self.target.max(1) {
+                self.notifier.ready(status);
+            } else {
+                self.notifier.extend_while_loading();
+            }
+        } else {
+            self.notifier.status(status);
+        }
+        // Until the first generation is up, a live loop is all there is to vouch for.
+        let healthy = !self.notifier.is_ready() || self.workers.any_healthy(&self.settings);
+        self.notifier.watchdog(healthy);
     }
 
     /// The new generation cannot boot: go back to the old one, which kept serving.
@@ -672,7 +527,7 @@ impl Arbiter {
     }
 
     /// Bring the worker table to where it should be: spawn, finish a reload, recycle.
-    fn manage(&mut self) -> Result<(), String> {
+    fn manage(&mut self) -> Result<(), Error> {
         crate::python::hooks::workers_target(self.target);
         // Before any fork: workers report their modules from their start.
         code_reload::follow(&mut self.code_reload, &self.settings);
@@ -697,6 +552,28 @@ impl Arbiter {
         }
         self.workers.retire_replaced(self.generation, self.target);
         Ok(())
+    }
+}
+
+/// The process title, and the start in the log: version, notes, each listener. Here, not
+/// in `start.rs`: these lines' target (journald's `TARGET=`) is `unitcorn::master`.
+fn announce(settings: &Settings, listeners: &[Listener]) {
+    crate::proctitle::set(
+        settings.proc_name.as_deref(),
+        "master",
+        settings.wsgi_app.as_deref(),
+    );
+    tracing::info!("Starting unitcorn {}", env!("CARGO_PKG_VERSION"));
+    if settings.worker_class == crate::config::WorkerClass::Gevent && settings.threads > 1 {
+        tracing::warn!(
+            "threads = {} is not used with worker_class = gevent: greenlets serve the \
+             requests, up to worker_connections ({}) at once per worker",
+            settings.threads,
+            settings.worker_connections
+        );
+    }
+    for l in listeners {
+        tracing::info!("Listening at: {l} ({})", std::process::id());
     }
 }
 

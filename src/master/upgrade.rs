@@ -27,6 +27,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid, fork};
 
+use super::Error;
 use crate::listeners::{Kind, Listener};
 
 /// The new master's environment: who started it, and the fd of its end of the channel.
@@ -66,16 +67,16 @@ pub fn start(
     listeners: &[Listener],
     socket_files: &[PathBuf],
     boot_timeout: Option<Duration>,
-) -> Result<Upgrade, String> {
+) -> Result<Upgrade, Error> {
     let (ours, theirs) =
-        UnixStream::pair().map_err(|e| format!("cannot create the upgrade channel: {e}"))?;
+        UnixStream::pair().map_err(|e| Error::upgrade("cannot create the upgrade channel", e))?;
     let mut parked = Vec::with_capacity(listeners.len() + 1);
     for fd in listeners
         .iter()
         .map(|l| l.fd.as_raw_fd())
         .chain([theirs.as_raw_fd()])
     {
-        parked.push(park(fd).map_err(|e| format!("cannot duplicate fd {fd}: {e}"))?);
+        parked.push(park(fd).map_err(|e| Error::upgrade(format!("cannot duplicate fd {fd}"), e))?);
     }
     let exec = Exec::new(exe, args, start_dir, listeners, socket_files)?;
     // SAFETY (of `fork` here and in the child): between fork and execve, both children
@@ -85,7 +86,7 @@ pub fn start(
     let intermediate = match unsafe { fork() } {
         Ok(ForkResult::Parent { child }) => child,
         Ok(ForkResult::Child) => intermediate_child(&exec, &parked),
-        Err(e) => return Err(format!("fork failed: {e}")),
+        Err(e) => return Err(Error::fork(e)),
     };
     // It forks the new master and exits at once; its status tells nothing more.
     let _ = waitpid(intermediate, None);
@@ -95,11 +96,11 @@ pub fn start(
     let mut pid = [0u8; 4];
     channel
         .read_exact(&mut pid)
-        .map_err(|e| format!("the new master was not started (fork failed): {e}"))?;
+        .map_err(|e| Error::upgrade("the new master was not started (fork failed)", e))?;
     let pid = Pid::from_raw(i32::from_ne_bytes(pid));
     channel
         .set_nonblocking(true)
-        .map_err(|e| format!("upgrade channel: {e}"))?;
+        .map_err(|e| Error::upgrade("upgrade channel", e))?;
     Ok(Upgrade {
         pid,
         channel,
@@ -170,51 +171,11 @@ impl Exec {
         start_dir: &Path,
         listeners: &[Listener],
         socket_files: &[PathBuf],
-    ) -> Result<Exec, String> {
+    ) -> Result<Exec, Error> {
         let c = |bytes: &[u8]| {
-            CString::new(bytes).map_err(|_| "a NUL byte in the command line".to_owned())
+            CString::new(bytes).map_err(|e| Error::upgrade("a NUL byte in the command line", e))
         };
-        let names: Vec<&str> = listeners
-            .iter()
-            .map(|l| l.name.as_deref().unwrap_or("unknown"))
-            .collect();
-        let owned: Vec<String> = listeners
-            .iter()
-            .filter_map(|l| match &l.kind {
-                Kind::Unix(path) if socket_files.contains(path) => Some(path.display().to_string()),
-                _ => None,
-            })
-            .collect();
-        let ours = [
-            "LISTEN_FDS",
-            "LISTEN_FDNAMES",
-            "LISTEN_PID",
-            "WATCHDOG_PID",
-            FROM_VAR,
-            CHANNEL_VAR,
-            SOCKET_FILES_VAR,
-        ];
-        let mut envp = std::env::vars_os()
-            .filter(|(k, _)| !ours.iter().any(|o| k.as_bytes() == o.as_bytes()))
-            .map(|(k, v)| {
-                let mut pair = k.into_encoded_bytes();
-                pair.push(b'=');
-                pair.extend(v.into_encoded_bytes());
-                c(&pair)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        for (key, value) in [
-            ("LISTEN_FDS", listeners.len().to_string()),
-            ("LISTEN_FDNAMES", names.join(":")),
-            (FROM_VAR, std::process::id().to_string()),
-            (
-                CHANNEL_VAR,
-                (SD_LISTEN_FDS_START + listeners.len() as RawFd).to_string(),
-            ),
-            (SOCKET_FILES_VAR, owned.join("\n")),
-        ] {
-            envp.push(c(format!("{key}={value}").as_bytes())?);
-        }
+        let envp = new_master_environ(listeners, socket_files)?;
         let args = args
             .iter()
             .map(|a| c(a.as_bytes()))
@@ -232,6 +193,59 @@ impl Exec {
             _strings: args.into_iter().chain(envp).collect(),
         })
     }
+}
+
+/// The new master's environment: ours without the variables that describe this
+/// process's sockets and hand-over, then the ones that describe the new master's.
+fn new_master_environ(
+    listeners: &[Listener],
+    socket_files: &[PathBuf],
+) -> Result<Vec<CString>, Error> {
+    let c = |bytes: &[u8]| {
+        CString::new(bytes).map_err(|e| Error::upgrade("a NUL byte in the environment", e))
+    };
+    let names: Vec<&str> = listeners
+        .iter()
+        .map(|l| l.name.as_deref().unwrap_or("unknown"))
+        .collect();
+    let owned: Vec<String> = listeners
+        .iter()
+        .filter_map(|l| match &l.kind {
+            Kind::Unix(path) if socket_files.contains(path) => Some(path.display().to_string()),
+            _ => None,
+        })
+        .collect();
+    let ours = [
+        "LISTEN_FDS",
+        "LISTEN_FDNAMES",
+        "LISTEN_PID",
+        "WATCHDOG_PID",
+        FROM_VAR,
+        CHANNEL_VAR,
+        SOCKET_FILES_VAR,
+    ];
+    let mut envp = std::env::vars_os()
+        .filter(|(k, _)| !ours.iter().any(|o| k.as_bytes() == o.as_bytes()))
+        .map(|(k, v)| {
+            let mut pair = k.into_encoded_bytes();
+            pair.push(b'=');
+            pair.extend(v.into_encoded_bytes());
+            c(&pair)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for (key, value) in [
+        ("LISTEN_FDS", listeners.len().to_string()),
+        ("LISTEN_FDNAMES", names.join(":")),
+        (FROM_VAR, std::process::id().to_string()),
+        (
+            CHANNEL_VAR,
+            (SD_LISTEN_FDS_START + listeners.len() as RawFd).to_string(),
+        ),
+        (SOCKET_FILES_VAR, owned.join("\n")),
+    ] {
+        envp.push(c(format!("{key}={value}").as_bytes())?);
+    }
+    Ok(envp)
 }
 
 /// The intermediate child: fork the new master, tell the old one its pid, exit. The new
@@ -315,18 +329,7 @@ pub fn adopt() -> Option<Adopted> {
         .filter(|l| !l.is_empty())
         .map(PathBuf::from)
         .collect();
-    let me = std::process::id().to_string();
-    // SAFETY: the master calls this before it starts any thread or worker: nothing reads
-    // the environment concurrently.
-    unsafe {
-        std::env::set_var("LISTEN_PID", &me);
-        if std::env::var_os("WATCHDOG_USEC").is_some() {
-            std::env::set_var("WATCHDOG_PID", &me);
-        }
-        for name in [FROM_VAR, CHANNEL_VAR, SOCKET_FILES_VAR] {
-            std::env::remove_var(name);
-        }
-    }
+    super::environment::claim_from_old_master(&[FROM_VAR, CHANNEL_VAR, SOCKET_FILES_VAR]);
     if let Some(channel) = &channel {
         let _ = channel.set_nonblocking(true);
     }
@@ -391,12 +394,4 @@ pub fn close_in_child() {
         // never uses that copy, so closing the number here leaves no user behind.
         unsafe { libc::close(fd) };
     }
-}
-
-/// `pidfile.2`: the new master's pid file while the old master still runs (gunicorn's
-/// name), renamed to `pidfile` once the old master has gone.
-pub fn overlap_pidfile(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".2");
-    PathBuf::from(name)
 }

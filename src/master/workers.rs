@@ -11,13 +11,13 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::ExitStatus;
+use super::Error;
 use super::fork;
 use crate::boot::{APP_LOAD_ERROR, WORKER_BOOT_ERROR, WorkerBoot, WorkerMain};
 use crate::config::Settings;
 use crate::listeners::Listener;
 use crate::logging::ErrorLogHandle;
-use crate::scoreboard::{MAX_WORKERS, Scoreboard, now_ms};
+use crate::scoreboard::{MAX_WORKERS, Scoreboard, Slot, now_ms};
 
 /// How long INT/TERM wait for killed workers to be reaped before the master exits.
 const KILL_WAIT: Duration = Duration::from_secs(2);
@@ -56,9 +56,28 @@ pub struct Death {
     pub generation: u32,
     /// It had been told to stop (or killed by us).
     pub stopping: bool,
-    /// It could not start at all (app import or boot error): the exit status the master
-    /// stops with, unless the arbiter decides otherwise (a failed reload).
-    pub fatal: Option<ExitStatus>,
+    /// It could not start at all: the master stops, unless the arbiter decides otherwise
+    /// (a failed reload).
+    pub fatal: Option<Fatal>,
+}
+
+/// How a worker said it cannot start (its exit code, `boot.rs`).
+#[derive(Debug, Clone, Copy)]
+pub enum Fatal {
+    /// `WORKER_BOOT_ERROR`: a bad listener, the runtime, `post_fork` raised.
+    WorkerBoot,
+    /// `APP_LOAD_ERROR`: the app did not import.
+    AppLoad,
+}
+
+impl Fatal {
+    /// The error the master stops with.
+    pub fn error(self, pid: Pid) -> Error {
+        match self {
+            Fatal::WorkerBoot => Error::worker_boot(pid),
+            Fatal::AppLoad => Error::app_load(pid),
+        }
+    }
 }
 
 /// Exponential back-off for workers that die while booting.
@@ -178,17 +197,17 @@ impl Workers {
         nearest
     }
 
-    fn spawn(&mut self, settings: &Arc<Settings>, generation: u32) -> Result<(), String> {
+    fn spawn(&mut self, settings: &Arc<Settings>, generation: u32) -> Result<(), Error> {
         let listeners = self
             .listeners
             .iter()
             .map(Listener::try_clone)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("cannot duplicate a listener for a worker: {e}"))?;
+            .map_err(Error::listener_copy)?;
         let slot = self
             .scoreboard
             .claim(generation)
-            .ok_or_else(|| format!("cannot run more than {MAX_WORKERS} workers"))?;
+            .ok_or_else(|| Error::too_many_workers(MAX_WORKERS))?;
         let boot = WorkerBoot {
             settings: Arc::clone(settings),
             listeners,
@@ -201,7 +220,7 @@ impl Workers {
             Ok(pid) => pid,
             Err(e) => {
                 self.scoreboard.release(slot);
-                return Err(format!("fork failed: {e}"));
+                return Err(Error::fork(e));
             }
         };
         self.scoreboard.assign(slot, pid.as_raw());
@@ -282,7 +301,7 @@ impl Workers {
         settings: &Arc<Settings>,
         generation: u32,
         target: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         while self.active(generation).count() < target && self.backoff.allows() {
             self.spawn(settings, generation)?;
             // The wait is over; the count of failures stays until a worker is ready.
@@ -477,28 +496,7 @@ impl Workers {
                 }
                 continue;
             }
-            if settings.timeout == 0 {
-                continue;
-            }
-            let limit = settings.timeout * 1000 + ABORT_MARGIN_MS;
-            let slot = self.scoreboard.slot(w.slot);
-            let oldest = slot.oldest_ms.load(std::sync::atomic::Ordering::Acquire);
-            let heartbeat = slot.heartbeat_ms.load(std::sync::atomic::Ordering::Acquire);
-            let why = if oldest != 0 && now_ms.saturating_sub(oldest) > limit {
-                format!(
-                    "a request has run for {:.1}s (timeout={}s)",
-                    now_ms.saturating_sub(oldest) as f64 / 1000.0,
-                    settings.timeout
-                )
-            } else if oldest == 0 && now_ms.saturating_sub(heartbeat) > limit {
-                // (While the app runs inline the I/O loop does not beat: the request's own
-                // deadline covers that case.)
-                format!(
-                    "no heartbeat for {:.1}s (timeout={}s)",
-                    now_ms.saturating_sub(heartbeat) as f64 / 1000.0,
-                    settings.timeout
-                )
-            } else {
+            let Some(why) = overdue(self.scoreboard.slot(w.slot), settings, now_ms) else {
                 continue;
             };
             tracing::error!(critical = true, "WORKER TIMEOUT (pid:{pid}): {why}");
@@ -529,36 +527,7 @@ impl Workers {
             self.scoreboard.release(w.slot);
             crate::python::hooks::child_exit(pid.as_raw());
             let stopping = w.stopping.is_some() || w.killed;
-            let mut fatal = None;
-            match status {
-                WaitStatus::Exited(_, 0) => {
-                    tracing::info!("Worker {} (pid:{pid}) exited", w.number);
-                }
-                WaitStatus::Exited(_, code) if code == APP_LOAD_ERROR && !w.ready => {
-                    tracing::error!("Worker (pid:{pid}) failed to load the app");
-                    fatal = Some(APP_LOAD_ERROR as ExitStatus);
-                }
-                WaitStatus::Exited(_, code) if code == WORKER_BOOT_ERROR && !w.ready => {
-                    tracing::error!("Worker (pid:{pid}) failed to boot");
-                    fatal = Some(WORKER_BOOT_ERROR as ExitStatus);
-                }
-                WaitStatus::Exited(_, code) => {
-                    tracing::warn!("Worker {} (pid:{pid}) exited with code {code}", w.number);
-                }
-                WaitStatus::Signaled(_, signal, _) => {
-                    let hint = if signal == Signal::SIGKILL && !w.killed {
-                        " Perhaps out of memory?"
-                    } else {
-                        ""
-                    };
-                    if stopping && signal == Signal::SIGKILL {
-                        tracing::info!("Worker {} (pid:{pid}) killed", w.number);
-                    } else {
-                        tracing::error!("Worker {} (pid:{pid}) was sent {signal}!{hint}", w.number);
-                    }
-                }
-                _ => {}
-            }
+            let fatal = log_exit(&w, pid, status, stopping);
             // Died while booting (a boot_timeout kill was counted when it was killed).
             if !w.ready && !stopping && fatal.is_none() {
                 self.backoff.failed();
@@ -570,6 +539,69 @@ impl Workers {
                 fatal,
             });
         }
+    }
+}
+
+/// Log how worker `w` ended (gunicorn's wording, the signal named, a hint after an
+/// unexplained SIGKILL); whether it said it cannot start at all.
+fn log_exit(w: &Worker, pid: Pid, status: WaitStatus, stopping: bool) -> Option<Fatal> {
+    match status {
+        WaitStatus::Exited(_, 0) => {
+            tracing::info!("Worker {} (pid:{pid}) exited", w.number);
+        }
+        WaitStatus::Exited(_, code) if code == APP_LOAD_ERROR && !w.ready => {
+            tracing::error!("Worker (pid:{pid}) failed to load the app");
+            return Some(Fatal::AppLoad);
+        }
+        WaitStatus::Exited(_, code) if code == WORKER_BOOT_ERROR && !w.ready => {
+            tracing::error!("Worker (pid:{pid}) failed to boot");
+            return Some(Fatal::WorkerBoot);
+        }
+        WaitStatus::Exited(_, code) => {
+            tracing::warn!("Worker {} (pid:{pid}) exited with code {code}", w.number);
+        }
+        WaitStatus::Signaled(_, signal, _) => {
+            let hint = if signal == Signal::SIGKILL && !w.killed {
+                " Perhaps out of memory?"
+            } else {
+                ""
+            };
+            if stopping && signal == Signal::SIGKILL {
+                tracing::info!("Worker {} (pid:{pid}) killed", w.number);
+            } else {
+                tracing::error!("Worker {} (pid:{pid}) was sent {signal}!{hint}", w.number);
+            }
+        }
+        _ => {}
+    }
+    None
+}
+
+/// Why a ready worker is past `timeout`: a request has run too long, or its I/O loop has
+/// not beaten; `None` while it is within it (or `timeout` is 0).
+fn overdue(slot: &Slot, settings: &Settings, now_ms: u64) -> Option<String> {
+    if settings.timeout == 0 {
+        return None;
+    }
+    let limit = settings.timeout * 1000 + ABORT_MARGIN_MS;
+    let oldest = slot.oldest_ms.load(std::sync::atomic::Ordering::Acquire);
+    let heartbeat = slot.heartbeat_ms.load(std::sync::atomic::Ordering::Acquire);
+    if oldest != 0 && now_ms.saturating_sub(oldest) > limit {
+        Some(format!(
+            "a request has run for {:.1}s (timeout={}s)",
+            now_ms.saturating_sub(oldest) as f64 / 1000.0,
+            settings.timeout
+        ))
+    } else if oldest == 0 && now_ms.saturating_sub(heartbeat) > limit {
+        // (While the app runs inline the I/O loop does not beat: the request's own
+        // deadline covers that case.)
+        Some(format!(
+            "no heartbeat for {:.1}s (timeout={}s)",
+            now_ms.saturating_sub(heartbeat) as f64 / 1000.0,
+            settings.timeout
+        ))
+    } else {
+        None
     }
 }
 

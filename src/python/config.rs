@@ -93,20 +93,22 @@ fn run(
     location: &str,
     cwd: &Path,
     virtualenv: Option<super::NamedVenv<'_>>,
-) -> Result<Ran, String> {
+) -> Result<Ran, super::Error> {
     super::start(&super::PythonSetup {
         chdir: cwd,
         pythonpath: None,
         virtualenv,
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
+    // The file's own exceptions are `Ran::Raised`; these are the runner's, whose caller
+    // says what was being run.
+    const RUNNING: &str = "";
     Python::attach(|py| {
-        let module = module(py).map_err(|e| super::format_exception(py, &e))?;
+        let module = module(py).map_err(|e| super::Error::traceback(py, RUNNING, &e))?;
         let outcome = module
             .getattr("run")
             .and_then(|f| f.call1((location, cwd.to_string_lossy().as_ref())))
-            .map_err(|e| super::format_exception(py, &e))?;
-        read_outcome(py, &outcome).map_err(|e| super::format_exception(py, &e))
+            .map_err(|e| super::Error::traceback(py, RUNNING, &e))?;
+        read_outcome(py, &outcome).map_err(|e| super::Error::traceback(py, RUNNING, &e))
     })
 }
 

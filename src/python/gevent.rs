@@ -14,22 +14,13 @@ const HUB_SOURCE: &str = include_str!("gevent_hub.py");
 /// `gevent.monkey.patch_all()`, before the app is imported (in the worker, or in the
 /// master with `preload_app`: the app must never see the unpatched modules). Done once
 /// per process. The error says how to get gevent.
-pub fn monkey_patch() -> Result<(), String> {
+pub fn monkey_patch() -> Result<(), super::Error> {
     Python::attach(|py| {
-        py.import("gevent").map_err(|e| {
-            format!(
-                "worker_class = \"gevent\" needs the gevent package in the app's virtualenv \
-                 (pip install gevent): {e}"
-            )
-        })?;
+        py.import("gevent")
+            .map_err(|e| super::Error::no_gevent(&e))?;
         hub_module(py)
             .and_then(|m| m.getattr("patch")?.call0().map(drop))
-            .map_err(|e| {
-                format!(
-                    "gevent's monkey-patching failed\n{}",
-                    super::format_exception(py, &e)
-                )
-            })
+            .map_err(|e| super::Error::traceback(py, "gevent's monkey-patching failed", &e))
     })
 }
 

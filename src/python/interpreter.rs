@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use pyo3::ffi;
 
-use super::PythonError;
+use super::Error;
 
 /// The interpreter the binary was built with (`sys.executable` at build time).
 pub const BUILT_WITH: &str = env!("UNITCORN_BUILD_PYTHON");
@@ -59,9 +59,9 @@ impl NamedVenv<'_> {
 
     /// The venv's interpreter, checked: it exists, is a venv, and is of the Python that
     /// runs here (`serving` is that interpreter, for the message).
-    pub fn check(&self, serving: &str) -> Result<PathBuf, PythonError> {
+    pub fn check(&self, serving: &str) -> Result<PathBuf, Error> {
         let what = self.describe();
-        let fail = |message: String| Err(PythonError::plain(message));
+        let fail = |message: String| Err(Error::virtualenv(message));
         if !self.path.is_dir() {
             return fail(match self.named_by {
                 VenvSource::Setting => format!(
@@ -119,13 +119,17 @@ pub fn is_initialized() -> bool {
 /// Start the embedded interpreter as `program` would start (its home, prefix and venv
 /// come from that path), then release the GIL as the rest of the core expects.
 #[cfg(not(feature = "abi3"))]
-pub fn initialize(program: &Path) -> Result<(), PythonError> {
+pub fn initialize(program: &Path) -> Result<(), Error> {
     use std::ffi::CString;
     use std::mem::MaybeUninit;
     use std::os::unix::ffi::OsStrExt;
 
-    let path = CString::new(program.as_os_str().as_bytes())
-        .map_err(|_| PythonError::plain(format!("a NUL byte in {}", program.display())))?;
+    let path = CString::new(program.as_os_str().as_bytes()).map_err(|_| {
+        Error::start(format!(
+            "cannot start Python as {}: the path has a NUL byte",
+            program.display()
+        ))
+    })?;
     let mut config = MaybeUninit::<ffi::PyConfig>::uninit();
     let c = config.as_mut_ptr();
     // SAFETY: PyConfig_InitPythonConfig fills every field of `config` before any is read;
@@ -156,7 +160,7 @@ pub fn initialize(program: &Path) -> Result<(), PythonError> {
             // SAFETY: a non-null PyStatus string is a static NUL-terminated C string.
             unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
         };
-        return Err(PythonError::plain(format!(
+        return Err(Error::start(format!(
             "cannot start Python as {}: {} {}",
             program.display(),
             text(status.err_msg),
@@ -171,8 +175,8 @@ pub fn initialize(program: &Path) -> Result<(), PythonError> {
 
 /// The Python package is built against the stable ABI only: it never embeds.
 #[cfg(feature = "abi3")]
-pub fn initialize(program: &Path) -> Result<(), PythonError> {
-    Err(PythonError::plain(format!(
+pub fn initialize(program: &Path) -> Result<(), Error> {
+    Err(Error::start(format!(
         "this build of unitcorn is the Python package: it runs inside an interpreter and \
          cannot start {} itself; run it as `python -m unitcorn`",
         program.display()

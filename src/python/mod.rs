@@ -4,7 +4,6 @@
 //! It does not serve requests (that is `worker/wsgi`) and keeps no per-request state.
 
 use std::ffi::CString;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use pyo3::prelude::*;
@@ -13,43 +12,17 @@ use pyo3::types::PyModule;
 use crate::config::Settings;
 
 pub mod config;
+mod error;
 mod fork;
 pub mod gevent;
 pub mod hooks;
 pub mod interpreter;
 mod spew;
 
+pub use error::Error;
 pub use fork::around_fork;
 
 const LOADER_SOURCE: &str = include_str!("loader.py");
-
-/// Why the interpreter or the app could not be brought up; `Display` is the text for the
-/// error log (a Python traceback where Python raised).
-#[derive(Debug)]
-pub struct PythonError {
-    message: String,
-}
-
-impl PythonError {
-    /// An error of ours, not Python's: one line for the operator.
-    pub fn plain(message: String) -> Self {
-        PythonError { message }
-    }
-
-    fn from_py(py: Python<'_>, err: PyErr) -> Self {
-        PythonError {
-            message: format_exception(py, &err),
-        }
-    }
-}
-
-impl fmt::Display for PythonError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.message.trim_end())
-    }
-}
-
-impl std::error::Error for PythonError {}
 
 /// Where the app's code and packages come from.
 #[derive(Debug, Clone)]
@@ -64,7 +37,7 @@ pub use interpreter::{NamedVenv, VenvSource};
 
 /// Start the interpreter in this process (unless it runs already: the Python package's
 /// case) and prepare `sys.path`. Idempotent per process.
-pub fn start(setup: &PythonSetup<'_>) -> Result<(), PythonError> {
+pub fn start(setup: &PythonSetup<'_>) -> Result<(), Error> {
     // One thread at a time from the check to the end of initialize (its SAFETY needs it):
     // the server starts it from one thread, but cargo's tests load config files at once.
     static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -79,7 +52,7 @@ pub fn start(setup: &PythonSetup<'_>) -> Result<(), PythonError> {
     drop(starting);
     fork::mark_started();
     Python::attach(|py| {
-        let loader = loader(py).map_err(|e| PythonError::from_py(py, e))?;
+        let loader = loader(py).map_err(|e| Error::traceback(py, SETUP, &e))?;
         let venv = venv_to_activate(py, setup.virtualenv.as_ref())?;
         loader
             .getattr("setup")
@@ -90,35 +63,42 @@ pub fn start(setup: &PythonSetup<'_>) -> Result<(), PythonError> {
                     venv,
                 ))
             })
-            .map_err(|e| PythonError::from_py(py, e))?;
+            .map_err(|e| Error::traceback(py, SETUP, &e))?;
         Ok(())
     })
 }
 
 /// Import the app named by `spec` (`module:callable`, `module:factory(...)`, `module`).
-pub fn import_app(spec: &str) -> Result<Py<PyAny>, PythonError> {
+/// The error is the app's traceback, or the loader's one line for an app it cannot find.
+pub fn import_app(spec: &str) -> Result<Py<PyAny>, Error> {
     Python::attach(|py| {
-        let loader = loader(py).map_err(|e| PythonError::from_py(py, e))?;
+        let loader = loader(py).map_err(|e| Error::traceback(py, SETUP, &e))?;
         loader
             .getattr("import_app")
             .and_then(|f| f.call1((spec,)))
             .map(Bound::unbind)
-            .map_err(|e| PythonError::from_py(py, e))
+            .map_err(|e| Error::traceback(py, "", &e))
     })
 }
+
+/// What `start` was doing when Python raised.
+const SETUP: &str = "cannot prepare the interpreter for the app (sys.path from chdir, \
+                     pythonpath and the virtualenv)";
 
 /// The virtualenv to activate over the running interpreter, checked: none when the
 /// interpreter is that venv's already (its own, or started from its `bin/python`).
 fn venv_to_activate(
     py: Python<'_>,
     named: Option<&NamedVenv<'_>>,
-) -> Result<Option<String>, PythonError> {
+) -> Result<Option<String>, Error> {
     let Some(venv) = named else { return Ok(None) };
-    let sys = py.import("sys").map_err(|e| PythonError::from_py(py, e))?;
-    let attr = |name: &str| -> Result<PathBuf, PythonError> {
+    let sys = py
+        .import("sys")
+        .map_err(|e| Error::traceback(py, SETUP, &e))?;
+    let attr = |name: &str| -> Result<PathBuf, Error> {
         sys.getattr(name)
             .and_then(|v| v.extract::<PathBuf>())
-            .map_err(|e| PythonError::from_py(py, e))
+            .map_err(|e| Error::traceback(py, SETUP, &e))
     };
     if same_dir(venv.path, &attr("prefix")?) {
         return Ok(None);
@@ -130,7 +110,7 @@ fn venv_to_activate(
 /// Check, before anything is bound or forked, that the virtualenv the settings (or
 /// `VIRTUAL_ENV`) name can be served by this interpreter: a clear error at start rather
 /// than workers that fail one after another.
-pub fn preflight(settings: &Settings) -> Result<(), String> {
+pub fn preflight(settings: &Settings) -> Result<(), Error> {
     let env_venv = std::env::var_os("VIRTUAL_ENV").map(PathBuf::from);
     let Some(venv) = named_venv(settings.virtualenv.as_deref(), env_venv.as_deref()) else {
         return Ok(());
@@ -140,7 +120,6 @@ pub fn preflight(settings: &Settings) -> Result<(), String> {
     } else {
         venv.check(interpreter::BUILT_WITH).map(drop)
     }
-    .map_err(|e| e.to_string())
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {
@@ -193,14 +172,13 @@ pub fn named_venv<'a>(setting: Option<&'a Path>, env: Option<&'a Path>) -> Optio
 
 /// Start the interpreter and import the app named by the settings; the error is what the
 /// operator must read.
-pub fn load_app(settings: &Settings) -> Result<Py<PyAny>, String> {
+pub fn load_app(settings: &Settings) -> Result<Py<PyAny>, Error> {
     let env_venv = std::env::var_os("VIRTUAL_ENV").map(PathBuf::from);
     start(&PythonSetup {
         chdir: &settings.chdir,
         pythonpath: settings.pythonpath.as_deref(),
         virtualenv: named_venv(settings.virtualenv.as_deref(), env_venv.as_deref()),
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     // gevent's worker patches the standard library before the app sees it: here, so that
     // it also holds for the master's import with preload_app (gunicorn patches in the
     // worker only, after a preloaded app imported the unpatched modules).
@@ -208,19 +186,16 @@ pub fn load_app(settings: &Settings) -> Result<Py<PyAny>, String> {
         gevent::monkey_patch()?;
     }
     if settings.spew {
-        spew::install().map_err(|e| format!("cannot install the spew trace: {e}"))?;
+        spew::install()?;
     }
-    let spec = settings
-        .wsgi_app
-        .as_deref()
-        .ok_or("no app given: pass APP (module:callable) or set wsgi_app")?;
-    import_app(spec).map_err(|e| e.to_string())
+    let spec = settings.wsgi_app.as_deref().ok_or_else(Error::no_app)?;
+    import_app(spec)
 }
 
 /// Import the app again in this process (HUP with `preload_app`): the modules loaded from
 /// the app's own directories (`chdir`, `pythonpath`) are forgotten first, so that their
 /// new code is read; installed packages stay loaded.
-pub fn reload_app(settings: &Settings) -> Result<Py<PyAny>, String> {
+pub fn reload_app(settings: &Settings) -> Result<Py<PyAny>, Error> {
     let mut roots = vec![settings.chdir.to_string_lossy().into_owned()];
     roots.extend(
         settings
@@ -233,7 +208,13 @@ pub fn reload_app(settings: &Settings) -> Result<Py<PyAny>, String> {
     Python::attach(|py| {
         loader(py)
             .and_then(|l| l.getattr("forget_modules_under")?.call1((roots,)).map(drop))
-            .map_err(|e| format_exception(py, &e))
+            .map_err(|e| {
+                Error::traceback(
+                    py,
+                    "cannot forget the app's modules before importing it again",
+                    &e,
+                )
+            })
     })?;
     load_app(settings)
 }
@@ -242,7 +223,7 @@ pub fn reload_app(settings: &Settings) -> Result<Py<PyAny>, String> {
 /// signal: SIGABRT (the master's, for a request past its deadline), SIGSEGV, SIGBUS…
 /// faulthandler does it from the signal handler itself, so it works while the app holds
 /// the GIL or is stuck in C; the process then dies of the signal.
-pub fn dump_tracebacks_on_fatal_signals(fd: i32) -> Result<(), String> {
+pub fn dump_tracebacks_on_fatal_signals(fd: i32) -> Result<(), Error> {
     Python::attach(|py| {
         let faulthandler = py.import("faulthandler")?;
         let kwargs = pyo3::types::PyDict::new(py);
@@ -253,7 +234,7 @@ pub fn dump_tracebacks_on_fatal_signals(fd: i32) -> Result<(), String> {
             .call((), Some(&kwargs))
             .map(drop)
     })
-    .map_err(|e: PyErr| e.to_string())
+    .map_err(|e: PyErr| Error::one_line("faulthandler.enable() raised", &e))
 }
 
 /// Remove `names` from `os.environ` of an interpreter started already (preload_app);
@@ -351,7 +332,7 @@ pub fn format_exception(py: Python<'_>, err: &PyErr) -> String {
 /// The source files of the modules loaded now that belong to the app (not the standard
 /// library's, not an installed package's), for `reload`; `None` when `sys.modules` has not
 /// changed size since `known` modules were counted (the usual case: nothing to look at).
-pub fn app_module_files(known: usize) -> Result<Option<(usize, Vec<String>)>, String> {
+pub fn app_module_files(known: usize) -> Result<Option<(usize, Vec<String>)>, Error> {
     Python::attach(|py| {
         let count = py.import("sys")?.getattr("modules")?.len()?;
         if count == known {
@@ -363,5 +344,5 @@ pub fn app_module_files(known: usize) -> Result<Option<(usize, Vec<String>)>, St
             .extract::<Vec<String>>()?;
         Ok(Some((count, files)))
     })
-    .map_err(|e: PyErr| e.to_string())
+    .map_err(|e: PyErr| Error::one_line("reading sys.modules raised", &e))
 }

@@ -27,12 +27,12 @@ def install():
 ";
 
 /// Trace every line from now on in this thread (and threads started by `threading`).
-pub fn install() -> Result<(), String> {
+pub fn install() -> Result<(), super::Error> {
     Python::attach(|py| {
         PyModule::from_code(py, SOURCE, c"unitcorn/spew.py", c"_unitcorn_spew")?
             .getattr("install")?
             .call0()
             .map(drop)
     })
-    .map_err(|e: PyErr| e.to_string())
+    .map_err(|e: PyErr| super::Error::one_line("cannot install the spew trace", &e))
 }

@@ -13,6 +13,7 @@
 //! datagram never holds up or fails a request; send errors are logged at most once a minute.
 //! Each process owns its socket: the master's is made at start, a worker's after the fork.
 
+mod error;
 mod log_counts;
 
 use std::fmt::Write as _;
@@ -22,6 +23,7 @@ use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+pub use error::Error;
 pub use log_counts::LogCounts;
 
 use crate::config::Settings;
@@ -54,13 +56,12 @@ enum Socket {
 impl Client {
     /// The client `statsd_host` asks for, if any: a connected, non-blocking socket. An
     /// address that cannot be resolved or reached is an error for the caller to log.
-    pub fn from_settings(settings: &Settings) -> Result<Option<Client>, String> {
+    pub fn from_settings(settings: &Settings) -> Result<Option<Client>, Error> {
         let Some(host) = settings.statsd_host.as_deref() else {
             return Ok(None);
         };
-        let target = address::parse(host).map_err(|e| format!("statsd_host: {e}"))?;
-        let socket = connect(&target)
-            .map_err(|e| format!("statsd_host {target}: {e}; no metrics are sent"))?;
+        let target = address::parse(host).map_err(Error::setting)?;
+        let socket = connect(&target).map_err(|e| Error::connect(target.clone(), e))?;
         Ok(Some(Client {
             socket,
             target,
@@ -211,7 +212,7 @@ pub fn install_from(settings: &Settings) -> Option<Arc<Client>> {
     let client = match Client::from_settings(settings) {
         Ok(client) => client.map(Arc::new),
         Err(e) => {
-            tracing::error!("{e}");
+            tracing::error!("{e:#}");
             None
         }
     };

@@ -21,7 +21,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use socket2::Socket;
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncWrite, Interest};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
@@ -98,6 +98,10 @@ struct AcceptErrorState {
 
 /// At most one line per this interval.
 const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The answer to a malformed PROXY header, before the connection is closed.
+const BAD_PROXY_HEADER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\
+Content-Length: 16\r\nConnection: close\r\n\r\n400 Bad Request\n";
 
 impl AcceptErrors {
     fn failed(&self, label: &str, error: &io::Error) {
@@ -285,13 +289,21 @@ fn spawn_connection<S>(
     let mut stopping = ctx.stopping.clone();
     tokio::task::spawn_local(async move {
         let mut stream = stream;
-        let (client, replay) = match proxy {
+        let (header, replay) = match proxy {
             Some(mode) => {
                 let header = proxy_protocol::read_header(&mut stream, mode);
                 match tokio::time::timeout(strict.header_timeout, header).await {
                     Ok(Ok(read)) => read,
                     Ok(Err(why)) => {
                         tracing::info!("Invalid request from ip={}: {why}", peer_ip(addr));
+                        // gunicorn answers a bad PROXY line 400 too: the proxy (or whoever
+                        // sent it) learns why the connection ends.
+                        let refusal = stream.write_all(BAD_PROXY_HEADER);
+                        if let Ok(Ok(())) =
+                            tokio::time::timeout(strict.header_timeout, refusal).await
+                        {
+                            strict::linger(stream).await;
+                        }
                         return;
                     }
                     Err(_) => {
@@ -305,9 +317,18 @@ fn spawn_connection<S>(
             }
             None => (None, Vec::new()),
         };
-        // The header's client is REMOTE_ADDR; trust in forwarding headers stays with
-        // the socket's peer (the proxy).
-        let peer = Peer::new(client.or(addr), worker.proxies.trusts(addr));
+        // The header's client is REMOTE_ADDR, for every request of the connection; trust
+        // in forwarding headers stays with the socket's peer (the proxy).
+        let peer = match header {
+            Some(proxy_protocol::Header::Proxied {
+                source,
+                destination,
+            }) => Peer {
+                proxied_to: Some(destination),
+                ..Peer::new(Some(source), worker.proxies.trusts(addr))
+            },
+            _ => Peer::new(addr, worker.proxies.trusts(addr)),
+        };
         let log_peer = peer.clone();
         let stream = StrictIo::new(Prefixed::new(stream, replay), strict);
         let fault = stream.fault();

@@ -1,12 +1,19 @@
-//! The response body handed to hyper: the chunks the app produced, then the rest of its
-//! iterable, walked inline (on the I/O thread) or received from a pool thread.
+//! The response body handed to hyper, for every worker class: the chunks the app produced,
+//! then the rest of its iterable walked inline (on the I/O thread), or the chunks an app
+//! thread or a greenlet sends on a channel, or an ASGI app's sends.
 //!
-//! It enforces the app's own Content-Length: never more bytes than declared, and a short
-//! body ends in an error so that hyper closes the connection instead of desyncing it.
+//! It enforces the app's own Content-Length, the same for every worker class: never more
+//! bytes than declared, and a body that does not match ends the connection, logged as the
+//! app's mistake. A short body ends in an error, so that hyper closes the connection
+//! instead of desyncing it. A body given whole that is too long is cut to the declared
+//! length (`responses::finish` has said `Connection: close` in its head); one that
+//! overruns mid-stream ends in an error where it overruns.
+//!
+//! It does not produce chunks (`app_call.rs`, `asgi/http.rs` do) nor decide the head.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
@@ -60,6 +67,9 @@ pub struct ResponseBody {
     /// A chunk went out since the app was last asked for more: let hyper write it before
     /// the next `next()`, which may block (a generator that sleeps between yields).
     flush_first: bool,
+    /// The body was given whole: bytes past the Content-Length are cut, not an error
+    /// (the head says the connection closes).
+    whole: bool,
 }
 
 impl ResponseBody {
@@ -68,7 +78,20 @@ impl ResponseBody {
     }
 
     pub fn full(chunks: Vec<Bytes>, declared_len: Option<u64>) -> Self {
-        Self::new(chunks, Source::Done, declared_len)
+        let mut body = Self::new(chunks, Source::Done, declared_len);
+        body.whole = true;
+        body
+    }
+
+    /// A body given whole that is longer than its Content-Length: its length, and the
+    /// declared one.
+    pub fn overrun(&self) -> Option<(u64, u64)> {
+        let declared = self.remaining?;
+        if !self.whole {
+            return None;
+        }
+        let len: u64 = self.queued.iter().map(|c| c.len() as u64).sum();
+        (len > declared).then_some((len, declared))
     }
 
     fn new(chunks: Vec<Bytes>, source: Source, declared_len: Option<u64>) -> Self {
@@ -81,6 +104,7 @@ impl ResponseBody {
             on_done: None,
             sent: 0,
             flush_first: false,
+            whole: false,
         }
     }
 
@@ -138,19 +162,28 @@ impl ResponseBody {
         }
     }
 
-    /// Trim a chunk to what the declared Content-Length still allows.
-    fn admit(&mut self, mut chunk: Bytes) -> Option<Bytes> {
+    /// Trim a chunk to what the declared Content-Length still allows; `Err` for a
+    /// streamed chunk that overruns it.
+    fn admit(&mut self, mut chunk: Bytes) -> Result<Option<Bytes>, BodyError> {
         if let Some(remaining) = self.remaining.as_mut() {
             if *remaining == 0 {
-                return None;
+                return Ok(None);
             }
             if chunk.len() as u64 > *remaining {
+                if !self.whole {
+                    let declared = self.sent + *remaining;
+                    tracing::error!(
+                        "Error handling request: the app's response body is longer than \
+                         its Content-Length ({declared} bytes); the connection is closed"
+                    );
+                    return Err(BodyError("the app sent more than its Content-Length"));
+                }
                 chunk.truncate(*remaining as usize);
             }
             *remaining -= chunk.len() as u64;
         }
         self.sent += chunk.len() as u64;
-        Some(chunk)
+        Ok(Some(chunk))
     }
 }
 
@@ -170,11 +203,17 @@ impl Body for ResponseBody {
                 return Poll::Ready(None);
             }
             if let Some(chunk) = this.queued.pop_front() {
-                if let Some(chunk) = this.admit(chunk) {
-                    this.flush_first = true;
-                    return Poll::Ready(Some(Ok(Frame::data(chunk))));
+                match this.admit(chunk) {
+                    Ok(Some(chunk)) => {
+                        this.flush_first = true;
+                        return Poll::Ready(Some(Ok(Frame::data(chunk))));
+                    }
+                    Ok(None) => continue,
+                    Err(e) => {
+                        this.finish();
+                        return Poll::Ready(Some(Err(e)));
+                    }
                 }
-                continue;
             }
             let next = match &mut this.source {
                 Source::Done => None,
@@ -191,36 +230,47 @@ impl Body for ResponseBody {
                         return Poll::Ready(Some(Err(BodyError("the app raised mid-response"))));
                     }
                 },
-                Source::Stream(stream) => match stream.as_mut().poll_next(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(None) => None,
-                    Poll::Ready(Some(Ok(chunk))) => Some(chunk),
-                    Poll::Ready(Some(Err(()))) => {
+                // An app thread's or greenlet's channel, or an ASGI app's sends.
+                Source::Stream(stream) => match ready!(stream.as_mut().poll_next(cx)) {
+                    Some(Err(())) => {
                         this.finish();
                         return Poll::Ready(Some(Err(BodyError("the app failed mid-response"))));
                     }
+                    next => next.map(Result::unwrap_or_default),
                 },
-                Source::Channel(rx) => match rx.poll_recv(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(None) => None,
-                    Poll::Ready(Some(Ok(chunk))) => Some(chunk),
-                    Poll::Ready(Some(Err(()))) => {
+                Source::Channel(rx) => match ready!(rx.poll_recv(cx)) {
+                    Some(Err(())) => {
                         this.finish();
                         return Poll::Ready(Some(Err(BodyError("the app raised mid-response"))));
                     }
+                    next => next.map(Result::unwrap_or_default),
                 },
             };
             match next {
                 Some(chunk) => this.queued.push_back(chunk),
                 None => {
-                    let short = this.remaining.is_some_and(|r| r > 0);
+                    let short = this.remaining.filter(|&r| r > 0);
+                    if short.is_some() && std::mem::take(&mut this.flush_first) {
+                        // hyper drops what it holds on an error: let it write the bytes
+                        // the app did send first (Pending with an immediate wake).
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
                     this.finish();
-                    return Poll::Ready(if short {
+                    return Poll::Ready(match short {
                         // The app declared more than it sent: the client must not wait
                         // for bytes that never come, nor read the next response as body.
-                        Some(Err(BodyError("the app sent less than its Content-Length")))
-                    } else {
-                        None
+                        Some(missing) => {
+                            tracing::error!(
+                                "Error handling request: the app's response body ({} \
+                                 bytes) is shorter than its Content-Length ({} bytes); \
+                                 the connection is closed",
+                                this.sent,
+                                this.sent + missing
+                            );
+                            Some(Err(BodyError("the app sent less than its Content-Length")))
+                        }
+                        None => None,
                     });
                 }
             }
@@ -228,7 +278,11 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.source, Source::Done) && self.queued.is_empty() || self.remaining == Some(0)
+        // A body short of its Content-Length is not at its end: the next poll reports it.
+        match self.remaining {
+            Some(remaining) => remaining == 0,
+            None => matches!(self.source, Source::Done) && self.queued.is_empty(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {

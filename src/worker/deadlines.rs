@@ -1,9 +1,17 @@
-//! Request deadlines inside a worker: every app call in progress, where it answers, and
-//! since when; a watcher thread that answers 504 for a call past `timeout`.
+//! Request deadlines, one table for every worker class: every app call in progress,
+//! where it answers, and since when; a watcher thread that answers 504 for a call past
+//! `timeout` (or closes its connection, when its response had started).
+//!
+//! What happens next is the table's [`Policy`]. An app thread or a greenlet that hangs
+//! holds what it runs on: the table publishes the oldest call's start in the scoreboard,
+//! and the master, seeing it, sends SIGABRT (tracebacks) and SIGKILL. ASGI requests share
+//! one loop, so one past its deadline is no reason to replace the worker: its task is
+//! cancelled (by the `on_expire` callback, on the loop) and the master judges the worker
+//! by its heartbeat alone.
 //!
 //! The watcher is a plain thread, not a task: with one app thread the app runs on the I/O
-//! thread, and a hung app call would hold any task back. The master, which sees the same
-//! start times in the scoreboard, then sends SIGABRT (tracebacks) and SIGKILL.
+//! thread, and a hung app call would hold any task back. It does not know how a call is
+//! cancelled: `on_expire` does.
 
 use std::collections::BTreeSet;
 use std::os::fd::OwnedFd;
@@ -11,6 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use pyo3::prelude::*;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::scoreboard::{Scoreboard, now_ms};
@@ -21,6 +30,19 @@ const WATCH_EVERY: Duration = Duration::from_millis(100);
 const GATEWAY_TIMEOUT: &[u8] = b"HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/plain\r\n\
 Content-Length: 20\r\nConnection: close\r\n\r\n504 Gateway Timeout\n";
 
+/// The asyncio task running a call, once it runs (ASGI), for the deadline to cancel.
+pub type TaskSlot = Arc<Mutex<Option<Py<PyAny>>>>;
+
+/// What a call past its deadline costs the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// The call holds its thread or hub: the master replaces the worker (the oldest
+    /// call's start is published for it). Sync, gthread, gevent.
+    ReplaceWorker,
+    /// The call is a task on a shared loop: it is cancelled, the worker lives on. ASGI.
+    CancelTask,
+}
+
 /// One app call in progress.
 struct Call {
     /// The client connection (a duplicate, so it stays valid while we may write to it).
@@ -29,20 +51,44 @@ struct Call {
     /// Its response has started: too late for a 504.
     answered: bool,
     timed_out: bool,
+    task: Option<TaskSlot>,
+}
+
+/// A call the watcher just answered for, as `on_expire` is told it.
+pub struct Expired {
+    /// The call's entry (`AppSlot::index`).
+    pub index: usize,
+    /// Its response had started: the connection was closed instead of a 504.
+    pub answered: bool,
+    pub task: Option<TaskSlot>,
+    pub timeout: Duration,
+}
+
+impl Expired {
+    /// The error log's words for what the client got.
+    pub fn outcome(&self) -> &'static str {
+        if self.answered {
+            "its response had started: connection closed"
+        } else {
+            "answered 504"
+        }
+    }
 }
 
 /// The app calls of one worker, one entry per app slot (`--threads`, or
-/// `worker_connections` for gevent).
+/// `worker_connections` for gevent and ASGI).
 pub struct Deadlines {
     calls: Box<[Mutex<Option<Call>>]>,
     slots: Arc<Semaphore>,
     /// Which entries are free and when the busy ones started: with a thousand slots
-    /// (gevent) a scan of every entry per request would cost more than the request.
+    /// (gevent, ASGI) a scan of every entry per request would cost more than the request.
     index: Mutex<Index>,
     scoreboard: Arc<Scoreboard>,
     slot: usize,
-    /// Told the entry of a call just answered 504 (gevent kills its greenlet).
-    on_expire: OnceLock<Box<dyn Fn(usize) + Send + Sync>>,
+    policy: Policy,
+    /// Told of each call just answered for (gevent kills its greenlet, ASGI cancels its
+    /// task).
+    on_expire: OnceLock<Box<dyn Fn(Expired) + Send + Sync>>,
 }
 
 struct Index {
@@ -60,7 +106,12 @@ pub struct AppSlot {
 }
 
 impl Deadlines {
-    pub fn new(threads: usize, scoreboard: Arc<Scoreboard>, slot: usize) -> Arc<Self> {
+    pub fn new(
+        threads: usize,
+        policy: Policy,
+        scoreboard: Arc<Scoreboard>,
+        slot: usize,
+    ) -> Arc<Self> {
         let n = threads.max(1);
         Arc::new(Deadlines {
             calls: (0..n).map(|_| Mutex::new(None)).collect(),
@@ -72,12 +123,13 @@ impl Deadlines {
             }),
             scoreboard,
             slot,
+            policy,
             on_expire: OnceLock::new(),
         })
     }
 
-    /// Call `f` with the entry of each call the watcher answers 504 (from its thread).
-    pub fn on_expire(&self, f: Box<dyn Fn(usize) + Send + Sync>) {
+    /// Call `f` with each call the watcher answers for (from its thread).
+    pub fn on_expire(&self, f: Box<dyn Fn(Expired) + Send + Sync>) {
         let _ = self.on_expire.set(f);
     }
 
@@ -91,6 +143,15 @@ impl Deadlines {
 
     /// Wait for a free app slot and record the call; `None` when the worker is stopping.
     pub async fn acquire(self: &Arc<Self>, socket: &Arc<OwnedFd>) -> Option<AppSlot> {
+        self.acquire_for(socket, None).await
+    }
+
+    /// `acquire` for a call that runs as `task` (ASGI).
+    pub async fn acquire_for(
+        self: &Arc<Self>,
+        socket: &Arc<OwnedFd>,
+        task: Option<TaskSlot>,
+    ) -> Option<AppSlot> {
         let permit = Arc::clone(&self.slots).acquire_owned().await.ok()?;
         let started_ms = now_ms();
         let index = {
@@ -106,6 +167,7 @@ impl Deadlines {
             started_ms,
             answered: false,
             timed_out: false,
+            task,
         });
         let board = self.scoreboard.slot(self.slot);
         board.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -116,8 +178,12 @@ impl Deadlines {
         })
     }
 
-    /// The oldest call's start, for the master's deadline check.
+    /// The oldest call's start, for the master's deadline check (none for a loop's tasks:
+    /// the master judges that worker by its heartbeat).
     fn publish_oldest(&self, index: &Index) {
+        if self.policy == Policy::CancelTask {
+            return;
+        }
         let oldest = index.started.first().map_or(0, |&(started, _)| started);
         self.scoreboard
             .slot(self.slot)
@@ -145,12 +211,19 @@ impl Deadlines {
     /// Answer 504 to every call past `timeout` whose response has not started; close the
     /// connection of one whose response has (the client must not wait for the rest).
     fn expire(&self, timeout: Duration) {
-        let now = now_ms();
-        let limit = timeout.as_millis() as u64;
-        for index in 0..self.calls.len() {
+        let limit = now_ms().saturating_sub(timeout.as_millis() as u64);
+        // The index holds the calls oldest first: only those past the limit are looked at.
+        let due: Vec<usize> = self
+            .index()
+            .started
+            .iter()
+            .take_while(|&&(started, _)| started <= limit)
+            .map(|&(_, entry)| entry)
+            .collect();
+        for index in due {
             let mut call = self.call(index);
             let Some(call) = call.as_mut() else { continue };
-            if call.timed_out || now.saturating_sub(call.started_ms) < limit {
+            if call.timed_out || call.started_ms > limit {
                 continue;
             }
             call.timed_out = true;
@@ -161,17 +234,22 @@ impl Deadlines {
                 std::os::fd::AsRawFd::as_raw_fd(&*call.socket),
                 nix::sys::socket::Shutdown::Both,
             );
-            tracing::error!(
-                "request timed out after {}s (timeout); {}",
-                timeout.as_secs(),
-                if call.answered {
-                    "its response had started: connection closed"
-                } else {
-                    "answered 504"
-                }
-            );
-            if let Some(expired) = self.on_expire.get() {
-                expired(index);
+            let expired = Expired {
+                index,
+                answered: call.answered,
+                task: call.task.clone(),
+                timeout,
+            };
+            // A cancelled task's log line says where it was stuck: on_expire writes it.
+            if self.policy == Policy::ReplaceWorker {
+                tracing::error!(
+                    "request timed out after {}s (timeout); {}",
+                    timeout.as_secs(),
+                    expired.outcome()
+                );
+            }
+            if let Some(on_expire) = self.on_expire.get() {
+                on_expire(expired);
             }
         }
     }

@@ -6,6 +6,7 @@
 
 mod abort_hook;
 mod accept;
+mod app_call;
 mod asgi;
 mod body;
 mod deadlines;
@@ -15,6 +16,12 @@ mod metrics;
 mod module_report;
 mod pool;
 pub(crate) mod proxy_protocol;
+mod request_body;
+mod request_checks;
+mod request_hooks;
+mod request_log;
+mod response_head;
+mod responses;
 mod scrub_env;
 pub(crate) mod sendfile;
 mod service;
@@ -34,9 +41,10 @@ use tokio::sync::Semaphore;
 use crate::boot::{APP_LOAD_ERROR, WORKER_BOOT_ERROR, WorkerBoot};
 use crate::config::Settings;
 use accept::AcceptCtx;
-use deadlines::Deadlines;
+use deadlines::{Deadlines, Policy};
 use pool::AppPool;
-use service::{Limits, Worker};
+use request_checks::Limits;
+use service::Worker;
 use wsgi::environ::EnvironBuilder;
 
 /// The worker's entry point after `fork()`; exits the process.
@@ -141,27 +149,32 @@ fn serve(
         None => settings.threads.max(1) as usize,
     };
     let pool = AppPool::start(threads).map_err(|e| format!("cannot start app threads: {e}"))?;
+    let (stop_tx, stopping) = tokio::sync::watch::channel(false);
+    let heartbeat_every = heartbeat_interval(settings.timeout);
+    let asgi_wanted = asgi::wanted(settings, &app)?;
+    // One deadline entry per call that can be in progress at once: an app thread's, or
+    // (greenlets, asyncio tasks) a connection's.
     let calls = match hub {
         Some(_) => settings.worker_connections.max(1) as usize,
+        None if asgi_wanted => settings.worker_connections.max(1) as usize,
         None => threads,
     };
-    let deadlines = Deadlines::new(calls, Arc::clone(&boot.scoreboard), boot.slot);
+    let policy = match asgi_wanted {
+        true => Policy::CancelTask,
+        false => Policy::ReplaceWorker,
+    };
+    let deadlines = Deadlines::new(calls, policy, Arc::clone(&boot.scoreboard), boot.slot);
     if let Some(hub) = &hub {
         let hub = Arc::clone(hub);
-        deadlines.on_expire(Box::new(move |entry| hub.expired(entry)));
+        deadlines.on_expire(Box::new(move |expired| hub.expired(expired.index)));
     }
-    deadlines
-        .watch(Duration::from_secs(settings.timeout))
-        .map_err(|e| format!("cannot start the deadline watcher: {e}"))?;
     if let Err(e) = abort_hook::arm() {
         tracing::warn!("the worker_abort hook will not be called: {e}");
     }
     if let Err(e) = crate::python::dump_tracebacks_on_fatal_signals(boot.error_log.raw_fd()) {
         tracing::warn!("cannot arm the traceback dump for timeouts: {e}");
     }
-    let (stop_tx, stopping) = tokio::sync::watch::channel(false);
-    let heartbeat_every = heartbeat_interval(settings.timeout);
-    let asgi = if asgi::wanted(settings, &app)? {
+    let asgi = if asgi_wanted {
         Some(Arc::new(asgi::Asgi::start(asgi::StartArgs {
             settings,
             app: &app,
@@ -169,11 +182,14 @@ fn serve(
             slot: boot.slot,
             stopping: stopping.clone(),
             heartbeat_every,
-            body_timeout: body_timeout(settings.timeout),
+            deadlines: Arc::clone(&deadlines),
         })?))
     } else {
         None
     };
+    deadlines
+        .watch(Duration::from_secs(settings.timeout))
+        .map_err(|e| format!("cannot start the deadline watcher: {e}"))?;
     let worker = Rc::new(Worker {
         app: Arc::new(app),
         deadlines: Arc::clone(&deadlines),
@@ -182,7 +198,11 @@ fn serve(
         pool,
         limits: Limits {
             request_line: settings.limit_request_line as usize,
-            field_size: settings.limit_request_field_size as usize,
+            // 0 is gunicorn's default, as gunicorn reads it (its corpus's limit_header_default_01)
+            field_size: match settings.limit_request_field_size {
+                0 => 8190,
+                n => n as usize,
+            },
             body: settings.limit_request_body,
             any_method: settings.permit_unconventional_http_method,
             casefold_method: settings.casefold_http_method,
@@ -372,10 +392,10 @@ fn open_access_log(settings: &Settings) -> Result<Option<crate::logging::AccessL
         crate::logging::AccessFormat::default()
     } else {
         crate::logging::AccessFormat::parse(&settings.access_log_format)
-            .map_err(|e| format!("access_log_format: {e}"))?
+            .map_err(|e| e.to_string())?
     };
     let log = crate::logging::AccessLog::open(target)
-        .map_err(|e| format!("cannot open the access log {target}: {e}"))?;
+        .map_err(|e| format!("cannot open the access log {target}: {e:#}"))?;
     Ok(Some(log.with_format(format)))
 }
 

@@ -198,7 +198,7 @@ fn parse_v2(buf: &[u8]) -> Result<Parsed, String> {
 pub async fn read_header<S: AsyncRead + Unpin>(
     stream: &mut S,
     mode: Mode,
-) -> Result<(Option<SocketAddr>, Vec<u8>), String> {
+) -> Result<(Option<Header>, Vec<u8>), String> {
     let mut buf = Vec::with_capacity(V1_MAX + 1);
     let mut chunk = [0u8; V2_MAX];
     loop {
@@ -213,11 +213,8 @@ pub async fn read_header<S: AsyncRead + Unpin>(
         buf.extend_from_slice(&chunk[..n]);
         match parse(&buf, mode)? {
             Parsed::Header { header, len } => {
-                let source = match header {
-                    Header::Proxied { source, .. } => Some(source),
-                    Header::Local => None,
-                };
-                return Ok((source, buf.split_off(len)));
+                let rest = buf.split_off(len);
+                return Ok((Some(header), rest));
             }
             Parsed::Absent => return Ok((None, buf)),
             Parsed::Incomplete if buf.len() >= V2_MAX => {

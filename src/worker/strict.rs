@@ -22,13 +22,18 @@
 //! The same wrapper bounds how long a client may take over one head (`header_timeout`),
 //! counted from its first byte: a head sent byte by byte must not hold a connection for
 //! the keep-alive time of every byte.
+//!
+//! And it closes a connection dropped in the middle of a request gently (RFC 9112 9.6):
+//! a socket closed with unread bytes in it is reset, and a reset destroys the refusal
+//! hyper just wrote before the client reads it. So such a stream is handed to a task that
+//! shuts down its sending side and drains what the client still sends, for a bounded time.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 /// What the connection's policy allows beyond RFC 9112's strict grammar.
@@ -85,7 +90,10 @@ struct HeadFacts {
     http10: bool,
     connect: bool,
     content_length: Option<u64>,
+    /// A Transfer-Encoding line was seen (its codings must end with chunked).
+    transfer_encoding: bool,
     chunked: bool,
+    content_type: bool,
     /// The last header line was Content-Length or Transfer-Encoding (a fold of it is
     /// refused even when folding is permitted).
     last_was_framing: bool,
@@ -117,6 +125,11 @@ pub struct Scanner {
     /// The part of the current head (or trailer) line read so far, when a line spans
     /// reads; empty otherwise.
     partial: Vec<u8>,
+    /// Empty lines seen since the last message (RFC 9112 2.2 tolerates one).
+    empty_lines: u8,
+    /// Where the current header line (with its folds) starts in the bytes being scanned;
+    /// None when it started in an earlier read.
+    field_start: Option<usize>,
 }
 
 impl Scanner {
@@ -126,6 +139,8 @@ impl Scanner {
             permit_folding,
             head: HeadFacts::default(),
             partial: Vec::new(),
+            empty_lines: 0,
+            field_start: None,
         }
     }
 
@@ -137,6 +152,7 @@ impl Scanner {
     /// Scan bytes just read, in order. May rewrite them in place (unfolding).
     pub fn scan(&mut self, buf: &mut [u8]) -> Verdict {
         let mut pos = 0;
+        self.field_start = None;
         while pos < buf.len() {
             match self.state {
                 State::Idle | State::Head | State::Trailer => {
@@ -241,12 +257,20 @@ impl Scanner {
         if self.state == State::Trailer {
             if line.is_empty() {
                 self.state = State::Idle;
+                self.empty_lines = 0;
+            } else if forbidden_in_trailers(line) {
+                return Err("a field not allowed in trailers (RFC 9110 6.5.1)");
             }
             return Ok(());
         }
         if self.state == State::Idle {
-            // RFC 9112 2.2: empty lines before a request line may be ignored.
+            // RFC 9112 2.2: an empty line before a request line may be ignored; gunicorn
+            // ignores one, and so does unitcorn (more is a client out of step).
             if line.is_empty() {
+                self.empty_lines += 1;
+                if self.empty_lines > 1 {
+                    return Err("more than one empty line before a request line");
+                }
                 return Ok(());
             }
             self.state = State::Head;
@@ -262,9 +286,18 @@ impl Scanner {
             }
             head.http10 = line.ends_with(b" HTTP/1.0");
             head.connect = line.starts_with(b"CONNECT ");
+            // RFC 9112 3.2.4: the asterisk form is for a server-wide OPTIONS only.
+            if line.split(|&b| b == b' ').nth(1) == Some(b"*") && !line.starts_with(b"OPTIONS ") {
+                return Err("asterisk-form target without OPTIONS");
+            }
             return Ok(());
         }
         if line.is_empty() {
+            self.empty_lines = 0;
+            // RFC 9112 6.3: a request whose codings do not end in chunked has no length.
+            if head.transfer_encoding && !head.chunked {
+                return Err("Transfer-Encoding not ending in chunked");
+            }
             self.state = if head.connect {
                 State::Tunnel
             } else if head.chunked {
@@ -284,15 +317,17 @@ impl Scanner {
             if head.last_was_framing {
                 return Err("folded Content-Length or Transfer-Encoding");
             }
-            // Join the line to the previous one: its CRLF becomes two spaces. That CRLF
-            // is in this read unless the fold started a read; then hyper has it already.
-            if start < 2 || spanned {
+            // Join the line to the previous one as gunicorn does: the pieces trimmed,
+            // one space between them. The previous line must be in this read (hyper has
+            // it already otherwise); the bytes the join frees become trailing spaces,
+            // which httparse trims from a field value.
+            let Some(field_start) = self.field_start.filter(|_| start >= 2 && !spanned) else {
                 return Err("obsolete line folding across reads");
-            }
-            buf[start - 2] = b' ';
-            buf[start - 1] = b' ';
+            };
+            join_fold(buf, field_start, start, lf);
             return Ok(());
         }
+        self.field_start = (!spanned).then_some(start);
         head.last_was_framing = false;
         // Lines without a colon and names with spaces are hyper's to refuse.
         let Some(colon) = line.iter().position(|&b| b == b':') else {
@@ -310,22 +345,80 @@ impl Scanner {
             head.content_length = Some(parse_length(value)?);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             head.last_was_framing = true;
-            if head.chunked {
-                return Err("repeated Transfer-Encoding");
-            }
             if head.content_length.is_some() {
                 return Err("both Content-Length and Transfer-Encoding");
             }
             if head.http10 {
                 return Err("Transfer-Encoding in an HTTP/1.0 request");
             }
-            if !value.eq_ignore_ascii_case(b"chunked") {
-                return Err("Transfer-Encoding other than chunked");
+            head.transfer_encoding = true;
+            // gunicorn's rule: content codings (passed to the app as they are) may come
+            // before chunked, chunked exactly once and last.
+            for coding in value.split(|&b| b == b',').map(trim_ows) {
+                if head.chunked {
+                    return Err("a transfer coding after chunked");
+                }
+                if coding.eq_ignore_ascii_case(b"chunked") {
+                    head.chunked = true;
+                } else if !KNOWN_CODINGS.iter().any(|k| coding.eq_ignore_ascii_case(k)) {
+                    return Err("unsupported transfer coding");
+                }
             }
-            head.chunked = true;
+        } else if name.eq_ignore_ascii_case(b"content-type") {
+            // RFC 9110 5.3: a singleton field; two cannot be merged into one meaning.
+            if head.content_type {
+                return Err("repeated Content-Type");
+            }
+            head.content_type = true;
         }
         Ok(())
     }
+}
+
+/// Codings gunicorn accepts before `chunked` (`identity` is no longer registered, but
+/// harmless: it changes nothing).
+const KNOWN_CODINGS: [&[u8]; 4] = [b"gzip", b"deflate", b"compress", b"identity"];
+
+/// RFC 9110 6.5.1: fields a trailer must not carry (framing, routing, authentication,
+/// as gunicorn lists them); a client sending one is trying to be read two ways.
+fn forbidden_in_trailers(line: &[u8]) -> bool {
+    const FORBIDDEN: [&[u8]; 6] = [
+        b"host",
+        b"content-length",
+        b"transfer-encoding",
+        b"trailer",
+        b"authorization",
+        b"te",
+    ];
+    let name = line.split(|&b| b == b':').next().unwrap_or(line);
+    FORBIDDEN.iter().any(|f| name.eq_ignore_ascii_case(f))
+}
+
+/// Join the folded line `buf[start..lf]` (CR at `lf - 1`) to the field line that starts at
+/// `field_start` and ends with the CRLF just before `start`: the field's value without its
+/// trailing whitespace, one space, the fold without its surrounding whitespace, then
+/// spaces up to the fold's CR.
+fn join_fold(buf: &mut [u8], field_start: usize, start: usize, lf: usize) {
+    let value_end = field_start + trim_end_ows(&buf[field_start..start - 2]).len();
+    let cont = trim_ows(&buf[start..lf - 1]);
+    let (from, len) = (
+        lf - 1 - cont.len() - trailing_ows(&buf[start..lf - 1]),
+        cont.len(),
+    );
+    buf[value_end] = b' ';
+    buf.copy_within(from..from + len, value_end + 1);
+    buf[value_end + 1 + len..lf - 1].fill(b' ');
+}
+
+fn trim_end_ows(mut v: &[u8]) -> &[u8] {
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+fn trailing_ows(v: &[u8]) -> usize {
+    v.len() - trim_end_ows(v).len()
 }
 
 fn find_lf(bytes: &[u8]) -> Option<usize> {
@@ -353,10 +446,17 @@ fn parse_length(value: &[u8]) -> Result<u64, Fault> {
         .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
 }
 
+const HEAD_END: &[u8] = b"\r\n\r\n";
+
+/// How long, and how much, a connection dropped mid-request is drained before it closes.
+const LINGER_FOR: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 64 * 1024;
+
 /// The client stream as hyper reads it: scanned by a [`Scanner`], and cut off when a
 /// head takes longer than the policy's `header_timeout`.
-pub struct StrictIo<S> {
-    inner: S,
+pub struct StrictIo<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
+    /// None once handed to the lingering close.
+    inner: Option<S>,
     scanner: Scanner,
     header_timeout: Duration,
     /// Armed while a head is in progress across reads; made on first use only, so a
@@ -372,10 +472,10 @@ pub struct StrictIo<S> {
     tunnel: bool,
 }
 
-impl<S> StrictIo<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> StrictIo<S> {
     pub fn new(inner: S, policy: Policy) -> Self {
         StrictIo {
-            inner,
+            inner: Some(inner),
             scanner: Scanner::new(policy.permit_folding),
             header_timeout: policy.header_timeout,
             deadline: None,
@@ -415,7 +515,47 @@ impl<S> StrictIo<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for StrictIo<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for StrictIo<S> {
+    fn drop(&mut self) {
+        // Idle between messages, the client has nothing in flight: a plain close is clean.
+        let mid_request =
+            self.refused || self.scanner.state != State::Idle || self.scanner.in_head();
+        if self.tunnel || !mid_request {
+            return;
+        }
+        if let (Some(inner), Ok(runtime)) =
+            (self.inner.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(linger(inner));
+        }
+    }
+}
+
+/// Shut down the sending side (the client reads the answer, then EOF), then read and
+/// discard until the client closes too, or for at most [`LINGER_FOR`] / [`LINGER_BYTES`].
+pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
+    let drain = async {
+        // (hyper may have shut it down already: the drain matters either way)
+        let _ = stream.shutdown().await;
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        io::Result::Ok(())
+    };
+    let _ = tokio::time::timeout(LINGER_FOR, drain).await;
+}
+
+/// A stream handed to the lingering close reads as ended and takes no writes.
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "connection closed")
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for StrictIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -425,11 +565,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for StrictIo<S> {
         if this.refused {
             return Poll::Ready(Ok(()));
         }
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
         if this.tunnel {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
+            return Pin::new(inner).poll_read(cx, buf);
         }
         let start = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+        match Pin::new(inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {}
             Poll::Pending => {
                 if this.armed
@@ -455,6 +598,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for StrictIo<S> {
             Verdict::RefuseHead(at, fault) => {
                 new[at] = 0;
                 buf.set_filled(start + at + 1);
+                // hyper parses a head it holds part of again only once it sees a head's
+                // end: without one it would read on, find the end of the stream and close
+                // unanswered. The NUL comes first, so the parse still fails there.
+                if buf.remaining() >= HEAD_END.len() {
+                    buf.put_slice(HEAD_END);
+                }
                 this.refuse(fault);
                 return Poll::Ready(Ok(()));
             }
@@ -473,14 +622,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for StrictIo<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for StrictIo<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for StrictIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         self.watch_for_switch(buf);
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_write(cx, buf),
+            None => Poll::Ready(Err(gone())),
+        }
     }
 
     fn poll_write_vectored(
@@ -491,19 +643,28 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for StrictIo<S> {
         if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
             self.watch_for_switch(first);
         }
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_write_vectored(cx, bufs),
+            None => Poll::Ready(Err(gone())),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.inner.as_ref().is_some_and(|i| i.is_write_vectored())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_shutdown(cx),
+            None => Poll::Ready(Ok(())),
+        }
     }
 }
 
@@ -558,6 +719,10 @@ mod tests {
             b"POST / HTTP/1.1\r\ntransfer-encoding:  Chunked \r\n\r\n3\r\nabc\r\n0\r\n\r\n",
             b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3 \t;x\r\nabc\r\n0 ;y\r\n\r\n",
             b"GET / HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
+            // gunicorn's rule: content codings before chunked, in one line or several.
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
         ];
         for r in requests {
             assert_eq!(
@@ -599,12 +764,46 @@ mod tests {
             b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
             b"POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n",
             b"POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n",
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: foo, chunked\r\n\r\n",
             b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n",
             b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
         ] {
             assert!(refused(r), "{:?}", String::from_utf8_lossy(r));
         }
+    }
+
+    #[test]
+    fn gunicorns_head_rules_are_refused() {
+        for r in [
+            &b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nContent-Type: a\r\ncontent-type: b\r\n\r\n",
+        ] {
+            assert!(refused(r), "{:?}", String::from_utf8_lossy(r));
+        }
+    }
+
+    #[test]
+    fn framing_fields_in_trailers_break_the_body() {
+        for trailer in [
+            "Content-Length: 5",
+            "host: a",
+            "Transfer-Encoding: chunked",
+            "TE: x",
+        ] {
+            let input = format!(
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n{trailer}\r\n\r\n"
+            );
+            assert!(
+                matches!(verdict(input.as_bytes()), Verdict::BreakBody(..)),
+                "{trailer}"
+            );
+        }
+        let fine = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Sum: 1\r\n\r\n";
+        assert_eq!(verdict(fine), Verdict::Pass);
     }
 
     #[test]
@@ -613,7 +812,15 @@ mod tests {
         assert!(refused(folded));
         let mut buf = folded.to_vec();
         assert_eq!(Scanner::new(true).scan(&mut buf), Verdict::Pass);
-        assert_eq!(&buf[..], b"GET / HTTP/1.1\r\nX-A: one   two\r\n\r\n");
+        // gunicorn's join: the pieces trimmed, one space; the rest trailing spaces.
+        assert_eq!(&buf[..], b"GET / HTTP/1.1\r\nX-A: one two  \r\n\r\n");
+        let mut buf = b"GET / HTTP/1.1\r\nX-A: one \t\r\n\t two \r\n   three\r\n\r\n".to_vec();
+        assert_eq!(Scanner::new(true).scan(&mut buf), Verdict::Pass);
+        let text = String::from_utf8(buf).unwrap();
+        assert_eq!(
+            text.trim_end_matches("\r\n\r\n").trim_end(),
+            "GET / HTTP/1.1\r\nX-A: one two three"
+        );
         let mut framing = b"POST / HTTP/1.1\r\nContent-Length:\r\n 3\r\n\r\n".to_vec();
         assert!(matches!(
             Scanner::new(true).scan(&mut framing),

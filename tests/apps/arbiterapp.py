@@ -1,4 +1,5 @@
-"""wsgiapp's routes plus a few for the master's tests (test_arbiter.py):
+"""wsgiapp's routes plus a few for the master's tests (tests/master/: test_timeouts.py,
+test_recycling.py):
 
     /hang              never returns: it loops in hang_here_forever() (the traceback a
                        deadline makes the worker write must name that function)

@@ -1,5 +1,6 @@
-"""Holds open files on request, to run a worker out of descriptors (tests/test_limits.py):
-/hog opens /dev/null until EMFILE and keeps them, /release closes them, / answers ok."""
+"""Holds open files on request, to run a worker out of descriptors
+(tests/master/test_open_files.py): /hog opens /dev/null until EMFILE and keeps them,
+/release closes them, / answers ok."""
 import os
 
 HELD = []

@@ -1,4 +1,4 @@
-"""The gevent worker's test app (tests/test_gevent.py): a Flask app whose waits go through
+"""The gevent worker's test app (tests/gevent/test_gevent.py): a Flask app whose waits go through
 the monkey-patched standard library, a raw WSGI streaming part, and hung routes."""
 
 import hashlib

@@ -1,4 +1,4 @@
-"""wsgiapp's routes plus one for the process-plumbing tests (test_plumbing.py):
+"""wsgiapp's routes plus one for the process-plumbing tests (tests/master/test_preload.py):
 
     /gc_freeze_count   "PID COUNT": the worker's pid and gc.get_freeze_count() there (the
                        objects in the collector's permanent generation: > 0 after

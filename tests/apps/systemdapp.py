@@ -1,4 +1,5 @@
-"""The Flask app test_systemd.py serves under a real systemd (in a systemd-nspawn container).
+"""The Flask app tests/systemd/ and tests/packaging/ serve under a real systemd (in a
+systemd-nspawn container).
 
 Flask comes from the virtualenv named by the unit's config (`virtualenv =`), so a served
 request also proves the venv was activated for the service user. Routes:

@@ -1,48 +1,80 @@
 //! `reload_extra_files` patterns: shell globs (`*`, `?`, `[abc]`, `[!abc]`, `**` for any
-//! number of directories), relative to `chdir`. As in Python's `glob`, a wildcard does not
-//! match a name starting with a dot (an editor's `.app.py.swp` is not a template).
+//! number of directories), relative to `chdir`, matched by the `globset` crate. What is ours:
+//! where matches can appear (the base directory, and its subdirectories for a recursive
+//! pattern) and Python's `glob` rule that a wildcard does not match a name starting with a dot
+//! (an editor's `.app.py.swp` is not a template), which globset does not have.
+//!
+//! globset also reads `{a,b}` as either name; a pattern it cannot read (`{a`, `[z-a]`) is an
+//! error, for the caller to report.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
+
+use globset::{GlobBuilder, GlobMatcher};
 
 /// How many directories a recursive pattern may cover (watched or scanned).
 pub const MAX_DIRS: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct Glob {
-    /// The absolute pattern, one entry a path component.
-    parts: Vec<String>,
+    /// The whole absolute pattern.
+    matcher: GlobMatcher,
+    /// The pattern's components below `base` that start with a dot: the only ones that may
+    /// match a hidden name.
+    dotted: Vec<GlobMatcher>,
     /// The deepest directory without a wildcard: where matches can appear.
     base: PathBuf,
     /// A wildcard before the last component: matches may be in subdirectories of `base`.
     recursive: bool,
 }
 
+/// Whether a component is a pattern for globset (`{a,b}` included), not a literal name.
 fn has_wildcard(s: &str) -> bool {
-    s.contains(['*', '?', '['])
+    s.contains(['*', '?', '[', '{'])
+}
+
+/// One pattern as Python's `glob` reads it: `*` and `?` stop at `/`, a backslash is an
+/// ordinary character, an unclosed `[` is a literal one.
+fn compile(pattern: &str) -> Result<GlobMatcher, globset::Error> {
+    Ok(GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(false)
+        .allow_unclosed_class(true)
+        .build()?
+        .compile_matcher())
 }
 
 impl Glob {
-    pub fn new(pattern: &str, chdir: &Path) -> Glob {
-        let full = chdir.join(pattern);
-        let parts: Vec<String> = full
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
-                _ => None,
-            })
-            .collect();
+    /// `pattern` relative to `chdir` (or absolute); `..` steps up from `chdir`.
+    pub fn new(pattern: &str, chdir: &Path) -> Result<Glob, globset::Error> {
+        let mut parts: Vec<String> = Vec::new();
+        for c in chdir.join(pattern).components() {
+            match c {
+                Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+                Component::ParentDir => {
+                    parts.pop();
+                }
+                _ => {}
+            }
+        }
         let literal = parts.iter().take_while(|p| !has_wildcard(p)).count();
         // A pattern without wildcard is one file: its directory is the base.
         let base_len = literal.min(parts.len().saturating_sub(1));
         let base = std::iter::once("/".to_owned())
             .chain(parts[..base_len].iter().cloned())
             .collect();
-        let recursive = parts.len() > base_len + 1;
-        Glob {
-            parts,
+        let dotted = parts[base_len..]
+            .iter()
+            .filter(|p| p.starts_with('.'))
+            .map(|p| compile(p))
+            .collect::<Result<_, _>>()?;
+        Ok(Glob {
+            matcher: compile(&format!("/{}", parts.join("/")))?,
+            dotted,
             base,
-            recursive,
-        }
+            recursive: parts.len() > base_len + 1,
+        })
     }
 
     pub fn base(&self) -> &Path {
@@ -55,16 +87,21 @@ impl Glob {
 
     /// Whether `path` (absolute) matches.
     pub fn matches(&self, path: &Path) -> bool {
-        let names: Vec<String> = path
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
-                _ => None,
-            })
-            .collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let parts: Vec<&str> = self.parts.iter().map(String::as_str).collect();
-        match_parts(&parts, &names)
+        self.matcher.is_match(path) && self.hidden_names_are_named(path)
+    }
+
+    /// Python's rule: a name below the base that starts with a dot matches only a pattern
+    /// component that starts with one too (`.env`, `.*rc`), never `*`, `?`, `[...]` or `**`.
+    fn hidden_names_are_named(&self, path: &Path) -> bool {
+        let Ok(below) = path.strip_prefix(&self.base) else {
+            return false;
+        };
+        below.components().all(|c| match c {
+            Component::Normal(name) => {
+                !is_hidden(name) || self.dotted.iter().any(|d| d.is_match(name))
+            }
+            _ => true,
+        })
     }
 
     /// The directories where matches can appear: `base`, and its subdirectories (hidden
@@ -111,90 +148,14 @@ pub fn subdirectories(dir: &Path) -> Vec<PathBuf> {
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter(|e| {
             let name = e.file_name();
-            let name = name.to_string_lossy();
-            !name.starts_with('.') && name != "__pycache__"
+            !is_hidden(&name) && name != "__pycache__"
         })
         .map(|e| e.path())
         .collect()
 }
 
-fn match_parts(parts: &[&str], names: &[&str]) -> bool {
-    match parts.split_first() {
-        None => names.is_empty(),
-        Some((&"**", rest)) => (0..=names.len()).any(|skip| {
-            names[..skip].iter().all(|n| !n.starts_with('.')) && match_parts(rest, &names[skip..])
-        }),
-        Some((part, rest)) => match names.split_first() {
-            Some((name, names)) => match_name(part, name) && match_parts(rest, names),
-            None => false,
-        },
-    }
-}
-
-/// One path component against one pattern component.
-fn match_name(pattern: &str, name: &str) -> bool {
-    if name.starts_with('.') && !pattern.starts_with('.') && has_wildcard(pattern) {
-        return false;
-    }
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    fnmatch(&p, &n)
-}
-
-/// `*`, `?` and `[...]` against a whole name (iterative, with one backtrack point).
-fn fnmatch(p: &[char], n: &[char]) -> bool {
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        let step = match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, ni));
-                pi += 1;
-                continue;
-            }
-            Some('?') => Some(pi + 1),
-            Some('[') => class(p, pi, n[ni]),
-            Some(c) if *c == n[ni] => Some(pi + 1),
-            _ => None,
-        };
-        match (step, star) {
-            (Some(next), _) => {
-                pi = next;
-                ni += 1;
-            }
-            (None, Some((sp, sn))) => {
-                pi = sp + 1;
-                ni = sn + 1;
-                star = Some((sp, sn + 1));
-            }
-            (None, None) => return false,
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
-}
-
-/// A `[...]` class at `p[start]`: the index after it if `c` is in it, else None. An
-/// unclosed `[` is a literal `[`.
-fn class(p: &[char], start: usize, c: char) -> Option<usize> {
-    let mut i = start + 1;
-    let negated = matches!(p.get(i), Some('!' | '^'));
-    if negated {
-        i += 1;
-    }
-    let first = i;
-    let mut found = false;
-    while i < p.len() && (p[i] != ']' || i == first) {
-        if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|&e| e != ']') {
-            found |= p[i] <= c && c <= p[i + 2];
-            i += 3;
-        } else {
-            found |= p[i] == c;
-            i += 1;
-        }
-    }
-    if i >= p.len() {
-        return (c == '[').then_some(start + 1);
-    }
-    (found != negated).then_some(i + 1)
+fn is_hidden(name: &OsStr) -> bool {
+    name.as_bytes().starts_with(b".")
 }
 
 #[cfg(test)]
@@ -202,7 +163,7 @@ mod tests {
     use super::*;
 
     fn glob(p: &str) -> Glob {
-        Glob::new(p, Path::new("/srv/app"))
+        Glob::new(p, Path::new("/srv/app")).unwrap()
     }
 
     #[test]
@@ -236,22 +197,49 @@ mod tests {
         assert!(g.matches(Path::new("/srv/app/settings.ini")));
         assert!(!g.matches(Path::new("/srv/app/other.ini")));
         assert_eq!(g.base(), Path::new("/srv/app"));
-        let g = Glob::new("/etc/app/*.toml", Path::new("/srv/app"));
+        let g = Glob::new("/etc/app/*.toml", Path::new("/srv/app")).unwrap();
         assert!(g.matches(Path::new("/etc/app/a.toml")));
         assert_eq!(g.base(), Path::new("/etc/app"));
     }
 
     #[test]
     fn star_backtracks() {
-        let m = |p: &str, n: &str| {
-            fnmatch(
-                &p.chars().collect::<Vec<_>>(),
-                &n.chars().collect::<Vec<_>>(),
-            )
-        };
+        let m = |p: &str, name: &str| glob(p).matches(&Path::new("/srv/app").join(name));
         assert!(m("*a*b", "xaxxab"));
         assert!(!m("*a*b", "xaxxa"));
-        assert!(m("*", ""));
+        assert!(m("x*", "x"));
         assert!(m("a[", "a["));
+    }
+
+    #[test]
+    fn hidden_names_match_only_a_pattern_that_starts_with_a_dot() {
+        assert!(glob(".env").matches(Path::new("/srv/app/.env")));
+        assert!(glob("conf/.*rc").matches(Path::new("/srv/app/conf/.toolrc")));
+        assert!(!glob("conf/*rc").matches(Path::new("/srv/app/conf/.toolrc")));
+        assert!(glob("**/.env").matches(Path::new("/srv/app/a/b/.env")));
+        assert!(!glob("**/.env").matches(Path::new("/srv/app/.git/b/.env")));
+        assert!(!glob("?env").matches(Path::new("/srv/app/.env")));
+        // A hidden directory in the literal part is named by the pattern.
+        let g = Glob::new("*.ini", Path::new("/srv/.app")).unwrap();
+        assert!(g.matches(Path::new("/srv/.app/a.ini")));
+    }
+
+    #[test]
+    fn pythons_reading_backslashes_and_parent_directories() {
+        assert!(glob(r"a\*").matches(Path::new(r"/srv/app/a\b")));
+        let g = glob("../shared/*.ini");
+        assert_eq!(g.base(), Path::new("/srv/shared"));
+        assert!(g.matches(Path::new("/srv/shared/a.ini")));
+    }
+
+    #[test]
+    fn a_pattern_globset_cannot_read_is_an_error() {
+        let err = Glob::new("conf/{a,b", Path::new("/srv/app")).unwrap_err();
+        assert!(err.to_string().contains("{a,b"), "{err}");
+        assert!(glob("conf/{a,b}.ini").matches(Path::new("/srv/app/conf/b.ini")));
+        let g = glob("{conf,etc}/*.ini");
+        assert_eq!(g.base(), Path::new("/srv/app"));
+        assert!(g.recursive());
+        assert!(g.matches(Path::new("/srv/app/etc/a.ini")));
     }
 }

@@ -103,7 +103,17 @@ pub fn follow(slot: &mut Option<CodeReload>, settings: &Settings) {
             }
         },
     };
-    let extra = want.0.iter().map(|p| Glob::new(p, &want.2)).collect();
+    let extra = want
+        .0
+        .iter()
+        .filter_map(|p| {
+            Glob::new(p, &want.2)
+                .inspect_err(|e| {
+                    tracing::error!("reload: reload_extra_files {p:?} is not a glob ({e}); ignored")
+                })
+                .ok()
+        })
+        .collect();
     let mut reload = CodeReload {
         reports,
         modules: BTreeSet::new(),

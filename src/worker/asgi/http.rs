@@ -1,40 +1,38 @@
 //! One ASGI HTTP request: the I/O side (hand-off to the loop, request body pump, response)
-//! and the app side (the `receive` and `send` callables), which meet in `Exchange`.
+//! and the app side (the `receive` and `send` callables), which meet in `exchange.rs`.
+//!
+//! What every worker class shares is used, not repeated: the body as `request_body.rs`
+//! took it in (and its limits in the pump), the head checked by `response_head.rs`, the
+//! deadline table's slot, `responses::finish`.
 //!
 //! The response head is held until the first `http.response.body` and goes out with it, so a
 //! response of one body message is one hand-off and gets a Content-Length.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use http::header::{CONTENT_LENGTH, EXPECT};
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use http::{Response, StatusCode};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
-use tokio::sync::{Notify, mpsc, oneshot};
+use pyo3::types::{PyBytes, PyDict};
+use tokio::sync::{mpsc, oneshot};
 
-use super::bridge::Bridge;
-use super::deadlines::TimerGuard;
-use super::flow::Flow;
-use super::scope::{self, ScopeSource};
-use super::{AppCtx, Asgi, TaskSlot};
+use super::exchange::{self, Messages};
+use super::scope::ScopeSource;
+use super::{AppCtx, Asgi};
 use crate::worker::body::{Chunk, ResponseBody};
-use crate::worker::service::{self, Conn};
+use crate::worker::deadlines::AppSlot;
+use crate::worker::request_body::{BodyReader, BodySource};
+use crate::worker::response_head::{self, Declared, HeadCheck};
+use crate::worker::responses;
+use crate::worker::service::Conn;
 use crate::worker::wsgi::environ::RequestHead;
-use crate::worker::wsgi::start_response::Declared;
-
-/// A body up to this size with a Content-Length is read whole before the app is called:
-/// its first `receive()` then answers at once.
-const INLINE_BODY_MAX: u64 = 64 * 1024;
+use crate::worker::wsgi::response::type_name;
 
 /// How the response starts, as the I/O side takes it.
 enum Start {
@@ -44,8 +42,7 @@ enum Start {
 }
 
 struct Head {
-    status: StatusCode,
-    headers: HeaderMap,
+    declared: Declared,
     first: Bytes,
     /// The rest of the body, when the first message said more_body.
     more: Option<mpsc::UnboundedReceiver<Out>>,
@@ -68,13 +65,15 @@ struct Inbox {
     /// The last `http.request` (more_body False) went to the app.
     body_delivered: bool,
     disconnected: bool,
+    /// The body broke a limit (`limit_request_body`, the body timeout) while the app read
+    /// it: the answer, when the app gives none of its own.
+    refused: Option<(StatusCode, &'static str)>,
     response_done: bool,
-    receive_waiter: Option<Py<PyAny>>,
-    drain_waiter: Option<Py<PyAny>>,
 }
 
-impl Inbox {
-    /// The next message for `receive()`, if there is one yet.
+impl Messages for Inbox {
+    type Message = Incoming_;
+
     fn next_message(&mut self) -> Option<Incoming_> {
         if let Some(chunk) = self.chunks.pop_front() {
             let more = !(self.chunks.is_empty() && self.body_done);
@@ -90,7 +89,21 @@ impl Inbox {
         }
         None
     }
+
+    fn sender_free(&self) -> bool {
+        self.disconnected || self.response_done
+    }
+
+    fn to_py(py: Python<'_>, message: Incoming_) -> PyResult<Py<PyAny>> {
+        message.to_py(py)
+    }
+
+    fn wants_input(&self) -> bool {
+        !self.body_done
+    }
 }
+
+type Exchange = exchange::Exchange<Inbox>;
 
 enum Incoming_ {
     Request(Bytes, bool),
@@ -114,95 +127,6 @@ impl Incoming_ {
     }
 }
 
-pub(super) struct Exchange {
-    inbox: Mutex<Inbox>,
-    /// The app waits for more of the request body: the pump reads the next frame.
-    want_body: Notify,
-    flow: Flow,
-    bridge: Arc<Bridge>,
-    pub task: TaskSlot,
-}
-
-impl Exchange {
-    fn inbox(&self) -> MutexGuard<'_, Inbox> {
-        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// From the I/O side: something changed; let the loop answer whoever waits.
-    fn update(self: &Arc<Self>, change: impl FnOnce(&mut Inbox)) {
-        let waiting = {
-            let mut inbox = self.inbox();
-            change(&mut inbox);
-            inbox.receive_waiter.is_some() || inbox.drain_waiter.is_some()
-        };
-        if waiting {
-            self.wake();
-        }
-    }
-
-    fn wake(self: &Arc<Self>) {
-        let ex = Arc::clone(self);
-        self.bridge.post(Box::new(move |py| ex.resolve(py)));
-    }
-
-    /// On the loop thread: complete the futures that can be completed now.
-    fn resolve(&self, py: Python<'_>) {
-        let (receive, drain) = {
-            let mut inbox = self.inbox();
-            let receive = match inbox.receive_waiter.is_some() {
-                true => inbox
-                    .next_message()
-                    .map(|m| (inbox.receive_waiter.take(), m)),
-                false => None,
-            };
-            let drain = if inbox.disconnected || inbox.response_done || self.flow.drained() {
-                inbox.drain_waiter.take()
-            } else {
-                None
-            };
-            (receive, drain)
-        };
-        if let Some((Some(fut), message)) = receive {
-            match message.to_py(py) {
-                Ok(message) => set_result(py, &fut, message),
-                Err(e) => set_exception(py, &fut, e),
-            }
-        }
-        if let Some(fut) = drain {
-            set_result(py, &fut, py.None());
-        }
-    }
-
-    fn release_sender(self: &Arc<Self>) {
-        let waiter = self.inbox().drain_waiter.take();
-        if let Some(fut) = waiter {
-            self.bridge
-                .post(Box::new(move |py| set_result(py, &fut, py.None())));
-        }
-    }
-}
-
-/// Complete an asyncio future unless it was cancelled meanwhile.
-pub(super) fn set_result(py: Python<'_>, fut: &Py<PyAny>, value: Py<PyAny>) {
-    let fut = fut.bind(py);
-    if fut
-        .call_method0(intern!(py, "done"))
-        .and_then(|d| d.is_truthy())
-        .unwrap_or(true)
-    {
-        return;
-    }
-    if let Err(e) = fut.call_method1(intern!(py, "set_result"), (value,)) {
-        tracing::warn!("cannot complete an ASGI receive/send: {e}");
-    }
-}
-
-fn set_exception(py: Python<'_>, fut: &Py<PyAny>, err: PyErr) {
-    let _ = fut
-        .bind(py)
-        .call_method1(intern!(py, "set_exception"), (err.into_value(py),));
-}
-
 /// The app's side of one request: `receive` and `send` are its bound methods.
 #[pyclass(module = "unitcorn")]
 pub struct HttpCycle {
@@ -213,7 +137,7 @@ pub struct HttpCycle {
     /// Where the rest of a streamed body goes.
     out: Option<mpsc::UnboundedSender<Out>>,
     /// `http.response.start`, held until the first body message.
-    start: Option<(StatusCode, HeaderMap)>,
+    start: Option<Declared>,
     head_sent: bool,
     complete: bool,
 }
@@ -221,35 +145,12 @@ pub struct HttpCycle {
 #[pymethods]
 impl HttpCycle {
     fn receive(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let mut inbox = self.ex.inbox();
-        if inbox.receive_waiter.is_some() {
-            return Err(PyRuntimeError::new_err(
-                "receive() called again before the previous call returned",
-            ));
-        }
-        if let Some(message) = inbox.next_message() {
-            drop(inbox);
-            let message = message.to_py(py)?;
-            return super::awaitable::Ready::awaitable(py, Some(message));
-        }
-        let fut = self.ctx.create_future.call0(py)?;
-        inbox.receive_waiter = Some(fut.clone_ref(py));
-        let needs_body = !inbox.body_done;
-        drop(inbox);
-        if needs_body {
-            self.ex.want_body.notify_one();
-        }
-        Ok(fut)
+        self.ex.receive(py, &self.ctx.create_future)
     }
 
     fn send(&mut self, py: Python<'_>, message: &Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
-        let kind = message
-            .get_item(intern!(py, "type"))?
-            .ok_or_else(|| PyValueError::new_err("ASGI message without a 'type'"))?;
         // A borrowed str where the ABI allows it (abi3 before 3.10 copies).
-        let kind = kind.cast::<PyString>()?.to_cow()?;
-        let kind: &str = &kind;
-        match kind {
+        match &*exchange::message_type(message)?.to_cow()? {
             "http.response.start" => {
                 if self.start.is_some() || self.head_sent {
                     return Err(PyRuntimeError::new_err("http.response.start sent twice"));
@@ -258,13 +159,8 @@ impl HttpCycle {
                     .get_item(intern!(py, "status"))?
                     .ok_or_else(|| PyValueError::new_err("http.response.start without a status"))?
                     .extract::<u16>()?;
-                let status = StatusCode::from_u16(status)
-                    .map_err(|_| PyValueError::new_err(format!("invalid status {status}")))?;
-                let headers = match message.get_item(intern!(py, "headers"))? {
-                    Some(headers) => header_map(&headers)?,
-                    None => HeaderMap::new(),
-                };
-                self.start = Some((status, headers));
+                let declared = declared(status, message.get_item(intern!(py, "headers"))?)?;
+                self.start = Some(declared);
                 Ok(self.ctx.done.clone_ref(py))
             }
             "http.response.body" => {
@@ -274,7 +170,12 @@ impl HttpCycle {
                     ));
                 }
                 let body = match message.get_item(intern!(py, "body"))? {
-                    Some(body) => Bytes::from(body.extract::<Vec<u8>>()?),
+                    Some(body) => Bytes::from(body.extract::<Vec<u8>>().map_err(|_| {
+                        PyTypeError::new_err(format!(
+                            "http.response.body's body must be bytes, not {}",
+                            type_name(&body)
+                        ))
+                    })?),
                     None => Bytes::new(),
                 };
                 let more = match message.get_item(intern!(py, "more_body"))? {
@@ -290,7 +191,7 @@ impl HttpCycle {
                     }
                     gone
                 } else {
-                    let (status, headers) = self.start.take().ok_or_else(|| {
+                    let declared = self.start.take().ok_or_else(|| {
                         PyRuntimeError::new_err("http.response.body before http.response.start")
                     })?;
                     self.head_sent = true;
@@ -300,8 +201,7 @@ impl HttpCycle {
                         rx
                     });
                     let head = Start::Head(Box::new(Head {
-                        status,
-                        headers,
+                        declared,
                         first: body,
                         more: rest,
                     }));
@@ -318,13 +218,10 @@ impl HttpCycle {
                     return Ok(self.ctx.done.clone_ref(py));
                 }
                 // The client is behind: wait until the connection took most of it.
-                let fut = self.ctx.create_future.call0(py)?;
-                self.ex.inbox().drain_waiter = Some(fut.clone_ref(py));
-                if !self.ex.flow.wait() {
-                    self.ex.inbox().drain_waiter = None;
-                    return Ok(self.ctx.done.clone_ref(py));
+                match self.ex.wait_for_drain(py, &self.ctx.create_future)? {
+                    Some(fut) => Ok(fut),
+                    None => Ok(self.ctx.done.clone_ref(py)),
                 }
-                Ok(fut)
             }
             other => Err(PyValueError::new_err(format!(
                 "unexpected ASGI message type {other:?} for an HTTP request"
@@ -336,7 +233,8 @@ impl HttpCycle {
     fn finish(&mut self, py: Python<'_>, exc: Option<Bound<'_, PyAny>>) {
         super::task_ended(&self.ex.task, py, exc.as_ref(), "");
         if !self.head_sent {
-            if exc.is_none() {
+            // A body refused mid-read is the client's fault, answered 408/413 (`serve`).
+            if exc.is_none() && self.ex.inbox().refused.is_none() {
                 tracing::error!("ASGI callable returned without sending a response body");
             }
             self.reply(Start::Failed);
@@ -365,23 +263,19 @@ impl HttpCycle {
     }
 }
 
-/// The response headers of `http.response.start`: an iterable of (name, value) byte pairs.
-fn header_map(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
-    let mut map = HeaderMap::new();
-    for pair in headers.try_iter()? {
-        let pair = pair?;
-        let (name, value): (Vec<u8>, Vec<u8>) = pair.extract()?;
-        let name = HeaderName::from_bytes(&name).map_err(|_| {
-            PyValueError::new_err(format!(
-                "invalid header name {:?}",
-                String::from_utf8_lossy(&name)
-            ))
-        })?;
-        let value = HeaderValue::from_bytes(&value)
-            .map_err(|_| PyValueError::new_err(format!("invalid value for header {name}")))?;
-        map.append(name, value);
+/// The response head of `http.response.start`: its headers an iterable of (name, value)
+/// byte pairs, checked by the rule every worker class shares (`response_head.rs`).
+fn declared(status: u16, headers: Option<Bound<'_, PyAny>>) -> PyResult<Declared> {
+    let refused = |e: response_head::HeadError| PyValueError::new_err(e.to_string());
+    let status = response_head::status(status).map_err(refused)?;
+    let mut check = HeadCheck::default();
+    if let Some(headers) = headers {
+        for pair in headers.try_iter()? {
+            let (name, value): (Vec<u8>, Vec<u8>) = pair?.extract()?;
+            check.push(&name, &value).map_err(refused)?;
+        }
     }
-    Ok(map)
+    Ok(check.declared(status, None))
 }
 
 /// On the loop thread: build the scope and start the app's task.
@@ -393,30 +287,19 @@ fn start(
     head_tx: oneshot::Sender<Start>,
 ) {
     let mut head_tx = Some(head_tx);
-    let started = (|| -> PyResult<()> {
-        let scope = scope::build(py, ctx, &src, false)?;
-        let cycle = Bound::new(
-            py,
-            HttpCycle {
-                ex: Arc::clone(&ex),
-                ctx: Arc::clone(ctx),
-                head_tx: head_tx.take(),
-                out: None,
-                start: None,
-                head_sent: false,
-                complete: false,
-            },
-        )?;
-        super::start_task(py, ctx, &ex.task, scope.into_any(), cycle.into_any())
-    })();
-    if let Err(e) = started {
-        tracing::error!(
-            "cannot start the ASGI app for a request\n{}",
-            crate::python::format_exception(py, &e).trim_end()
-        );
-        if let Some(tx) = head_tx {
-            let _ = tx.send(Start::Failed);
-        }
+    let cycle = || HttpCycle {
+        ex: Arc::clone(&ex),
+        ctx: Arc::clone(ctx),
+        head_tx: head_tx.take(),
+        out: None,
+        start: None,
+        head_sent: false,
+        complete: false,
+    };
+    if !super::start_cycle(py, ctx, &src, &ex.task, cycle)
+        && let Some(tx) = head_tx
+    {
+        let _ = tx.send(Start::Failed);
     }
 }
 
@@ -439,27 +322,26 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Reads the request body as the app asks for it (back-pressure to the client).
-async fn pump(mut body: Incoming, ex: Arc<Exchange>, timeout: Duration) {
+/// Reads the request body as the app asks for it (back-pressure to the client). A body
+/// that breaks, stalls past the body timeout or grows past `limit_request_body` is a
+/// disconnect for the app, and the client gets the 400, 408 or 413 a body read ahead
+/// would have got (unless the app's response had started before).
+async fn pump(mut reader: BodyReader, ex: Arc<Exchange>) {
     loop {
-        ex.want_body.notified().await;
-        loop {
-            match tokio::time::timeout(timeout, body.frame()).await {
-                Ok(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) if !data.is_empty() => {
-                        ex.update(|inbox| inbox.chunks.push_back(data));
-                        break;
-                    }
-                    _ => continue,
-                },
-                Ok(None) => {
-                    ex.update(|inbox| inbox.body_done = true);
-                    return;
-                }
-                Ok(Some(Err(_))) | Err(_) => {
-                    ex.update(|inbox| inbox.disconnected = true);
-                    return;
-                }
+        ex.want_input.notified().await;
+        match reader.next().await {
+            Ok(Some(data)) => ex.update(|inbox| inbox.chunks.push_back(data)),
+            Ok(None) => {
+                ex.update(|inbox| inbox.body_done = true);
+                return;
+            }
+            Err(err) => {
+                let refused = Some(err.refusal());
+                ex.update(|inbox| {
+                    inbox.disconnected = true;
+                    inbox.refused = refused;
+                });
+                return;
             }
         }
     }
@@ -471,7 +353,7 @@ struct Streaming {
     first: Option<Bytes>,
     ex: Arc<Exchange>,
     _live: Live,
-    _timer: TimerGuard,
+    _timer: AppSlot,
     _pump: Option<AbortOnDrop>,
     /// The app failed: the error is reported on the next poll, once hyper had a chance to
     /// write what came before it.
@@ -527,84 +409,75 @@ pub(super) async fn serve(
     asgi: &Asgi,
     conn: &Conn,
     head: &RequestHead,
-    body: Incoming,
+    body: BodySource,
 ) -> Response<ResponseBody> {
-    let expects_continue = head
-        .headers
-        .get(EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let body_len = body.size_hint().exact();
+    // The body as every worker class takes it in (request_body.rs): read ahead, or the
+    // start of it and the reader of the rest, which the pump reads as the app asks.
     let mut inbox = Inbox::default();
-    let mut streaming_body = None;
-    if body_len == Some(0) {
-        inbox.body_done = true;
-    } else if !expects_continue && body_len.is_some_and(|n| n <= INLINE_BODY_MAX) {
-        match tokio::time::timeout(asgi.body_timeout, body.collect()).await {
-            Ok(Ok(collected)) => {
-                inbox.chunks.push_back(collected.to_bytes());
-                inbox.body_done = true;
+    let streaming_body = match body {
+        BodySource::Whole(bytes) => {
+            if !bytes.is_empty() {
+                inbox.chunks.push_back(bytes);
             }
-            Ok(Err(_)) => {
-                return service::error_response(StatusCode::BAD_REQUEST, "incomplete request body");
-            }
-            Err(_) => {
-                return service::error_response(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request body timed out",
-                );
-            }
+            inbox.body_done = true;
+            None
         }
-    } else {
-        streaming_body = Some(body);
-    }
-    let ex = Arc::new(Exchange {
-        inbox: Mutex::new(inbox),
-        want_body: Notify::new(),
-        flow: Flow::default(),
-        bridge: Arc::clone(&asgi.bridge),
-        task: TaskSlot::default(),
-    });
-    let timer = asgi.timers.start(&conn.socket, Arc::clone(&ex.task));
+        BodySource::Started(read, reader) => {
+            if !read.is_empty() {
+                inbox.chunks.push_back(read);
+            }
+            Some(reader)
+        }
+    };
+    let ex = Exchange::new(inbox, &asgi.bridge);
+    let timer = match asgi.deadline(conn, &ex.task).await {
+        Ok(timer) => timer,
+        Err(stopping) => return stopping,
+    };
     let live = Live(Arc::clone(&ex));
-    let pump = streaming_body.map(|body| {
-        AbortOnDrop(tokio::task::spawn_local(pump(
-            body,
-            Arc::clone(&ex),
-            asgi.body_timeout,
-        )))
-    });
+    let pump = streaming_body
+        .map(|reader| AbortOnDrop(tokio::task::spawn_local(pump(reader, Arc::clone(&ex)))));
     let (head_tx, head_rx) = oneshot::channel();
     let ctx = Arc::clone(&asgi.ctx);
     let job_ex = Arc::clone(&ex);
-    let src = asgi.scope_source(conn, head);
+    let src = asgi.scope_source(conn, head, false);
     asgi.bridge
         .post_batched(Box::new(move |py| start(py, &ctx, src, job_ex, head_tx)));
 
-    let started = match head_rx.await {
-        Ok(Start::Head(started)) => started,
-        _ => {
+    let outcome = head_rx.await;
+    let refused = ex.inbox().refused.take();
+    let started = match (outcome, refused) {
+        // A body that broke, stalled or grew too large is the client's fault whatever the
+        // app made of its disconnect: the client gets the refusal a body read ahead gets,
+        // the same in every worker class, never an answer to a request cut short.
+        (Ok(Start::Head(_)), Some((status, why))) if timer.answer() => {
+            return responses::refuse(&conn.peer, status, why);
+        }
+        (Ok(Start::Head(started)), _) => started,
+        (_, refused) => {
+            if let Some((status, why)) = refused
+                && timer.answer()
+            {
+                return responses::refuse(&conn.peer, status, why);
+            }
             return match timer.answer() {
-                true => service::error_response(
+                true => responses::error_response(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Internal Server Error",
                 ),
-                false => service::error_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout"),
+                false => responses::error_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout"),
             };
         }
     };
     if !timer.answer() {
-        return service::error_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout");
+        return responses::error_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout");
     }
     let Head {
-        status,
-        headers,
+        declared,
         first,
         more,
     } = *started;
-    let content_length = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let content_length = declared.content_length;
     let body = if let Some(rest) = more {
         ResponseBody::stream(
             Box::pin(Streaming {
@@ -621,12 +494,5 @@ pub(super) async fn serve(
     } else {
         ResponseBody::full(vec![first], content_length)
     };
-    let declared = Declared {
-        status,
-        reason: None,
-        headers,
-        content_length,
-        close: false,
-    };
-    service::finish(head, declared, body)
+    responses::finish(head, declared, body)
 }

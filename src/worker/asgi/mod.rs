@@ -5,12 +5,16 @@
 //! - loop → I/O: a tokio channel per request, sent to without blocking from `send`;
 //!   back-pressure through `flow`.
 //! - `http`: requests; `websocket`: the upgrade and the socket; `scope`: the scope dict;
-//!   `deadlines`: `timeout` for requests sharing one loop; `lifespan` runs in Python
-//!   (src/python/asgi.py), as does the loop thread itself.
+//!   `lifespan` runs in Python (src/python/asgi.py), as does the loop thread itself.
+//!
+//! What every worker class shares is not here: the body intake (`request_body.rs`), the
+//! response head check (`response_head.rs`), the deadline table (`deadlines.rs`, with the
+//! `CancelTask` policy: a request past `timeout` has its task cancelled, the worker lives
+//! on), the finish and error responses (`responses.rs`), the request hooks.
 
 mod awaitable;
 mod bridge;
-mod deadlines;
+mod exchange;
 mod flow;
 mod http;
 mod scope;
@@ -22,45 +26,61 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ::http::{HeaderName, Response};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyModule};
 use tokio::sync::watch;
 
 use super::body::ResponseBody;
+use super::deadlines::{Deadlines, Expired};
+use super::request_body::BodySource;
 use super::service::Conn;
 use super::wsgi::environ::RequestHead;
 use crate::config::Settings;
 use crate::scoreboard::Scoreboard;
 use bridge::Bridge;
-use deadlines::Timers;
 use scope::ScopeSource;
 
 const HELPERS_SOURCE: &str = include_str!("../../python/asgi.py");
 
-/// The asyncio task of a request, while it runs (for a deadline's stack dump).
-pub type TaskSlot = Arc<Mutex<Option<Py<PyAny>>>>;
+pub use super::deadlines::TaskSlot;
 
-/// Start the app's task for one cycle (a request or a WebSocket): `receive` and `send`
-/// are the cycle's methods; the task is kept for a deadline's stack dump.
-fn start_task(
+/// On the loop thread: build the scope of one cycle (a request, or a WebSocket), make its
+/// cycle object (`receive` and `send` are its methods) and start the app's task, kept in
+/// `task` for a deadline to cancel. False, logged, when it could not start.
+fn start_cycle<C>(
     py: Python<'_>,
     ctx: &AppCtx,
+    src: &ScopeSource,
     task: &TaskSlot,
-    scope: Bound<'_, PyAny>,
-    cycle: Bound<'_, PyAny>,
-) -> PyResult<()> {
-    let receive = cycle.getattr(pyo3::intern!(py, "receive"))?;
-    let send = cycle.getattr(pyo3::intern!(py, "send"))?;
-    let coro = ctx
-        .run
-        .call1(py, (ctx.app.bind(py), scope, receive, send, cycle))?;
-    let started = ctx.create_task.call1(py, (coro,))?;
-    if ctx.track_tasks {
-        *task.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
+    cycle: impl FnOnce() -> C,
+) -> bool
+where
+    C: pyo3::PyClass + Into<pyo3::PyClassInitializer<C>>,
+{
+    let websocket = src.websocket;
+    let started = (|| -> PyResult<()> {
+        let scope = scope::build(py, ctx, src)?;
+        let cycle = Bound::new(py, cycle())?.into_any();
+        let receive = cycle.getattr(pyo3::intern!(py, "receive"))?;
+        let send = cycle.getattr(pyo3::intern!(py, "send"))?;
+        let coro = ctx
+            .run
+            .call1(py, (ctx.app.bind(py), scope, receive, send, cycle))?;
+        let started = ctx.create_task.call1(py, (coro,))?;
+        if ctx.track_tasks {
+            *task.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
+        }
+        Ok(())
+    })();
+    if let Err(e) = &started {
+        tracing::error!(
+            "cannot start the ASGI app for a {}\n{}",
+            if websocket { "WebSocket" } else { "request" },
+            crate::python::format_exception(py, e).trim_end()
+        );
     }
-    Ok(())
+    started.is_ok()
 }
 
 /// A request's or WebSocket's task has ended: forget it, and log what it raised (a
@@ -132,11 +152,11 @@ impl AppCtx {
 pub struct Asgi {
     bridge: Arc<Bridge>,
     ctx: Arc<AppCtx>,
-    timers: Arc<Timers>,
+    /// The worker's deadline table (policy `CancelTask`).
+    deadlines: Arc<Deadlines>,
     helpers: Py<PyModule>,
     event_loop: Py<PyAny>,
     lifespan: Option<Py<PyAny>>,
-    body_timeout: Duration,
     ws_max_message: usize,
     stopping: watch::Receiver<bool>,
     scoreboard: Arc<Scoreboard>,
@@ -175,7 +195,8 @@ pub struct StartArgs<'a> {
     pub slot: usize,
     pub stopping: watch::Receiver<bool>,
     pub heartbeat_every: Duration,
-    pub body_timeout: Duration,
+    /// The worker's deadline table: its expiries cancel the task, on the loop.
+    pub deadlines: Arc<Deadlines>,
 }
 
 impl Asgi {
@@ -243,7 +264,6 @@ impl Asgi {
         })
         .map_err(|e| Python::attach(|py| crate::python::format_exception(py, &e)))?;
 
-        let timers = Timers::new(Arc::clone(&args.scoreboard), args.slot);
         let stack = Python::attach(|py| {
             helpers_mod
                 .bind(py)
@@ -251,17 +271,20 @@ impl Asgi {
                 .map(Bound::unbind)
         })
         .map_err(|e| e.to_string())?;
-        timers
-            .watch(timeout, Arc::clone(&bridge), stack)
-            .map_err(|e| format!("cannot start the deadline watcher: {e}"))?;
+        let stack = Arc::new(stack);
+        let loop_bridge = Arc::clone(&bridge);
+        args.deadlines.on_expire(Box::new(move |expired| {
+            let stack = Arc::clone(&stack);
+            // The loop may be the one that is stuck: the 504 went out without it.
+            loop_bridge.post(Box::new(move |py| log_and_cancel(py, &expired, &stack)));
+        }));
         Ok(Asgi {
             bridge,
             ctx: Arc::new(ctx),
-            timers,
+            deadlines: args.deadlines,
             helpers: helpers_mod,
             event_loop,
             lifespan,
-            body_timeout: args.body_timeout,
             ws_max_message: usize::try_from(settings.websocket_max_message_size)
                 .unwrap_or(usize::MAX),
             stopping: args.stopping,
@@ -275,7 +298,7 @@ impl Asgi {
         &self,
         conn: &Conn,
         head: &RequestHead,
-        body: Incoming,
+        body: BodySource,
         upgrade: Option<OnUpgrade>,
     ) -> Response<ResponseBody> {
         if websocket::is_upgrade(head) {
@@ -285,11 +308,29 @@ impl Asgi {
         }
     }
 
-    fn scope_source(&self, conn: &Conn, head: &RequestHead) -> ScopeSource {
+    fn scope_source(&self, conn: &Conn, head: &RequestHead, websocket: bool) -> ScopeSource {
         ScopeSource {
             head: head.clone(),
             server: conn.environ.server(),
+            websocket,
         }
+    }
+
+    /// A deadline slot for one cycle, whose task is `task`; the 503 of a stopping worker.
+    async fn deadline(
+        &self,
+        conn: &Conn,
+        task: &TaskSlot,
+    ) -> Result<super::deadlines::AppSlot, Response<ResponseBody>> {
+        self.deadlines
+            .acquire_for(&conn.socket, Some(Arc::clone(task)))
+            .await
+            .ok_or_else(|| {
+                super::responses::error_response(
+                    ::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "worker stopping",
+                )
+            })
     }
 
     /// The heartbeat of an ASGI worker: the I/O loop beats, but only as recently as the
@@ -332,6 +373,33 @@ impl Asgi {
                 Python::attach(|py| crate::python::format_exception(py, &e)).trim_end()
             ),
         }
+    }
+}
+
+/// On the loop thread: log where the task of a timed-out request is, and cancel it.
+fn log_and_cancel(py: Python<'_>, expired: &Expired, stack: &Py<PyAny>) {
+    let (secs, what) = (expired.timeout.as_secs(), expired.outcome());
+    let task = expired.task.as_ref().and_then(|task| {
+        task.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|t| t.clone_ref(py))
+    });
+    let Some(task) = task else {
+        tracing::error!("request timed out after {secs}s (timeout); {what}");
+        return;
+    };
+    let text = stack
+        .call1(py, (task.bind(py),))
+        .and_then(|s| s.extract::<String>(py))
+        .unwrap_or_else(|e| format!("(no stack: {e})\n"));
+    tracing::error!(
+        "request timed out after {secs}s (timeout); {what}; its task is cancelled. \
+         Where it was:\n{}",
+        text.trim_end()
+    );
+    if let Err(e) = task.bind(py).call_method0("cancel") {
+        tracing::warn!("cannot cancel the timed-out task: {e}");
     }
 }
 

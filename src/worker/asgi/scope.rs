@@ -16,18 +16,19 @@ pub struct ScopeSource {
     pub head: RequestHead,
     /// The listener's own address (TCP), `None` for a unix socket.
     pub server: Option<(Arc<str>, u16)>,
+    /// A WebSocket's scope, not an HTTP request's.
+    pub websocket: bool,
 }
 
 pub fn build<'py>(
     py: Python<'py>,
     ctx: &AppCtx,
     src: &ScopeSource,
-    websocket: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let head = &src.head;
     let scope = PyDict::new(py);
     let https = head.forwarded.https;
-    if websocket {
+    if src.websocket {
         scope.set_item(intern!(py, "type"), intern!(py, "websocket"))?;
         let scheme = if https {
             intern!(py, "wss")
@@ -82,6 +83,11 @@ pub fn build<'py>(
 
     let headers = PyList::empty(py);
     for (name, value) in &head.headers {
+        // As in the environ (and gunicorn's parser): a name with `_` could pose as a
+        // dash-named one downstream.
+        if name.as_str().contains('_') {
+            continue;
+        }
         let pair = PyTuple::new(
             py,
             [

@@ -1,9 +1,10 @@
 //! WebSockets for ASGI apps: the HTTP/1.1 upgrade (hyper), the socket itself
 //! (tokio-tungstenite: framing, masking, fragmentation, ping/pong and the closing handshake
-//! are answered in Rust), and the `websocket.*` events of the app.
+//! are answered in Rust), and the `websocket.*` events of the app, which meet the socket
+//! in `exchange.rs`. WSGI has no WebSocket: only an ASGI worker gets here.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyBytes, PyDict};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
@@ -26,13 +27,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key};
 
-use super::flow::Flow;
-use super::http::set_result;
-use super::scope::{self, ScopeSource};
-use super::{AppCtx, Asgi, TaskSlot};
+use super::exchange::{self, Messages};
+use super::scope::ScopeSource;
+use super::{AppCtx, Asgi};
 use crate::worker::accept::Counted;
 use crate::worker::body::ResponseBody;
-use crate::worker::service::{self, Conn};
+use crate::worker::responses;
+use crate::worker::service::Conn;
 use crate::worker::wsgi::environ::RequestHead;
 
 /// How long a closing socket waits for the client's close frame.
@@ -80,11 +81,11 @@ struct Inbox {
     connect_delivered: bool,
     /// The socket is gone: every later `receive()` is websocket.disconnect.
     closed: Option<(u16, String)>,
-    receive_waiter: Option<Py<PyAny>>,
-    drain_waiter: Option<Py<PyAny>>,
 }
 
-impl Inbox {
+impl Messages for Inbox {
+    type Message = In;
+
     fn next_message(&mut self) -> Option<In> {
         if !self.connect_delivered {
             self.connect_delivered = true;
@@ -97,94 +98,51 @@ impl Inbox {
             .as_ref()
             .map(|(code, reason)| In::Disconnect(*code, reason.clone()))
     }
-}
 
-struct Exchange {
-    inbox: Mutex<Inbox>,
-    flow: Flow,
-    bridge: Arc<super::bridge::Bridge>,
-    task: TaskSlot,
-}
-
-impl Exchange {
-    fn inbox(&self) -> MutexGuard<'_, Inbox> {
-        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
+    /// A drain waiter is woken once the backlog is down, or the socket gone.
+    fn sender_free(&self) -> bool {
+        self.closed.is_some()
     }
 
-    fn push(self: &Arc<Self>, event: In) {
-        let waiting = {
-            let mut inbox = self.inbox();
-            if let In::Disconnect(code, reason) = &event {
-                if inbox.closed.is_some() {
-                    return;
-                }
-                inbox.closed = Some((*code, reason.clone()));
-            } else {
-                inbox.events.push_back(event);
+    fn to_py(py: Python<'_>, message: In) -> PyResult<Py<PyAny>> {
+        let dict = PyDict::new(py);
+        match message {
+            In::Connect => {
+                dict.set_item(intern!(py, "type"), intern!(py, "websocket.connect"))?;
             }
-            inbox.receive_waiter.is_some() || inbox.drain_waiter.is_some()
-        };
-        if waiting {
-            self.wake();
-        }
-    }
-
-    fn wake(self: &Arc<Self>) {
-        let ex = Arc::clone(self);
-        self.bridge.post(Box::new(move |py| ex.resolve(py)));
-    }
-
-    fn resolve(&self, py: Python<'_>) {
-        let (receive, drain) = {
-            let mut inbox = self.inbox();
-            let receive = if inbox.receive_waiter.is_some() {
-                inbox
-                    .next_message()
-                    .map(|m| (inbox.receive_waiter.take(), m))
-            } else {
-                None
-            };
-            let drain = if inbox.closed.is_some() || self.flow.drained() {
-                inbox.drain_waiter.take()
-            } else {
-                None
-            };
-            (receive, drain)
-        };
-        if let Some((Some(fut), message)) = receive {
-            match to_py(py, message) {
-                Ok(message) => set_result(py, &fut, message),
-                Err(e) => tracing::warn!("cannot build a websocket message: {e}"),
+            In::Text(text) => {
+                dict.set_item(intern!(py, "type"), intern!(py, "websocket.receive"))?;
+                dict.set_item(intern!(py, "text"), text)?;
+            }
+            In::Binary(bytes) => {
+                dict.set_item(intern!(py, "type"), intern!(py, "websocket.receive"))?;
+                dict.set_item(intern!(py, "bytes"), PyBytes::new(py, &bytes))?;
+            }
+            In::Disconnect(code, reason) => {
+                dict.set_item(intern!(py, "type"), intern!(py, "websocket.disconnect"))?;
+                dict.set_item(intern!(py, "code"), code)?;
+                dict.set_item(intern!(py, "reason"), reason)?;
             }
         }
-        // A drain waiter is woken once the backlog is down, or the socket gone.
-        if let Some(fut) = drain {
-            set_result(py, &fut, py.None());
-        }
+        Ok(dict.into_any().unbind())
     }
 }
 
-fn to_py(py: Python<'_>, message: In) -> PyResult<Py<PyAny>> {
-    let dict = PyDict::new(py);
-    match message {
-        In::Connect => {
-            dict.set_item(intern!(py, "type"), intern!(py, "websocket.connect"))?;
+type Exchange = exchange::Exchange<Inbox>;
+
+/// From the I/O side: an event for the app (only the first disconnect counts).
+fn push(ex: &Arc<Exchange>, event: In) {
+    ex.update_if(|inbox| {
+        if let In::Disconnect(code, reason) = &event {
+            if inbox.closed.is_some() {
+                return false;
+            }
+            inbox.closed = Some((*code, reason.clone()));
+        } else {
+            inbox.events.push_back(event);
         }
-        In::Text(text) => {
-            dict.set_item(intern!(py, "type"), intern!(py, "websocket.receive"))?;
-            dict.set_item(intern!(py, "text"), text)?;
-        }
-        In::Binary(bytes) => {
-            dict.set_item(intern!(py, "type"), intern!(py, "websocket.receive"))?;
-            dict.set_item(intern!(py, "bytes"), PyBytes::new(py, &bytes))?;
-        }
-        In::Disconnect(code, reason) => {
-            dict.set_item(intern!(py, "type"), intern!(py, "websocket.disconnect"))?;
-            dict.set_item(intern!(py, "code"), code)?;
-            dict.set_item(intern!(py, "reason"), reason)?;
-        }
-    }
-    Ok(dict.into_any().unbind())
+        true
+    });
 }
 
 /// The app's side of one WebSocket.
@@ -200,34 +158,16 @@ pub struct WsCycle {
 #[pymethods]
 impl WsCycle {
     fn receive(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let mut inbox = self.ex.inbox();
-        if inbox.receive_waiter.is_some() {
-            return Err(PyRuntimeError::new_err(
-                "receive() called again before the previous call returned",
-            ));
-        }
-        if let Some(message) = inbox.next_message() {
-            drop(inbox);
-            return super::awaitable::Ready::awaitable(py, Some(to_py(py, message)?));
-        }
-        let fut = self.ctx.create_future.call0(py)?;
-        inbox.receive_waiter = Some(fut.clone_ref(py));
-        Ok(fut)
+        self.ex.receive(py, &self.ctx.create_future)
     }
 
     fn send(&mut self, py: Python<'_>, message: &Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
-        let kind = message
-            .get_item(intern!(py, "type"))?
-            .ok_or_else(|| PyValueError::new_err("ASGI message without a 'type'"))?;
-        // A borrowed str where the ABI allows it (abi3 before 3.10 copies).
-        let kind = kind.cast::<PyString>()?.to_cow()?;
-        let kind: &str = &kind;
         let done = self.ctx.done.clone_ref(py);
         if self.closed {
             // The socket is gone (the app learns it from receive()); uvicorn drops these too.
             return Ok(done);
         }
-        match kind {
+        match &*exchange::message_type(message)?.to_cow()? {
             "websocket.accept" => {
                 if self.accepted {
                     return Err(PyRuntimeError::new_err("websocket.accept sent twice"));
@@ -279,13 +219,10 @@ impl WsCycle {
                 if gone || !self.ex.flow.sent(len) {
                     return Ok(done);
                 }
-                let fut = self.ctx.create_future.call0(py)?;
-                self.ex.inbox().drain_waiter = Some(fut.clone_ref(py));
-                if !self.ex.flow.wait() {
-                    self.ex.inbox().drain_waiter = None;
-                    return Ok(done);
-                }
-                Ok(fut)
+                Ok(self
+                    .ex
+                    .wait_for_drain(py, &self.ctx.create_future)?
+                    .unwrap_or(done))
             }
             "websocket.close" => {
                 let code = match message.get_item(intern!(py, "code"))? {
@@ -315,6 +252,7 @@ impl WsCycle {
     }
 }
 
+/// On the loop thread: build the scope and start the app's task.
 fn start(
     py: Python<'_>,
     ctx: &Arc<AppCtx>,
@@ -322,25 +260,14 @@ fn start(
     ex: Arc<Exchange>,
     out: mpsc::UnboundedSender<Out>,
 ) {
-    let started = (|| -> PyResult<()> {
-        let scope = scope::build(py, ctx, &src, true)?;
-        let cycle = Bound::new(
-            py,
-            WsCycle {
-                ex: Arc::clone(&ex),
-                ctx: Arc::clone(ctx),
-                out: out.clone(),
-                accepted: false,
-                closed: false,
-            },
-        )?;
-        super::start_task(py, ctx, &ex.task, scope.into_any(), cycle.into_any())
-    })();
-    if let Err(e) = started {
-        tracing::error!(
-            "cannot start the ASGI app for a WebSocket\n{}",
-            crate::python::format_exception(py, &e).trim_end()
-        );
+    let cycle = || WsCycle {
+        ex: Arc::clone(&ex),
+        ctx: Arc::clone(ctx),
+        out: out.clone(),
+        accepted: false,
+        closed: false,
+    };
+    if !super::start_cycle(py, ctx, &src, &ex.task, cycle) {
         let _ = out.send(Out::Ended { failed: true });
     }
 }
@@ -359,7 +286,7 @@ pub(super) async fn serve(
         .is_some_and(|v| v.as_bytes() == b"13");
     if !version_ok {
         let mut response =
-            service::error_response(StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 only");
+            responses::error_response(StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 only");
         response
             .headers_mut()
             .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
@@ -370,16 +297,14 @@ pub(super) async fn serve(
         .get(SEC_WEBSOCKET_KEY)
         .map(|k| derive_accept_key(k.as_bytes()))
         .unwrap_or_default();
-    let ex = Arc::new(Exchange {
-        inbox: Mutex::new(Inbox::default()),
-        flow: Flow::default(),
-        bridge: Arc::clone(&asgi.bridge),
-        task: TaskSlot::default(),
-    });
-    let timer = asgi.timers.start(&conn.socket, Arc::clone(&ex.task));
+    let ex = Exchange::new(Inbox::default(), &asgi.bridge);
+    let timer = match asgi.deadline(conn, &ex.task).await {
+        Ok(timer) => timer,
+        Err(stopping) => return stopping,
+    };
     let (out_tx, mut out_rx) = mpsc::unbounded_channel();
     let ctx = Arc::clone(&asgi.ctx);
-    let src = asgi.scope_source(conn, head);
+    let src = asgi.scope_source(conn, head, true);
     let job_ex = Arc::clone(&ex);
     asgi.bridge
         .post_batched(Box::new(move |py| start(py, &ctx, src, job_ex, out_tx)));
@@ -388,7 +313,7 @@ pub(super) async fn serve(
     let mut gone = Gone(Some(Arc::clone(&ex)));
     let decision = out_rx.recv().await;
     if !timer.answer() {
-        return service::error_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout");
+        return responses::error_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout");
     }
     drop(timer);
     let (subprotocol, extra) = match decision {
@@ -397,15 +322,15 @@ pub(super) async fn serve(
             headers,
         }) => (subprotocol, headers),
         Some(Out::Ended { failed: true }) => {
-            return service::error_response(
+            return responses::error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal Server Error",
             );
         }
-        _ => return service::error_response(StatusCode::FORBIDDEN, "Forbidden"),
+        _ => return responses::error_response(StatusCode::FORBIDDEN, "Forbidden"),
     };
     let Some(upgrade) = upgrade else {
-        return service::error_response(StatusCode::INTERNAL_SERVER_ERROR, "upgrade unavailable");
+        return responses::error_response(StatusCode::INTERNAL_SERVER_ERROR, "upgrade unavailable");
     };
     let mut headers = HeaderMap::new();
     headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
@@ -447,7 +372,7 @@ struct Gone(Option<Arc<Exchange>>);
 impl Drop for Gone {
     fn drop(&mut self) {
         if let Some(ex) = &self.0 {
-            ex.push(In::Disconnect(1006, String::new()));
+            push(ex, In::Disconnect(1006, String::new()));
         }
     }
 }
@@ -464,7 +389,7 @@ impl Socket {
         let upgraded = match upgrade.await {
             Ok(upgraded) => upgraded,
             Err(_) => {
-                self.ex.push(In::Disconnect(1006, String::new()));
+                push(&self.ex, In::Disconnect(1006, String::new()));
                 return;
             }
         };
@@ -472,7 +397,7 @@ impl Socket {
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
         let (code, reason) = self.pump(&mut ws).await;
-        self.ex.push(In::Disconnect(code, reason));
+        push(&self.ex, In::Disconnect(code, reason));
         drop(self.counted);
     }
 
@@ -484,8 +409,8 @@ impl Socket {
         loop {
             tokio::select! {
                 incoming = ws.next() => match incoming {
-                    Some(Ok(Message::Text(text))) => self.ex.push(In::Text(text.to_string())),
-                    Some(Ok(Message::Binary(bytes))) => self.ex.push(In::Binary(bytes)),
+                    Some(Ok(Message::Text(text))) => push(&self.ex, In::Text(text.to_string())),
+                    Some(Ok(Message::Binary(bytes))) => push(&self.ex, In::Binary(bytes)),
                     // tungstenite queues the pong itself and sends it on the next read.
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(frame))) => {

@@ -32,6 +32,12 @@ pub fn serve(boot: WorkerBoot, app: Py<PyAny>, extras: super::Extras) -> Result<
     let bridge =
         Arc::new(Bridge::new(entries).map_err(|e| format!("cannot make the hub's eventfd: {e}"))?);
     let beat_every = super::heartbeat_interval(boot.settings.timeout);
+    // The I/O thread's first Python (is this app ASGI?) imports asyncio and inspect; the
+    // hub, starting at the same time, imports gevent's own (inspect too). Two threads
+    // importing one module under gevent's patched locks can deadlock the import system
+    // (seen: a KeyError in importlib's module lock, a worker that never answers), so the
+    // I/O thread's imports are done here, before either runs.
+    super::asgi::wanted(&boot.settings, &app)?;
     let io_app = Python::attach(|py| app.clone_ref(py));
     let io_bridge = Arc::clone(&bridge);
     let io = std::thread::Builder::new()

@@ -1,6 +1,7 @@
-//! One request inside its greenlet: build the environ, call the app, hand the response
-//! to the Rust side, and wait — on the hub, never by blocking the thread — whenever the
-//! client is behind (response) or ahead (request body).
+//! One request inside its greenlet: the app-call core of `app_call.rs` (environ, app,
+//! walk, close), handing the response to the Rust side, and waiting — on the hub, never
+//! by blocking the thread — whenever the client is behind (response) or ahead (request
+//! body).
 //!
 //! Waiting is the Python side's `wait(id)`: it parks the greenlet until the hub receives
 //! `Notify(id)` through the bridge. Every wait here first arranges for that notify: a
@@ -8,22 +9,19 @@
 //! has room. A notify can come for nothing (a stale one): every waiter checks again.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use pyo3::exceptions::{PyIOError, PyRuntimeError};
 use pyo3::prelude::*;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::bridge::{Bridge, Job};
+use crate::worker::app_call::{self, EnvironSlot, StartedMsg};
 use crate::worker::body::Chunk;
-use crate::worker::service::{AppStart, BodySource, StartedMsg};
+use crate::worker::request_body::{BodyReader, BodySource, IntakeError};
 use crate::worker::wsgi::environ::{EnvironBuilder, RequestHead};
 use crate::worker::wsgi::input::Input;
-use crate::worker::wsgi::response::{self, AppFailure, AppIter};
 
 /// A request as the Rust side hands it to the hub.
 pub(in crate::worker) struct RequestJob {
@@ -31,14 +29,12 @@ pub(in crate::worker) struct RequestJob {
     pub head: RequestHead,
     pub body: BodySource,
     pub environ: Arc<EnvironBuilder>,
+    /// Where post_request finds the environ (the hook is set).
+    pub environ_out: Option<EnvironSlot>,
     pub started: oneshot::Sender<StartedMsg>,
     pub chunks: mpsc::Sender<Chunk>,
     pub runtime: tokio::runtime::Handle,
     pub bridge: Arc<Bridge>,
-    /// How long one read of the body may wait for the client.
-    pub body_timeout: Duration,
-    /// `limit_request_body`; 0: none.
-    pub body_limit: u64,
 }
 
 #[pyclass(module = "unitcorn")]
@@ -76,6 +72,8 @@ impl GreenRequest {
 }
 
 impl RequestJob {
+    /// The app-call core (`app_call.rs`), with a greenlet's way of waiting: for body data
+    /// and for room in the response queue, on the hub.
     fn run(self, py: Python<'_>, app: &Py<PyAny>, wait: Py<PyAny>) -> PyResult<()> {
         let waiter = Waiter {
             id: self.id,
@@ -85,12 +83,9 @@ impl RequestJob {
         };
         let input = match self.body {
             BodySource::Whole(bytes) => Input::buffered(bytes),
-            BodySource::Started(read, rest) => {
+            BodySource::Started(read, reader) => {
                 let pull = BodyPull {
-                    body: Some(rest),
-                    received: read.len() as u64,
-                    limit: self.body_limit,
-                    timeout: self.body_timeout,
+                    reader: Some(reader),
                     waiter: waiter.clone_ref(py),
                 };
                 // A mutex only to make it Sync, as a pyclass's content must be; only this
@@ -99,68 +94,41 @@ impl RequestJob {
                 Input::pulling(read, Box::new(move |py| pull_next(&mut lock(&pull), py)))
             }
         };
-        let outcome = Bound::new(py, input)
-            .and_then(|input| self.environ.build(py, &self.head, input.into_any()))
-            .map_err(|e| AppFailure {
-                traceback: crate::python::format_exception(py, &e),
-            })
-            .and_then(|environ| response::start(py, app, environ));
-        let mut rest = match outcome {
-            Ok(started) => {
-                let (start, rest) = AppStart::of(started);
-                // The client left before the head: nothing more to do (dropping `rest`
-                // closes the iterable).
-                if self.started.send(Ok(start)).is_err() {
-                    return Ok(());
-                }
-                match rest {
-                    Some(rest) => rest,
-                    None => return Ok(()),
-                }
-            }
-            Err(failure) => {
-                let _ = self.started.send(Err(failure));
-                return Ok(());
-            }
-        };
-        let streamed = stream(py, &mut rest, &self.chunks, &waiter);
-        rest.close(py);
-        streamed
+        let outcome = app_call::begin(
+            py,
+            app,
+            &self.environ,
+            &self.head,
+            input,
+            self.environ_out.as_ref(),
+        );
+        match app_call::report(outcome, self.started) {
+            Some(rest) => app_call::walk(rest, |item| queue(py, &self.chunks, &waiter, item)),
+            None => Ok(()),
+        }
     }
 }
 
-/// Walk the rest of the iterable into the response queue, waiting for room.
-fn stream(
+/// Put one chunk in the response queue, waiting on the hub for room; false when the
+/// client is gone.
+fn queue(
     py: Python<'_>,
-    rest: &mut AppIter,
     chunks: &mpsc::Sender<Chunk>,
     waiter: &Waiter,
-) -> PyResult<()> {
+    mut item: Chunk,
+) -> PyResult<bool> {
     loop {
-        let (item, last) = match rest.next_or_log(py) {
-            Ok(Some(chunk)) => (Ok(chunk), false),
-            Ok(None) => return Ok(()),
-            // The response must end in an error, not look complete: send it like a chunk.
-            Err(()) => (Err(()), true),
-        };
-        let mut item = item;
-        loop {
-            match chunks.try_send(item) {
-                Ok(()) => break,
-                // The client is gone.
-                Err(TrySendError::Closed(_)) => return Ok(()),
-                Err(TrySendError::Full(back)) => {
-                    item = back;
-                    let room = chunks.clone();
-                    waiter.wait_for(py, async move {
-                        // Room, or the client gone: either way the greenlet looks again.
-                        drop(room.reserve().await);
-                    })?;
-                }
+        match chunks.try_send(item) {
+            Ok(()) => return Ok(true),
+            Err(TrySendError::Closed(_)) => return Ok(false),
+            Err(TrySendError::Full(back)) => {
+                item = back;
+                let room = chunks.clone();
+                waiter.wait_for(py, async move {
+                    // Room, or the client gone: either way the greenlet looks again.
+                    drop(room.reserve().await);
+                })?;
             }
-        }
-        if last {
-            return Ok(());
         }
     }
 }
@@ -205,13 +173,11 @@ impl Waiter {
     }
 }
 
-/// The rest of a request body, read from the connection as the app asks.
+/// The rest of a request body, read from the connection as the app asks (the reader's
+/// limits are `request_body.rs`'s, the same as every worker class's).
 struct BodyPull {
     /// `None` once the body ended (or failed).
-    body: Option<Incoming>,
-    received: u64,
-    limit: u64,
-    timeout: Duration,
+    reader: Option<BodyReader>,
     waiter: Waiter,
 }
 
@@ -219,57 +185,28 @@ fn lock(pull: &Mutex<BodyPull>) -> std::sync::MutexGuard<'_, BodyPull> {
     pull.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-type Frame = Result<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>, ()>;
+type Read = (BodyReader, Result<Option<Bytes>, IntakeError>);
 
 /// The next non-empty chunk of the body, or `None` at its end.
 fn pull_next(pull: &mut BodyPull, py: Python<'_>) -> PyResult<Option<Bytes>> {
-    loop {
-        let Some(mut body) = pull.body.take() else {
-            return Ok(None);
-        };
-        let got: Arc<Mutex<Option<(Incoming, Frame)>>> = Arc::new(Mutex::new(None));
-        let slot = Arc::clone(&got);
-        let timeout = pull.timeout;
-        pull.waiter.wait_for(py, async move {
-            let frame = tokio::time::timeout(timeout, body.frame())
-                .await
-                .map_err(drop);
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((body, frame));
-        })?;
-        let Some((body, frame)) = got.lock().unwrap_or_else(|e| e.into_inner()).take() else {
-            return Err(PyRuntimeError::new_err("the request body reader vanished"));
-        };
-        match frame {
-            Err(()) => {
-                return Err(PyIOError::new_err(format!(
-                    "the client sent no request body data for {}s",
-                    timeout.as_secs()
-                )));
-            }
-            Ok(None) => return Ok(None),
-            Ok(Some(Err(err))) => {
-                return Err(PyIOError::new_err(format!(
-                    "could not read the request body: {err}"
-                )));
-            }
-            Ok(Some(Ok(frame))) => {
-                pull.body = Some(body);
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                if data.is_empty() {
-                    continue;
-                }
-                pull.received += data.len() as u64;
-                if pull.limit > 0 && pull.received > pull.limit {
-                    pull.body = None;
-                    return Err(PyIOError::new_err(format!(
-                        "the request body is larger than limit_request_body ({} bytes)",
-                        pull.limit
-                    )));
-                }
-                return Ok(Some(data));
-            }
+    let Some(mut reader) = pull.reader.take() else {
+        return Ok(None);
+    };
+    let got: Arc<Mutex<Option<Read>>> = Arc::new(Mutex::new(None));
+    let slot = Arc::clone(&got);
+    pull.waiter.wait_for(py, async move {
+        let next = reader.next().await;
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((reader, next));
+    })?;
+    let Some((reader, next)) = got.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return Err(PyRuntimeError::new_err("the request body reader vanished"));
+    };
+    match next {
+        Ok(Some(data)) => {
+            pull.reader = Some(reader);
+            Ok(Some(data))
         }
+        Ok(None) => Ok(None),
+        Err(err) => Err(PyIOError::new_err(err.to_string())),
     }
 }

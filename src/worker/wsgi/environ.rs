@@ -25,6 +25,9 @@ pub struct Peer {
     pub port: Option<Arc<str>>,
     /// A trusted proxy (`forwarded_allow_ips`): its forwarding headers count.
     pub trusted: bool,
+    /// The address the client connected to, from a PROXY header: gunicorn's
+    /// `PROXY_PROTOCOL`, `PROXY_ADDR` and `PROXY_PORT`.
+    pub proxied_to: Option<SocketAddr>,
 }
 
 impl Peer {
@@ -34,11 +37,13 @@ impl Peer {
                 ip: addr.ip().to_string().into(),
                 port: Some(addr.port().to_string().into()),
                 trusted,
+                proxied_to: None,
             },
             None => Peer {
                 ip: "".into(),
                 port: None,
                 trusted,
+                proxied_to: None,
             },
         }
     }
@@ -138,16 +143,23 @@ impl EnvironBuilder {
         };
         env.set_item(intern!(py, "PATH_INFO"), path_info)?;
         env.set_item(intern!(py, "QUERY_STRING"), head.uri.query().unwrap_or(""))?;
-        let raw_uri = head
-            .uri
-            .path_and_query()
-            .map(|pq| pq.as_str())
-            .unwrap_or(path);
-        env.set_item(intern!(py, "RAW_URI"), raw_uri)?;
+        // RAW_URI is the target as sent; an absolute-form one keeps its scheme and host.
+        if head.uri.scheme().is_some() {
+            env.set_item(intern!(py, "RAW_URI"), head.uri.to_string())?;
+        } else {
+            let raw_uri = head.uri.path_and_query().map_or(path, |pq| pq.as_str());
+            env.set_item(intern!(py, "RAW_URI"), raw_uri)?;
+        }
 
         env.set_item(intern!(py, "REMOTE_ADDR"), &*head.peer.ip)?;
         if let Some(port) = &head.peer.port {
             env.set_item(intern!(py, "REMOTE_PORT"), &**port)?;
+        }
+        if let Some(to) = head.peer.proxied_to {
+            let protocol = if to.is_ipv4() { "TCP4" } else { "TCP6" };
+            env.set_item(intern!(py, "PROXY_PROTOCOL"), protocol)?;
+            env.set_item(intern!(py, "PROXY_ADDR"), to.ip().to_string())?;
+            env.set_item(intern!(py, "PROXY_PORT"), to.port().to_string())?;
         }
 
         if self.server_from_host {

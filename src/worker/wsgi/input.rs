@@ -5,30 +5,25 @@
 //! never sits whole in memory and `Expect: 100-continue` is answered only when the app
 //! first reads. Reading blocks the calling app thread, never the I/O thread: a streamed
 //! input is only ever given to an app running on a pool thread — or in a greenlet, whose
-//! reads wait on the gevent hub (`Source::Pull`).
-
-use std::time::Duration;
+//! reads wait on the gevent hub (`Source::Pull`). Every read is held to the limits of
+//! `request_body.rs` (`limit_request_body`, the body timeout): a read past them raises.
 
 use bytes::{Buf, Bytes, BytesMut};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use pyo3::exceptions::PyIOError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
+
+use crate::worker::request_body::{BodyReader, BodySource};
 
 /// Where the bytes not yet in the buffer come from.
 pub enum Source {
     /// Nothing more: the buffer holds the rest of the body.
     Done,
-    /// The connection's body, read on demand by blocking on the worker's runtime.
+    /// The connection's body, read on demand by blocking on the worker's runtime (its
+    /// limits are the reader's: `request_body.rs`).
     Stream {
-        body: Incoming,
+        reader: BodyReader,
         runtime: tokio::runtime::Handle,
-        /// How long one read may wait for the client.
-        timeout: Duration,
-        /// `limit_request_body` (0: none) against the bytes received so far.
-        limit: u64,
-        received: u64,
     },
     /// Chunks handed over by a callback (`None`: the end), which may wait without blocking
     /// the thread: the gevent worker's greenlets wait on the hub.
@@ -54,23 +49,19 @@ impl Input {
     }
 
     /// A body read from the connection as the app asks for it, after the `read` bytes
-    /// the worker took from it already. Past `limit` bytes (0: none) reading raises.
-    pub fn streaming(
-        read: Bytes,
-        body: Incoming,
-        runtime: tokio::runtime::Handle,
-        timeout: Duration,
-        limit: u64,
-    ) -> Self {
+    /// the worker took from it already.
+    pub fn streaming(read: Bytes, reader: BodyReader, runtime: tokio::runtime::Handle) -> Self {
         Input {
-            source: Source::Stream {
-                body,
-                runtime,
-                timeout,
-                limit,
-                received: read.len() as u64,
-            },
+            source: Source::Stream { reader, runtime },
             buf: BytesMut::from(read),
+        }
+    }
+
+    /// The body as `source` holds it; the rest, if any, read on `runtime`.
+    pub fn of(source: BodySource, runtime: &tokio::runtime::Handle) -> Self {
+        match source {
+            BodySource::Whole(bytes) => Input::buffered(bytes),
+            BodySource::Started(read, reader) => Input::streaming(read, reader, runtime.clone()),
         }
     }
 
@@ -96,56 +87,23 @@ impl Input {
                 })
             });
         }
-        loop {
-            let Source::Stream {
-                body,
-                runtime,
-                timeout,
-                limit,
-                received,
-            } = &mut self.source
-            else {
-                return Ok(false);
-            };
-            let timeout = *timeout;
-            let frame = py.detach(|| {
-                // The timer must be made inside the runtime's context (block_on's).
-                runtime.block_on(async { tokio::time::timeout(timeout, body.frame()).await })
-            });
-            let Ok(frame) = frame else {
+        let Source::Stream { reader, runtime } = &mut self.source else {
+            return Ok(false);
+        };
+        // The timer must be made inside the runtime's context (block_on's).
+        let next = py.detach(|| runtime.block_on(reader.next()));
+        match next {
+            Ok(Some(data)) => {
+                self.buf.extend_from_slice(&data);
+                Ok(true)
+            }
+            Ok(None) => {
                 self.source = Source::Done;
-                return Err(PyIOError::new_err(format!(
-                    "the client sent no request body data for {}s",
-                    timeout.as_secs()
-                )));
-            };
-            match frame {
-                None => {
-                    self.source = Source::Done;
-                    return Ok(false);
-                }
-                Some(Err(err)) => {
-                    self.source = Source::Done;
-                    return Err(PyIOError::new_err(format!(
-                        "could not read the request body: {err}"
-                    )));
-                }
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data()
-                        && !data.is_empty()
-                    {
-                        *received += data.len() as u64;
-                        if *limit > 0 && *received > *limit {
-                            let limit = *limit;
-                            self.source = Source::Done;
-                            return Err(PyIOError::new_err(format!(
-                                "the request body is larger than limit_request_body ({limit} bytes)"
-                            )));
-                        }
-                        self.buf.extend_from_slice(&data);
-                        return Ok(true);
-                    }
-                }
+                Ok(false)
+            }
+            Err(err) => {
+                self.source = Source::Done;
+                Err(PyIOError::new_err(err.to_string()))
             }
         }
     }

@@ -1,7 +1,8 @@
 //! PEP 3333: the environ, `start_response`, `wsgi.input`, `wsgi.errors`,
 //! `wsgi.file_wrapper`, and the rules for walking the app's response.
 //!
-//! Nothing here does I/O or knows about connections; `worker/service.rs` drives it.
+//! Nothing here does I/O or knows about connections; `worker/app_call.rs` drives it, and
+//! the response head rule is `worker/response_head.rs`'s.
 
 pub mod environ;
 pub mod errors;

@@ -90,9 +90,13 @@ pub fn start(
 
     let iter = match result.try_iter() {
         Ok(iter) => iter,
-        Err(e) => {
+        Err(_) => {
             close_result(py, &result);
-            return Err(AppFailure::from_py(py, &e));
+            let err = PyTypeError::new_err(format!(
+                "the app must return an iterable of bytes, not {}",
+                type_name(&result)
+            ));
+            return Err(AppFailure::from_py(py, &err));
         }
     };
     let mut rest = AppIter {
@@ -213,12 +217,18 @@ fn as_bytes<'a>(item: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
         Ok(b) => Ok(b.as_bytes()),
         Err(_) => Err(PyTypeError::new_err(format!(
             "the app's iterable must yield bytes, not {}",
-            item.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
+            type_name(item)
         ))),
     }
+}
+
+/// The type of `value`, for a message that names the app's mistake.
+pub fn type_name(value: &Bound<'_, PyAny>) -> String {
+    value
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
 }
 
 /// Call the iterable's `close()`, logging (not raising) what it raises.

@@ -1,26 +1,16 @@
 //! The `start_response` callable and its `write()` (PEP 3333 to the letter).
 //!
-//! It records the status and headers; it sends nothing. The response starts (headers go
+//! It records the status and headers, checked by `response_head.rs` (the rule every
+//! worker class shares); it sends nothing. The response starts (headers go
 //! to the client) only with the first non-empty body chunk, which `response.rs` decides.
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
-/// What the app declared with `start_response`.
-#[derive(Debug, Clone)]
-pub struct Declared {
-    pub status: StatusCode,
-    /// The app's reason phrase when it differs from the standard one.
-    pub reason: Option<Bytes>,
-    pub headers: HeaderMap,
-    /// The app's own Content-Length, which we enforce.
-    pub content_length: Option<u64>,
-    /// The app sent `Connection: close`.
-    pub close: bool,
-}
+pub use crate::worker::response_head::Declared;
+use crate::worker::response_head::{self, HeadCheck};
 
 #[pyclass(module = "unitcorn")]
 pub struct StartResponse {
@@ -100,72 +90,34 @@ fn parse(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<Decl
     let status: &str = &status
         .extract::<std::borrow::Cow<'_, str>>()
         .map_err(|_| PyTypeError::new_err("status must be a str such as '200 OK'"))?;
-    let (code, reason) = status.split_once(' ').unwrap_or((status, ""));
-    let code = code
-        .parse::<u16>()
-        .ok()
-        .and_then(|c| StatusCode::from_u16(c).ok())
-        .filter(|c| c.as_u16() >= 100)
-        .ok_or_else(|| PyValueError::new_err(format!("invalid status {status:?}")))?;
-    let reason = match code.canonical_reason() {
-        Some(canonical) if canonical == reason => None,
-        _ if reason.is_empty() => None,
-        _ => Some(Bytes::copy_from_slice(reason.as_bytes())),
-    };
-
-    let mut map = HeaderMap::new();
-    let mut content_length = None;
-    let mut close = false;
+    let (code, reason) = response_head::status_line(status).map_err(refused)?;
+    let mut check = HeadCheck::default();
     for item in headers.try_iter()? {
         let item = item?;
         let (name, value): (std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>) = item
             .extract()
             .map_err(|_| PyTypeError::new_err("headers must be a list of (str, str) tuples"))?;
-        let name_h = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| PyValueError::new_err(format!("invalid header name {name:?}")))?;
-        let value_h = header_value(&value).ok_or_else(|| {
+        // PEP 3333: header text is latin-1; a code point past U+00FF is no byte at all.
+        let value = latin1(&value).ok_or_else(|| {
             PyValueError::new_err(format!("invalid value for header {name:?}: {value:?}"))
         })?;
-        match name_h.as_str() {
-            "content-length" => {
-                content_length = Some(value.trim().parse::<u64>().map_err(|_| {
-                    PyValueError::new_err(format!("invalid Content-Length {value:?}"))
-                })?);
-            }
-            "connection" => {
-                close |= value.to_ascii_lowercase().contains("close");
-                continue;
-            }
-            // Hop-by-hop headers belong to the server (PEP 3333 forbids them to apps);
-            // framing is ours to decide, as gunicorn does.
-            "transfer-encoding"
-            | "keep-alive"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailers"
-            | "upgrade" => continue,
-            _ => {}
-        }
-        map.append(name_h, value_h);
+        check.push(name.as_bytes(), &value).map_err(refused)?;
     }
-    Ok(Declared {
-        status: code,
-        reason,
-        headers: map,
-        content_length,
-        close,
-    })
+    Ok(check.declared(code, reason))
 }
 
-/// A header value: latin-1 text without control characters (no response splitting).
-fn header_value(value: &str) -> Option<HeaderValue> {
+fn refused(err: response_head::HeadError) -> PyErr {
+    PyValueError::new_err(err.to_string())
+}
+
+/// Latin-1 text as its bytes (ASCII, the common case, borrowed).
+fn latin1(value: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
     if value.is_ascii() {
-        return HeaderValue::from_str(value).ok();
+        return Some(std::borrow::Cow::Borrowed(value.as_bytes()));
     }
-    let bytes: Option<Vec<u8>> = value
+    value
         .chars()
         .map(|c| u8::try_from(u32::from(c)).ok())
-        .collect();
-    HeaderValue::from_bytes(&bytes?).ok()
+        .collect::<Option<Vec<u8>>>()
+        .map(std::borrow::Cow::Owned)
 }

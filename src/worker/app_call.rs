@@ -1,0 +1,267 @@
+//! The app-call core of a WSGI request, one for every place the app runs: build the
+//! environ, call the app up to its first chunk ([`begin`]), walk the rest of its
+//! iterable ([`walk`]), close it. Inline (the I/O thread, one app thread), on a pool
+//! thread (`--threads`, a streamed body) and in a greenlet (gevent) all run it; they
+//! differ only in how a chunk reaches the connection.
+//!
+//! Off the I/O thread the call is handed over the same way everywhere ([`hand_off`]): a
+//! deadline slot, a oneshot for how the call began, a bounded channel for the chunks
+//! that follow. ASGI apps are not called here (their app-call is the asyncio task of
+//! `asgi/http.rs`); the response head they give meets the same check
+//! (`response_head.rs`) and the same finish (`responses.rs`).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use tokio::sync::{mpsc, oneshot};
+
+use super::body::{Chunk, ResponseBody};
+use super::deadlines::AppSlot;
+use super::request_body::BodySource;
+use super::response_head::Declared;
+use super::responses::{answered, error_response, finish, internal_error};
+use super::service::Conn;
+use super::wsgi::environ::{EnvironBuilder, RequestHead};
+use super::wsgi::input::Input;
+use super::wsgi::response::{self, AppFailure, AppIter, Started};
+
+/// Chunks an app thread or a greenlet may get ahead of a slow client before it waits.
+pub const STREAM_QUEUE_CHUNKS: usize = 8;
+
+/// Where an app call leaves its environ for post_request (set only when that hook is).
+pub type EnvironSlot = Arc<std::sync::Mutex<Option<Py<PyAny>>>>;
+
+/// Build the environ of `head` around `input`, call the app and run it up to its first
+/// non-empty chunk.
+pub fn begin(
+    py: Python<'_>,
+    app: &Py<PyAny>,
+    environ: &EnvironBuilder,
+    head: &RequestHead,
+    input: Input,
+    environ_out: Option<&EnvironSlot>,
+) -> Result<Started, AppFailure> {
+    let failure = |e: PyErr| AppFailure {
+        traceback: crate::python::format_exception(py, &e),
+    };
+    let input = Bound::new(py, input).map_err(failure)?;
+    let env = environ.build(py, head, input.into_any()).map_err(failure)?;
+    keep_environ(environ_out, &env);
+    response::start(py, app, env)
+}
+
+/// Leave the environ where post_request will find it.
+fn keep_environ(slot: Option<&EnvironSlot>, environ: &Bound<'_, PyDict>) {
+    if let Some(slot) = slot
+        && let Ok(mut slot) = slot.lock()
+    {
+        *slot = Some(environ.clone().into_any().unbind());
+    }
+}
+
+/// Off the I/O thread: report how the call began. The rest of the iterable is returned
+/// for the caller to walk, unless the call is over (no rest, a failure, the client gone:
+/// dropping the rest closes it).
+pub fn report(
+    outcome: Result<Started, AppFailure>,
+    started_tx: oneshot::Sender<StartedMsg>,
+) -> Option<AppIter> {
+    match outcome {
+        Ok(started) => {
+            let (start, rest) = AppStart::of(started);
+            started_tx.send(Ok(start)).ok()?;
+            rest
+        }
+        Err(failure) => {
+            let _ = started_tx.send(Err(failure));
+            None
+        }
+    }
+}
+
+/// Walk the rest of the iterable into `push`, then close it. `push` gets each chunk, or
+/// `Err(())` when the app raised (the response must end in an error, not look complete),
+/// and returns false when the client is gone. The GIL is held only for the app's `next()`.
+pub fn walk<E>(mut rest: AppIter, mut push: impl FnMut(Chunk) -> Result<bool, E>) -> Result<(), E> {
+    let walked = loop {
+        let (item, last) = match Python::attach(|py| rest.next_or_log(py)) {
+            Ok(Some(chunk)) => (Ok(chunk), false),
+            Ok(None) => break Ok(()),
+            Err(()) => (Err(()), true),
+        };
+        match push(item) {
+            Ok(true) if !last => {}
+            Ok(_) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    Python::attach(|py| rest.close(py));
+    walked
+}
+
+/// How an app call began, off the I/O thread (an app thread, or a gevent greenlet): the
+/// response head, the first chunks, and whether more follow on the chunk channel.
+pub struct AppStart {
+    pub declared: Declared,
+    pub chunks: Vec<Bytes>,
+    /// More chunks follow on the channel.
+    pub streaming: bool,
+    pub closer: Option<AppIter>,
+}
+
+pub type StartedMsg = Result<AppStart, AppFailure>;
+
+impl AppStart {
+    /// What an app call that began reports to the I/O side, and the rest of its iterable
+    /// for the caller to walk.
+    fn of(started: Started) -> (AppStart, Option<AppIter>) {
+        let Started {
+            declared,
+            chunks,
+            rest,
+            closer,
+        } = started;
+        let start = AppStart {
+            declared,
+            chunks,
+            streaming: rest.is_some(),
+            closer,
+        };
+        (start, rest)
+    }
+}
+
+/// The two ends an app call off the I/O thread reports through.
+pub struct Handoff {
+    pub started: oneshot::Sender<StartedMsg>,
+    pub chunks: mpsc::Sender<Chunk>,
+}
+
+/// Hand a call to another thread: take an app slot (its deadline), let `submit` start
+/// the call with the [`Handoff`] ends, and turn what it reports into the response.
+/// `lost` names what ended without a word (an app thread, a greenlet killed past its
+/// deadline).
+pub async fn hand_off(
+    conn: &Conn,
+    head: &RequestHead,
+    lost: &'static str,
+    submit: impl FnOnce(&AppSlot, Handoff),
+) -> Response<ResponseBody> {
+    let Some(slot) = conn.worker.deadlines.acquire(&conn.socket).await else {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "worker stopping");
+    };
+    let (started, started_rx) = oneshot::channel();
+    let (chunks, chunk_rx) = mpsc::channel::<Chunk>(STREAM_QUEUE_CHUNKS);
+    submit(&slot, Handoff { started, chunks });
+    match started_rx.await {
+        Ok(Ok(start)) => started_response(head, slot, start, chunk_rx),
+        Ok(Err(failure)) => answered(slot, |_| internal_error(&failure)),
+        Err(_) => answered(slot, |_| {
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, lost)
+        }),
+    }
+}
+
+/// The response of an app call that began: its head, and a body from the first chunks
+/// plus, when the app streams, the chunk channel; the app slot is held until it is sent.
+fn started_response(
+    head: &RequestHead,
+    slot: AppSlot,
+    start: AppStart,
+    chunk_rx: mpsc::Receiver<Chunk>,
+) -> Response<ResponseBody> {
+    let AppStart {
+        declared,
+        chunks,
+        streaming,
+        closer,
+    } = start;
+    let len = declared.content_length;
+    let body = if streaming {
+        ResponseBody::channel(chunks, chunk_rx, len)
+    } else {
+        ResponseBody::full(chunks, len)
+    };
+    begun(head, slot, declared, body, closer)
+}
+
+/// The response of a call that began, the app slot held until its body is sent (or the
+/// 504, when the deadline answered first).
+fn begun(
+    head: &RequestHead,
+    slot: AppSlot,
+    declared: Declared,
+    body: ResponseBody,
+    closer: Option<AppIter>,
+) -> Response<ResponseBody> {
+    answered(slot, |slot| {
+        finish(head, declared, body.close_after(closer).hold(slot))
+    })
+}
+
+/// The app on the I/O thread (one app thread, a body in memory): no hand-off; the rest of
+/// its iterable is walked as hyper polls the body.
+pub async fn inline(
+    conn: &Conn,
+    head: &RequestHead,
+    bytes: Bytes,
+    environ_out: Option<EnvironSlot>,
+) -> Response<ResponseBody> {
+    let Some(slot) = conn.worker.deadlines.acquire(&conn.socket).await else {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "worker stopping");
+    };
+    let outcome = Python::attach(|py| {
+        let input = Input::buffered(bytes);
+        begin(
+            py,
+            &conn.worker.app,
+            &conn.environ,
+            head,
+            input,
+            environ_out.as_ref(),
+        )
+    });
+    match outcome {
+        Ok(started) => {
+            let (start, rest) = AppStart::of(started);
+            let len = start.declared.content_length;
+            let body = match rest {
+                Some(rest) => ResponseBody::inline(start.chunks, rest, len),
+                None => ResponseBody::full(start.chunks, len),
+            };
+            begun(head, slot, start.declared, body, start.closer)
+        }
+        Err(failure) => answered(slot, |_| internal_error(&failure)),
+    }
+}
+
+/// The app on a pool thread, which waits for the client (without the GIL) whenever the
+/// chunk queue is full.
+pub async fn on_pool(
+    conn: &Conn,
+    head: &RequestHead,
+    body: BodySource,
+    environ_out: Option<EnvironSlot>,
+) -> Response<ResponseBody> {
+    hand_off(conn, head, "app thread lost", |_, handoff| {
+        let app = Arc::clone(&conn.worker.app);
+        let environ = Arc::clone(&conn.environ);
+        let runtime = conn.worker.runtime.clone();
+        let head = head.clone();
+        conn.worker.pool.submit(Box::new(move || {
+            let Handoff { started, chunks } = handoff;
+            let input = Input::of(body, &runtime);
+            let outcome =
+                Python::attach(|py| begin(py, &app, &environ, &head, input, environ_out.as_ref()));
+            if let Some(rest) = report(outcome, started) {
+                let _ = walk(rest, |chunk| {
+                    Ok::<_, std::convert::Infallible>(chunks.blocking_send(chunk).is_ok())
+                });
+            }
+        }));
+    })
+    .await
+}
