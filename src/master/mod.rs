@@ -555,14 +555,9 @@ impl Arbiter {
     }
 }
 
-/// The process title, and the start in the log: version, notes, each listener. Here, not
-/// in `start.rs`: these lines' target (journald's `TARGET=`) is `unitcorn::master`.
+/// The start in the log: version, notes, each listener. Here, not in `start.rs`: these
+/// lines' target (journald's `TARGET=`) is `unitcorn::master`.
 fn announce(settings: &Settings, listeners: &[Listener]) {
-    crate::proctitle::set(
-        settings.proc_name.as_deref(),
-        "master",
-        settings.wsgi_app.as_deref(),
-    );
     tracing::info!("Starting unitcorn {}", env!("CARGO_PKG_VERSION"));
     if settings.worker_class == crate::config::WorkerClass::Gevent && settings.threads > 1 {
         tracing::warn!(

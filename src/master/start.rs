@@ -34,7 +34,8 @@ impl Arbiter {
     ///    raises stops the start there.
     /// 5. `open_listeners`: bind, or adopt what systemd or the old master passed.
     /// 6. The pid file after binding, so that a second start fails at bind instead of
-    ///    clobbering the running master's pid file (unicorn's order).
+    ///    clobbering the running master's pid file (unicorn's order); the process title
+    ///    just before it, so that whoever finds the master by its pid file sees its name.
     /// 7. `become_user` after binding (a port below 1024, a socket in a root-owned
     ///    directory) and before the app is imported or a worker forked: no code of the app
     ///    ever runs as root.
@@ -59,6 +60,11 @@ impl Arbiter {
         let user = privileges::resolve(&settings)?;
         on_starting(&settings)?;
         let (listeners, socket_files) = open_listeners(&settings, adopted.as_ref())?;
+        crate::proctitle::set(
+            settings.proc_name.as_deref(),
+            "master",
+            settings.wsgi_app.as_deref(),
+        );
         let pidfile = PidFile::at_start(settings.pidfile.as_deref(), adopted.is_some())?;
         become_user(&settings, user.as_ref(), &socket_files.0)?;
         preload_app(&settings)?;
