@@ -323,21 +323,22 @@ def server_list(unitcorn, available, wheel_venvs):
     (venv or None, description) for unitcorn-wheel and unitcorn-wheel-native."""
     vbin = os.path.join(VENV, "bin")
     servers, skipped = [], []
+    def binary(name, path, describe):
+        """A unitcorn binary, served from the bench venv."""
+        return Server(name, describe,
+                      lambda port, t: [path, "-w", str(WORKERS), "-b", f"{HOST}:{port}",
+                                       "--chdir", APPS_DIR, "--log-level", "warning", t],
+                      {"VIRTUAL_ENV": VENV}, ("wsgi", "asgi"))
+
     if unitcorn:
-        servers.append(Server(
-            "unitcorn", f"`unitcorn -w {WORKERS}` (the binary; defaults: --threads 1, no access log)",
-            lambda port, t: [unitcorn, "-w", str(WORKERS), "-b", f"{HOST}:{port}",
-                             "--chdir", APPS_DIR, "--log-level", "warning", t],
-            {"VIRTUAL_ENV": VENV}, ("wsgi", "asgi")))
+        servers.append(binary("unitcorn", unitcorn, f"`unitcorn -w {WORKERS}` (the binary; defaults: "
+                                                    "--threads 1, no access log)"))
     else:
         skipped.append("unitcorn")
     before = os.environ.get("UNITCORN_BEFORE_BIN")
     if before and os.access(before, os.X_OK):
-        servers.append(Server(
-            "unitcorn-before", f"`{before} -w {WORKERS}` (UNITCORN_BEFORE_BIN: the binary before a change)",
-            lambda port, t: [before, "-w", str(WORKERS), "-b", f"{HOST}:{port}",
-                             "--chdir", APPS_DIR, "--log-level", "warning", t],
-            {"VIRTUAL_ENV": VENV}, ("wsgi", "asgi")))
+        servers.append(binary("unitcorn-before", before, f"`{before} -w {WORKERS}` (UNITCORN_BEFORE_BIN: "
+                                                          "the binary before a change)"))
     else:
         skipped.append("unitcorn-before (set UNITCORN_BEFORE_BIN to a binary)")
     for name, (venv, describe) in wheel_venvs.items():
