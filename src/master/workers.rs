@@ -351,20 +351,39 @@ impl Workers {
         }
     }
 
-    /// Stop, gracefully, the workers marked for replacement once enough replacements of
-    /// `generation` are ready.
+    /// Stop, gracefully, the workers marked for replacement, oldest first, while at least
+    /// `target` ready workers of `generation` would still serve without them.
+    ///
+    /// A marked worker keeps serving until then, so that a replacement's boot never leaves
+    /// the server short of workers. Counting the marked workers too (not only their
+    /// replacements) matters when workers serve `max_requests` faster than one boots:
+    /// replacements are then marked before all of them are ready, and waiting for `target`
+    /// unmarked ready workers would keep every marked one alive, their number growing.
     pub fn retire_replaced(&mut self, generation: u32, target: usize) {
-        if self.ready_count(generation) < target {
-            return;
-        }
-        let replaced: Vec<Pid> = self
+        let mut serving = self
+            .table
+            .values()
+            .filter(|w| w.generation == generation && w.ready && w.stopping.is_none() && !w.killed)
+            .count();
+        let mut replaced: Vec<(usize, Pid, bool)> = self
             .table
             .iter()
             .filter(|(_, w)| w.replace && w.stopping.is_none())
-            .map(|(pid, _)| *pid)
+            .map(|(pid, w)| {
+                (
+                    w.number,
+                    *pid,
+                    w.generation == generation && w.ready && !w.killed,
+                )
+            })
             .collect();
-        for pid in replaced {
-            self.stop(pid);
+        replaced.sort();
+        for (_, pid, counted) in replaced {
+            let without = serving - usize::from(counted);
+            if without >= target {
+                self.stop(pid);
+                serving = without;
+            }
         }
     }
 

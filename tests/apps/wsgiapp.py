@@ -49,6 +49,9 @@ if os.environ.get("IMPORT_LOG"):
     with open(os.environ["IMPORT_LOG"], "a") as f:
         f.write("wsgiapp imported in %d\n" % os.getpid())
 
+# A slow import, as a big app's: $IMPORT_DELAY_S seconds.
+time.sleep(float(os.environ.get("IMPORT_DELAY_S", "0")))
+
 HELLO = b"Hello, World!\n"
 
 
