@@ -37,6 +37,7 @@ FLAGS = {
     "accesslog": "--access-logfile",
     "access_log_format": "--access-logformat",
     "statsd_host": "--statsd-host",
+    "virtualenv": "--virtualenv",
 }
 
 
@@ -179,6 +180,17 @@ def test_a_missing_chdir_names_chdir_and_its_origin(tmp_path, source):
     path = tmp_path / "missing"
     err, by = fail_start(source, tmp_path, "chdir", str(path), "-b", "127.0.0.1:0")
     assert_said(err, "cannot chdir to %s (%s): no such directory" % (path, by))
+
+
+# ----- virtualenv
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_missing_virtualenv_names_virtualenv_and_its_origin(tmp_path, source):
+    path = tmp_path / "missing-venv"
+    err, by = fail_start(source, tmp_path, "virtualenv", str(path), "-b", "127.0.0.1:0")
+    assert_said(err, "unitcorn: virtualenv %s (%s): no such directory: point the setting at "
+                     "the app's virtualenv" % (path, by))
 
 
 # ----- logs
