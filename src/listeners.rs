@@ -456,6 +456,16 @@ mod tests {
             fail(BindAddr::Unix(missing)),
             "no such file or directory: the directory /nonexistent-unitcorn-dir does not exist"
         );
+        // Root may bind any port: the refusal an unprivileged start gets, as the OS says it.
+        let denied = Why::new(
+            &BindAddr::Tcp("127.0.0.1".into(), 80),
+            io::Error::from_raw_os_error(libc::EACCES),
+        );
+        assert_eq!(
+            denied.to_string(),
+            "permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE \
+             (AmbientCapabilities= in the unit, or a port of 1024 or more behind a proxy)"
+        );
         let long = PathBuf::from(format!("/tmp/{}", "x".repeat(120)));
         assert_eq!(
             fail(BindAddr::Unix(long)),
