@@ -94,12 +94,20 @@ fn dispatch(command: Command) -> Result<(), Failure> {
 fn serve(settings: Settings) -> Result<(), Failure> {
     // Before the log is set up: a wrong interpreter or virtualenv is told on the terminal.
     python::preflight(&settings).map_err(|e| Failure::early(e.to_string()))?;
-    // `{:#}`: the whole chain, so the OS's reason (no such directory…) reaches the operator.
     // gunicorn.log.* StatsD counters (off until statsd_host is set).
     let counts: logging::Observer = Box::new(statsd::LogCounts);
     let error_log = logging::init(&settings.errorlog, &settings.loglevel, Some(counts))
-        .map_err(|e| Failure::early(format!("{e:#}")))?;
+        .map_err(|e| log_failure(&settings, e))?;
     master::run(settings, error_log, worker::run).map_err(Failure::Master)
+}
+
+/// The error log could not be set up: said with the setting that caused it (`errorlog`,
+/// `loglevel`) and where that was set.
+fn log_failure(settings: &Settings, e: logging::Error) -> Failure {
+    match e.setting() {
+        Some(setting) => Failure::early(settings.provenance(setting).wrap(e)),
+        None => Failure::early(e),
+    }
 }
 
 /// The one place that decides the exit status:

@@ -201,6 +201,20 @@ fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<Listener> {
 }
 
 fn bind_unix(path: &std::path::Path, backlog: i32) -> io::Result<Listener> {
+    // Said here, with the numbers, rather than socket2's "shorter than SUN_LEN".
+    let longest = std::mem::size_of::<libc::sockaddr_un>()
+        - std::mem::offset_of!(libc::sockaddr_un, sun_path)
+        - 1;
+    let len = path.as_os_str().len();
+    if len > longest {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the path is {len} bytes long, and a unix socket's path is at most {longest}: \
+                 use a shorter one (under /run, say)"
+            ),
+        ));
+    }
     // A socket file left by a previous run that is not listening any more would make
     // bind fail with EADDRINUSE; gunicorn removes it too. Never remove anything else.
     if let Ok(meta) = std::fs::symlink_metadata(path) {
@@ -257,12 +271,85 @@ fn inherit(fd: RawFd) -> io::Result<Listener> {
 }
 
 /// A listening socket could not be opened or taken over. `Display` shows one level (what,
-/// on which address or fd); the OS error is the source.
+/// on which address or fd); the source says why ([`Why`]).
 #[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
-    source: Option<io::Error>,
+    source: Option<Why>,
 }
+
+/// Why an address could not be listened on: the OS's reason, and what to do about it
+/// where that is known (a port below 1024, an address of another host, a missing
+/// directory).
+#[derive(Debug)]
+pub struct Why {
+    error: io::Error,
+    hint: Option<String>,
+}
+
+impl Why {
+    fn new(bind: &BindAddr, error: io::Error) -> Why {
+        let hint = hint(bind, &error);
+        Why { error, hint }
+    }
+}
+
+/// What an operator can do about `error` on `bind`, for the errors whose fix is known.
+fn hint(bind: &BindAddr, error: &io::Error) -> Option<String> {
+    let dir = |path: &std::path::Path| {
+        path.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map_or_else(|| ".".to_owned(), |d| d.display().to_string())
+    };
+    match (bind, error.kind()) {
+        (BindAddr::Tcp(_, port), io::ErrorKind::PermissionDenied) if *port < 1024 => Some(
+            "ports below 1024 need root or CAP_NET_BIND_SERVICE (AmbientCapabilities= in \
+             the unit, or a port of 1024 or more behind a proxy)"
+                .to_owned(),
+        ),
+        (BindAddr::Tcp(..), io::ErrorKind::AddrInUse) => {
+            Some("is unitcorn, or another server, running there?".to_owned())
+        }
+        (BindAddr::Tcp(host, _), io::ErrorKind::AddrNotAvailable) => Some(format!(
+            "{host} is not an address of this host (`ip addr` lists them; 0.0.0.0 listens \
+             on all of them)"
+        )),
+        (BindAddr::Unix(path), io::ErrorKind::NotFound) => {
+            Some(format!("the directory {} does not exist", dir(path)))
+        }
+        (BindAddr::Unix(path), io::ErrorKind::PermissionDenied) => Some(format!(
+            "the user unitcorn runs as cannot create files in {}",
+            dir(path)
+        )),
+        (BindAddr::Unix(path), io::ErrorKind::AddrInUse) => {
+            Some(format!("another process listens on {}", path.display()))
+        }
+        _ => None,
+    }
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The OS's reason without its number: "address already in use".
+        match self.error.raw_os_error() {
+            Some(code) => {
+                let desc = nix::errno::Errno::from_raw(code).desc();
+                let mut chars = desc.chars();
+                if let Some(first) = chars.next() {
+                    write!(f, "{}{}", first.to_lowercase(), chars.as_str())?;
+                }
+            }
+            None => write!(f, "{}", self.error)?,
+        }
+        match &self.hint {
+            Some(hint) => write!(f, ": {hint}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Its message quotes the OS error: not repeated as a source.
+impl std::error::Error for Why {}
 
 #[derive(Debug)]
 enum ErrorKind {
@@ -278,7 +365,7 @@ impl Error {
     fn listen(bind: &BindAddr, e: io::Error) -> Self {
         Error {
             kind: ErrorKind::Listen(bind.to_string()),
-            source: Some(e),
+            source: Some(Why::new(bind, e)),
         }
     }
 
@@ -292,25 +379,25 @@ impl Error {
     fn passed(fd: RawFd, e: io::Error) -> Self {
         Error {
             kind: ErrorKind::Passed(fd),
-            source: Some(e),
+            source: Some(Why {
+                error: e,
+                hint: None,
+            }),
         }
     }
 
     /// Another socket is bound to the address already (another server, or unitcorn).
+    #[cfg(test)]
     pub fn is_addr_in_use(&self) -> bool {
         self.source
             .as_ref()
-            .is_some_and(|e| e.kind() == io::ErrorKind::AddrInUse)
+            .is_some_and(|why| why.error.kind() == io::ErrorKind::AddrInUse)
     }
 }
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.kind {
-            ErrorKind::Listen(bind) if self.is_addr_in_use() => write!(
-                f,
-                "cannot listen on {bind} (is unitcorn, or another server, running there?)"
-            ),
             ErrorKind::Listen(bind) => write!(f, "cannot listen on {bind}"),
             ErrorKind::NotPassed(name) => write!(
                 f,
@@ -344,12 +431,47 @@ mod tests {
         let bind = BindAddr::Tcp("127.0.0.1".into(), port);
         let e = open_all(&[bind], 16, Vec::new()).unwrap_err();
         assert!(e.is_addr_in_use(), "{e:?}");
-        assert!(
-            e.to_string()
-                .starts_with(&format!("cannot listen on 127.0.0.1:{port} ("))
+        assert_eq!(e.to_string(), format!("cannot listen on 127.0.0.1:{port}"));
+        assert_eq!(
+            why(&e),
+            "address already in use: is unitcorn, or another server, running there?"
         );
-        let source = std::error::Error::source(&e).map(ToString::to_string);
-        assert!(source.is_some_and(|s| s.contains("in use")));
+    }
+
+    fn why(e: &Error) -> String {
+        std::error::Error::source(e).map_or_else(String::new, ToString::to_string)
+    }
+
+    #[test]
+    fn the_failures_of_a_bind_say_what_to_do() {
+        let fail = |bind: BindAddr| why(&open_all(&[bind], 16, Vec::new()).unwrap_err());
+        // TEST-NET-1: never an address of this host.
+        assert_eq!(
+            fail(BindAddr::Tcp("192.0.2.1".into(), 8000)),
+            "cannot assign requested address: 192.0.2.1 is not an address of this host \
+             (`ip addr` lists them; 0.0.0.0 listens on all of them)"
+        );
+        let missing = PathBuf::from("/nonexistent-unitcorn-dir/app.sock");
+        assert_eq!(
+            fail(BindAddr::Unix(missing)),
+            "no such file or directory: the directory /nonexistent-unitcorn-dir does not exist"
+        );
+        // Root may bind any port: the refusal an unprivileged start gets, as the OS says it.
+        let denied = Why::new(
+            &BindAddr::Tcp("127.0.0.1".into(), 80),
+            io::Error::from_raw_os_error(libc::EACCES),
+        );
+        assert_eq!(
+            denied.to_string(),
+            "permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE \
+             (AmbientCapabilities= in the unit, or a port of 1024 or more behind a proxy)"
+        );
+        let long = PathBuf::from(format!("/tmp/{}", "x".repeat(120)));
+        assert_eq!(
+            fail(BindAddr::Unix(long)),
+            "the path is 125 bytes long, and a unix socket's path is at most 107: use a \
+             shorter one (under /run, say)"
+        );
     }
 
     #[test]

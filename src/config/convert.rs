@@ -18,7 +18,7 @@ pub fn convert(location: &str, python: &dyn PythonConfigRunner) -> Result<String
         "# unitcorn configuration converted from {location} (unitcorn config convert).\n\
          # Keys are gunicorn's setting names; use it with `unitcorn -c FILE`.\n"
     );
-    for (setting, value) in &read.values {
+    for (setting, value, _) in &read.values {
         // Writing to a String cannot fail.
         let _ = match value {
             Value::Unset => writeln!(out, "# {} is unset (None)", setting.name),

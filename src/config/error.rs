@@ -8,6 +8,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::origin::{ArgsSource, FilePos, Origin};
 use super::value::Problem;
 
 /// The configuration could not be loaded. `Display` gives the whole message, on one
@@ -72,90 +73,6 @@ enum ErrorKind {
     NoApp,
     /// The default of `chdir` is the working directory, which could not be read.
     Cwd(io::Error),
-}
-
-/// Which argument list a flag came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ArgsSource {
-    CommandLine,
-    /// `UNITCORN_CMD_ARGS` or `GUNICORN_CMD_ARGS`.
-    EnvArgs(&'static str),
-}
-
-impl fmt::Display for ArgsSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ArgsSource::CommandLine => f.write_str("command line"),
-            ArgsSource::EnvArgs(var) => f.write_str(var),
-        }
-    }
-}
-
-/// Where a value came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Origin {
-    /// A flag (`--workers`) or the positional `APP`.
-    Args {
-        source: ArgsSource,
-        flag: String,
-    },
-    /// A default taken from an environment variable (`PORT`, `WEB_CONCURRENCY`, ...).
-    EnvDefault {
-        var: &'static str,
-    },
-    File(FilePos),
-    /// A Python config file: the line of the statement that set the name, when known.
-    PyFile {
-        path: String,
-        line: Option<usize>,
-    },
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Origin::Args { source, .. } => write!(f, "{source}"),
-            Origin::EnvDefault { var } => write!(f, "environment variable {var}"),
-            Origin::File(at) => write!(f, "{at}"),
-            Origin::PyFile {
-                path,
-                line: Some(line),
-            } => write!(f, "{path}:{line}"),
-            Origin::PyFile { path, line: None } => write!(f, "{path}"),
-        }
-    }
-}
-
-/// A place in the config file; `Display` is `path:line:column`, which editors jump to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct FilePos {
-    pub(crate) path: PathBuf,
-    pub(crate) line: usize,
-    pub(crate) column: usize,
-}
-
-impl FilePos {
-    /// The position of byte `offset` of `text`; lines and columns count from 1, columns
-    /// in characters.
-    pub(crate) fn at(path: &Path, text: &str, offset: usize) -> FilePos {
-        let mut offset = offset.min(text.len());
-        while !text.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let before = &text[..offset];
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        FilePos {
-            path: path.to_owned(),
-            line: before.matches('\n').count() + 1,
-            column: before[line_start..].chars().count() + 1,
-        }
-    }
-}
-
-impl fmt::Display for FilePos {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.path.display(), self.line, self.column)
-    }
 }
 
 impl ConfigError {
@@ -352,19 +269,3 @@ impl fmt::Display for ConfigError {
 /// The message above is complete: an io error it wraps is already quoted in it, so it
 /// is not also returned as a source (printing the chain would say it twice).
 impl std::error::Error for ConfigError {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_positions_count_lines_and_characters_from_one() {
-        let text = "a = 1\nwörkers = 2\n";
-        let p = Path::new("/etc/app.toml");
-        assert_eq!(FilePos::at(p, text, 0).to_string(), "/etc/app.toml:1:1");
-        let off = text.find("= 2").unwrap();
-        assert_eq!(FilePos::at(p, text, off).to_string(), "/etc/app.toml:2:9");
-        // Past the end (an error at end of input) stays on the last line.
-        assert_eq!(FilePos::at(p, text, 999).line, 3);
-    }
-}

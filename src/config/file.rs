@@ -11,9 +11,10 @@ use std::path::Path;
 
 use toml::de::{DeTable, DeValue};
 
-use super::error::{ConfigError, FilePos, Origin};
+use super::error::ConfigError;
 use super::extras::Extras;
 use super::gunicorn::{self, Loose, Verdict};
+use super::origin::{FilePos, Origin};
 use super::source::Read;
 use super::table::{self, Scope};
 #[cfg(test)]
@@ -31,7 +32,7 @@ pub(crate) fn parse(
     path: &Path,
     text: &str,
 ) -> Result<Vec<(&'static Setting, Value)>, ConfigError> {
-    parse_all(path, text).map(|read| read.values)
+    parse_all(path, text).map(|read| read.values.into_iter().map(|(s, v, _)| (s, v)).collect())
 }
 
 /// Checks the TOML `text` of the file `path`: values, and notes for gunicorn settings
@@ -94,7 +95,10 @@ fn parse_all(path: &Path, text: &str) -> Result<Read, ConfigError> {
             return Err(ConfigError::not_in_file(at, setting.name, flag));
         }
         match setting.kind.read_toml(value) {
-            Ok(v) => values.push((setting, v)),
+            Ok(v) => {
+                let at = Origin::File(FilePos::at(path, text, key.span().start));
+                values.push((setting, v, at));
+            }
             Err((problem, span)) => {
                 let origin = Origin::File(FilePos::at(path, text, span.start));
                 return Err(ConfigError::value(origin, setting.name, problem));

@@ -15,6 +15,7 @@ mod error;
 pub mod extras;
 pub(crate) mod file;
 pub mod gunicorn;
+mod origin;
 mod print;
 pub(crate) mod python_file;
 pub mod settings;
@@ -29,12 +30,13 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 pub use error::ConfigError;
+pub use origin::{Origin, Provenance};
 pub use print::to_toml;
 pub use python_file::{Entry, PyValue, PythonConfigRunner, Ran, RunnerError};
 pub use settings::{SETTINGS, Settings};
 pub use worker_class::WorkerClass;
 
-use error::{ArgsSource, Origin};
+use origin::{ArgsSource, Origins};
 use table::{DefaultValue, Kind, Setting};
 pub(crate) use value::Value;
 
@@ -129,8 +131,8 @@ pub fn load_from(
     // when it exists.
     let named = [&command_line, &env_args]
         .into_iter()
-        .find_map(|layer| layer.iter().find(|(s, _)| s.name == "config"))
-        .and_then(|(_, value)| match value {
+        .find_map(|layer| layer.iter().find(|(s, _, _)| s.name == "config"))
+        .and_then(|(_, value, _)| match value {
             Value::Str(path) => Some(path.clone()),
             _ => None,
         });
@@ -147,22 +149,27 @@ pub fn load_from(
     };
     let default_config = default_file.map(|f| {
         let setting = table::find("config").expect("config is a setting");
-        (setting, Value::Str(f.to_owned()))
+        (setting, Value::Str(f.to_owned()), Origin::Default)
     });
 
-    // Lowest precedence first: a later source replaces a setting's whole value.
+    // Lowest precedence first: a later source replaces a setting's whole value, and
+    // becomes its origin.
     let mut values: HashMap<&'static str, Value> = HashMap::new();
-    for (setting, value) in default_config
+    let mut origins: HashMap<&'static str, Origin> = HashMap::new();
+    for (setting, value, origin) in default_config
         .into_iter()
         .chain(config_file.values)
         .chain(env_args)
         .chain(command_line)
     {
         values.insert(setting.name, value);
+        origins.insert(setting.name, origin);
     }
     for setting in SETTINGS {
         if !values.contains_key(setting.name) {
-            values.insert(setting.name, default_value(setting, env)?);
+            let (value, origin) = default_value(setting, env)?;
+            values.insert(setting.name, value);
+            origins.insert(setting.name, origin);
         }
     }
     let mut settings = Settings::from_values(|name| {
@@ -171,6 +178,7 @@ pub fn load_from(
             .expect("every setting has a value: the defaults filled the gaps above")
     });
     settings.extras = config_file.extras;
+    settings.origins = Origins::new(origins);
 
     if settings.check_config {
         require_app(&settings)?;
@@ -191,7 +199,7 @@ pub const DEFAULT_CONFIG_FILE: &str = "gunicorn.conf.py";
 /// so that it can import what the app imports.
 fn read_config_file(
     location: &str,
-    layers: [&Vec<(&'static Setting, Value)>; 2],
+    layers: [&Vec<(&'static Setting, Value, Origin)>; 2],
     env: &dyn Fn(&str) -> Option<String>,
     python: &dyn PythonConfigRunner,
 ) -> Result<source::Read, ConfigError> {
@@ -200,7 +208,7 @@ fn read_config_file(
     }
     let given = |name: &str| {
         layers.iter().find_map(|layer| {
-            layer.iter().find_map(|(s, v)| match v {
+            layer.iter().find_map(|(s, v, _)| match v {
                 Value::Str(text) if s.name == name => Some(text.clone()),
                 _ => None,
             })
@@ -221,7 +229,10 @@ fn read_config_file(
 
 /// Reads `UNITCORN_CMD_ARGS` (or `GUNICORN_CMD_ARGS`) as gunicorn does: shell-split,
 /// then parsed like the command line.
-fn env_args(var: &'static str, text: &str) -> Result<Vec<(&'static Setting, Value)>, ConfigError> {
+fn env_args(
+    var: &'static str,
+    text: &str,
+) -> Result<Vec<(&'static Setting, Value, Origin)>, ConfigError> {
     let source = ArgsSource::EnvArgs(var);
     let words = cli::shell_split(text).map_err(|why| ConfigError::usage(source, &why))?;
     let args =
@@ -244,7 +255,7 @@ fn env_args(var: &'static str, text: &str) -> Result<Vec<(&'static Setting, Valu
 fn read_args(
     parsed: cli::Parsed,
     source: ArgsSource,
-) -> Result<Vec<(&'static Setting, Value)>, ConfigError> {
+) -> Result<Vec<(&'static Setting, Value, Origin)>, ConfigError> {
     parsed
         .values
         .into_iter()
@@ -253,34 +264,45 @@ fn read_args(
                 Kind::Flag => Ok(Value::Bool(true)),
                 kind => kind.read_strs(&strings),
             };
-            value.map(|v| (setting, v)).map_err(|problem| {
-                let flag = setting.cli.display_name().unwrap_or_default();
-                ConfigError::value(Origin::Args { source, flag }, setting.name, problem)
-            })
+            let flag = setting.cli.display_name().unwrap_or_default();
+            let origin = Origin::Args { source, flag };
+            match value {
+                Ok(v) => Ok((setting, v, origin)),
+                Err(problem) => Err(ConfigError::value(origin, setting.name, problem)),
+            }
         })
         .collect()
 }
 
-/// The value of a setting no source set.
+/// The value of a setting no source set, and where it came from: the table, or the
+/// environment variable its default reads (`PORT`, `WEB_CONCURRENCY`).
 fn default_value(
     setting: &'static Setting,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Value, ConfigError> {
+) -> Result<(Value, Origin), ConfigError> {
     match setting.default {
-        DefaultValue::Const(c) => Ok(c.to_value()),
+        DefaultValue::Const(c) => Ok((c.to_value(), Origin::Default)),
         DefaultValue::Env {
             var,
             format,
             fallback,
         } => match env(var) {
-            Some(raw) => setting
-                .kind
-                .read_str(&format.replace("{}", &raw))
-                .map_err(|p| ConfigError::value(Origin::EnvDefault { var }, setting.name, p)),
-            None => Ok(fallback.to_value()),
+            Some(raw) => {
+                let origin = Origin::EnvDefault { var };
+                match setting.kind.read_str(&format.replace("{}", &raw)) {
+                    Ok(value) => Ok((value, origin)),
+                    Err(p) => Err(ConfigError::value(origin, setting.name, p)),
+                }
+            }
+            None => Ok((fallback.to_value(), Origin::Default)),
         },
         DefaultValue::Cwd => std::env::current_dir()
-            .map(|dir| Value::Str(dir.to_string_lossy().into_owned()))
+            .map(|dir| {
+                (
+                    Value::Str(dir.to_string_lossy().into_owned()),
+                    Origin::Default,
+                )
+            })
             .map_err(ConfigError::cwd),
     }
 }

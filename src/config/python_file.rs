@@ -10,9 +10,10 @@
 
 use std::path::Path;
 
-use super::error::{ConfigError, Origin};
+use super::error::ConfigError;
 use super::extras::{ConfigRun, Extras, Hook};
 use super::gunicorn::{self, Loose, Verdict, hook_parameters};
+use super::origin::Origin;
 use super::source::Read;
 use super::table::{self, Kind, Scope};
 use super::value::{Problem, Value, check_all, pair_item, sorted_pairs};
@@ -145,8 +146,8 @@ fn names(path: &str, run: &ConfigRun, entries: Vec<Entry>) -> Result<Read, Confi
                 ));
             }
             let value = convert(setting.kind, &entry.value)
-                .map_err(|problem| ConfigError::value(at, setting.name, problem))?;
-            read.values.push((setting, value));
+                .map_err(|problem| ConfigError::value(at.clone(), setting.name, problem))?;
+            read.values.push((setting, value, at));
         } else if let Some(args) = gunicorn::hook_args(&entry.name) {
             let name = gunicorn::hooks()
                 .find(|h| *h == entry.name)
@@ -363,7 +364,7 @@ mod tests {
         let got: Vec<_> = read
             .values
             .iter()
-            .map(|(s, v)| (s.name, v.clone()))
+            .map(|(s, v, _)| (s.name, v.clone()))
             .collect();
         assert_eq!(
             got,

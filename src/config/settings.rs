@@ -48,6 +48,9 @@ macro_rules! settings {
             /// What the config file gives beyond values: server hooks, notes for the
             /// start. Not a setting: no flag, no key of its own.
             pub extras: super::extras::Extras,
+            /// Where each value came from, for the errors a value causes
+            /// (`Settings::provenance`). Not a setting either.
+            pub origins: super::origin::Origins,
         }
 
         /// The settings table, in `--help` order, grouped by section.
@@ -71,6 +74,7 @@ macro_rules! settings {
                 Settings {
                     $( $name: Field::from_value(value(stringify!($name))), )*
                     extras: super::extras::Extras::default(),
+                    origins: super::origin::Origins::default(),
                 }
             }
         }

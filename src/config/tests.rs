@@ -188,6 +188,7 @@ fn defaults_are_gunicorns() {
         tmp_upload_dir: None,
         worker_tmp_dir: None,
         extras: Default::default(),
+        origins: Default::default(),
     };
     assert_eq!(s, expected);
 }
@@ -515,6 +516,38 @@ fn every_setting_obeys_file_then_env_then_command_line() {
         let s = settings_env(&["app:app"], &env1);
         assert_eq!(value_of(&s, name), first, "{name}: env over default");
     }
+}
+
+#[test]
+fn the_source_that_wins_is_the_origin() {
+    let file = TempFile::new("app.toml", "workers = 2\n\nbind = \"127.0.0.1:1\"\n");
+    let c = file.path();
+    let bind = |s: &Settings| s.provenance("bind").to_string();
+    assert_eq!(bind(&settings(&[])), "bind, the default");
+    assert_eq!(
+        bind(&settings_env(&["app:app"], &[("PORT", "9000")])),
+        "bind, from the environment variable PORT"
+    );
+    assert_eq!(bind(&settings(&["-c", c])), format!("bind, from {c}:3"));
+    assert_eq!(
+        settings(&["-c", c]).provenance("workers").to_string(),
+        format!("workers, from {c}:1")
+    );
+    let env = [("GUNICORN_CMD_ARGS", "-b 127.0.0.1:2")];
+    assert_eq!(
+        bind(&settings_env(&["app:app", "-c", c], &env)),
+        "bind, from --bind in GUNICORN_CMD_ARGS"
+    );
+    assert_eq!(
+        bind(&settings_env(
+            &["app:app", "-c", c, "-b", "127.0.0.1:3"],
+            &env
+        )),
+        "bind, from --bind"
+    );
+    // Where a value came from is no part of the configuration's equality.
+    let from_env = settings_env(&["app:app"], &[("UNITCORN_CMD_ARGS", "-w 2")]);
+    assert_eq!(settings(&["-w", "2"]), from_env);
 }
 
 #[test]

@@ -11,7 +11,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::journald;
 
@@ -19,8 +19,50 @@ use super::journald;
 #[derive(Debug)]
 pub struct Error {
     kind: Kind,
-    source: Option<io::Error>,
+    source: Option<Cause>,
 }
+
+/// The cause of an `Error`: the OS's error, or for a log file, why in words (`OpenWhy`).
+#[derive(Debug)]
+enum Cause {
+    Io(io::Error),
+    Open(OpenWhy),
+}
+
+/// Why a log file could not be opened, said of its path: a missing directory, a
+/// directory the user cannot write in.
+#[derive(Debug)]
+pub struct OpenWhy {
+    error: io::Error,
+    path: PathBuf,
+}
+
+impl fmt::Display for OpenWhy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .display();
+        match self.error.kind() {
+            io::ErrorKind::NotFound => write!(f, "the directory {dir} does not exist"),
+            io::ErrorKind::PermissionDenied => write!(
+                f,
+                "permission denied: the user unitcorn runs as cannot write it, or in {dir}"
+            ),
+            io::ErrorKind::IsADirectory => write!(f, "it is a directory: name a file in it"),
+            _ => write!(
+                f,
+                "{}; check that {dir} exists and is writable by the user unitcorn runs as",
+                self.error
+            ),
+        }
+    }
+}
+
+/// Its message says what the OS error means: not repeated as a source.
+impl StdError for OpenWhy {}
 
 #[derive(Debug)]
 enum Kind {
@@ -71,7 +113,7 @@ impl Error {
     }
 
     fn with(mut self, source: io::Error) -> Error {
-        self.source = Some(source);
+        self.source = Some(Cause::Io(source));
         self
     }
 
@@ -80,11 +122,15 @@ impl Error {
     }
 
     pub(super) fn open(log: Log, path: impl Into<PathBuf>, source: io::Error) -> Error {
-        Error::new(Kind::Open {
-            log,
-            path: path.into(),
-        })
-        .with(source)
+        let path = path.into();
+        let why = OpenWhy {
+            error: source,
+            path: path.clone(),
+        };
+        Error {
+            kind: Kind::Open { log, path },
+            source: Some(Cause::Open(why)),
+        }
     }
 
     pub(super) fn journal(log: Log, source: io::Error) -> Error {
@@ -97,6 +143,17 @@ impl Error {
 
     pub(super) fn access_format(problem: Format) -> Error {
         Error::new(Kind::Format(problem))
+    }
+
+    /// The setting whose value caused this (`errorlog`, `loglevel`...), for the caller
+    /// to say where it was set; `None` for a failure no setting caused.
+    pub fn setting(&self) -> Option<&'static str> {
+        match &self.kind {
+            Kind::Level(_) => Some("loglevel"),
+            Kind::Open { log, .. } | Kind::Journal { log } => Some(log.setting()),
+            Kind::Format(_) => Some("access_log_format"),
+            Kind::AlreadyInstalled => None,
+        }
     }
 
     /// The `loglevel` setting is not one of gunicorn's level names.
@@ -142,13 +199,13 @@ impl fmt::Display for Error {
                 f,
                 "invalid loglevel {v:?}: use one of debug, info, warning, error, critical"
             ),
-            Kind::Open { log, path } => write!(
-                f,
-                "cannot open {} path={}: check that its directory exists and is writable by \
-                 the user unitcorn runs as",
-                log.setting(),
-                path.display()
-            ),
+            Kind::Open { log, path } => {
+                let which = match log {
+                    Log::Error => "error",
+                    Log::Access => "access",
+                };
+                write!(f, "cannot open the {which} log {}", path.display())
+            }
             Kind::Journal { log } => {
                 let (setting, stdio) = match log {
                     Log::Error => (log.setting(), "stderr"),
@@ -161,7 +218,7 @@ impl fmt::Display for Error {
                 )?;
                 // The socket's error belongs before the advice; it is not repeated as the
                 // source.
-                if let Some(source) = &self.source {
+                if let Some(Cause::Io(source)) = &self.source {
                     write!(f, ": {source}")?;
                 }
                 write!(
@@ -208,10 +265,11 @@ impl fmt::Display for Error {
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        match self.kind {
+        match (&self.kind, &self.source) {
             // Quoted in the message already.
-            Kind::Journal { .. } => None,
-            _ => self.source.as_ref().map(|e| e as _),
+            (Kind::Journal { .. }, _) | (_, None) => None,
+            (_, Some(Cause::Io(e))) => Some(e),
+            (_, Some(Cause::Open(why))) => Some(why),
         }
     }
 }
@@ -228,14 +286,26 @@ mod tests {
             io::Error::from(io::ErrorKind::PermissionDenied),
         );
         assert!(err.is_open());
+        assert_eq!(err.setting(), Some("accesslog"));
         assert_eq!(
             err.to_string(),
-            "cannot open accesslog path=/var/log/app/access.log: check that its directory \
-             exists and is writable by the user unitcorn runs as"
+            "cannot open the access log /var/log/app/access.log"
         );
-        let whole = format!("{err:#}");
-        assert!(whole.starts_with(&err.to_string()), "{whole}");
-        assert!(whole.ends_with(": permission denied"), "{whole}");
+        assert_eq!(
+            format!("{err:#}"),
+            "cannot open the access log /var/log/app/access.log: permission denied: the \
+             user unitcorn runs as cannot write it, or in /var/log/app"
+        );
+        let missing = Error::open(
+            Log::Error,
+            "/nonexistent/error.log",
+            io::Error::from(io::ErrorKind::NotFound),
+        );
+        assert_eq!(
+            format!("{missing:#}"),
+            "cannot open the error log /nonexistent/error.log: the directory /nonexistent \
+             does not exist"
+        );
     }
 
     #[test]

@@ -680,7 +680,7 @@ mod tests {
 
         let bad = init(dir.join("missing/x.log").to_str().unwrap(), "info", None).unwrap_err();
         assert!(bad.is_open());
-        assert!(bad.to_string().starts_with("cannot open errorlog path="));
+        assert!(bad.to_string().starts_with("cannot open the error log "));
         assert!(bad.source().is_some());
         assert!(init("-", "loud", None).unwrap_err().is_level());
 

@@ -13,6 +13,7 @@ mod sink;
 
 pub use access_format::AccessFormat;
 pub use access_log::{AccessLog, AccessRecord};
+pub use error::Error;
 pub use error_log::{ErrorLogHandle, Observer, init, write_raw};
 
 /// A fresh, empty directory under the system temp dir for one test.

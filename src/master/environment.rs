@@ -27,11 +27,12 @@ pub fn start_dir() -> Result<PathBuf, Error> {
 /// `sys.path`) see the same directory.
 pub fn prepare(settings: &mut Settings, start_dir: &Path) -> Result<(), Error> {
     let chdir = start_dir.join(&settings.chdir);
-    std::env::set_current_dir(&chdir).map_err(|e| Error::chdir(&chdir, e))?;
+    std::env::set_current_dir(&chdir)
+        .map_err(|e| Error::chdir(&chdir, e).set_by(settings.provenance("chdir")))?;
     settings.chdir = std::env::current_dir().unwrap_or(chdir);
     for pair in &settings.raw_env {
         let Some((key, value)) = pair.split_once('=') else {
-            return Err(Error::raw_env(pair));
+            return Err(Error::raw_env(pair).set_by(settings.provenance("raw_env")));
         };
         set(key, value);
         crate::python::export_env(key, value);

@@ -5,6 +5,10 @@
 //! questions callers ask (the exit status: `lib.rs`), and a source chain. `Display` shows
 //! one level; the top level prints the whole chain. The wording may change: match on the
 //! predicates, never on the text. This file only words errors; it detects none.
+//!
+//! An error a setting's value caused carries the setting and where it was set
+//! ([`Error::set_by`], config's `Provenance`), shown after what failed and before why:
+//! `cannot listen on 127.0.0.1:80 (bind, from --bind): permission denied: ...`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -25,6 +29,8 @@ pub struct Error {
 struct Inner {
     kind: Kind,
     source: Option<Source>,
+    /// The setting whose value caused it, and where that value was set.
+    set_by: Option<crate::config::Provenance>,
 }
 
 #[derive(Debug)]
@@ -57,6 +63,9 @@ enum Kind {
     NoPrimaryGroup(String),
     /// A log file could not be opened to be given to `user`.
     LogFile(String),
+    /// The access log cannot be opened, or its format does not compile; transparent:
+    /// logging's message names the log.
+    AccessLog(crate::logging::Error),
     /// chown of a file the master opened as root, to `user`.
     HandOver { path: PathBuf, user: String },
     /// A step of the switch to `user` failed.
@@ -102,13 +111,23 @@ enum Kind {
 impl Error {
     fn new(kind: Kind) -> Self {
         Error {
-            inner: Box::new(Inner { kind, source: None }),
+            inner: Box::new(Inner {
+                kind,
+                source: None,
+                set_by: None,
+            }),
         }
     }
 
     /// Attach the lower layer's error, or a Python traceback, as the cause.
     fn with(mut self, source: impl Into<Source>) -> Self {
         self.inner.source = Some(source.into());
+        self
+    }
+
+    /// The setting whose value caused this, and where it was set (`settings.provenance`).
+    pub(super) fn set_by(mut self, provenance: crate::config::Provenance) -> Self {
+        self.inner.set_by = Some(provenance);
         self
     }
 
@@ -121,7 +140,12 @@ impl Error {
     }
 
     pub(super) fn chdir(dir: &Path, e: std::io::Error) -> Self {
-        Self::new(Kind::Chdir(dir.to_path_buf())).with(e)
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such directory".to_owned(),
+            std::io::ErrorKind::NotADirectory => "not a directory".to_owned(),
+            _ => e.to_string(),
+        };
+        Self::new(Kind::Chdir(dir.to_path_buf())).with(why)
     }
 
     pub(super) fn return_to_start_dir(dir: &Path, e: std::io::Error) -> Self {
@@ -172,6 +196,10 @@ impl Error {
         Self::new(Kind::LogFile(log.to_owned())).with(e)
     }
 
+    pub(super) fn access_log(e: crate::logging::Error) -> Self {
+        Self::new(Kind::AccessLog(e))
+    }
+
     pub(super) fn hand_over(path: &Path, user: &str, e: nix::Error) -> Self {
         Self::new(Kind::HandOver {
             path: path.to_path_buf(),
@@ -213,7 +241,25 @@ impl Error {
     }
 
     pub(super) fn pidfile_write(path: &Path, e: std::io::Error) -> Self {
-        Self::new(Kind::PidFileWrite(path.to_path_buf())).with(e)
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                format!("the directory {} does not exist", dir.display())
+            }
+            std::io::ErrorKind::IsADirectory => format!(
+                "it is a directory: name a file in it ({}/unitcorn.pid, say)",
+                path.display()
+            ),
+            std::io::ErrorKind::PermissionDenied => format!(
+                "permission denied: the user unitcorn runs as cannot write in {}",
+                dir.display()
+            ),
+            _ => e.to_string(),
+        };
+        Self::new(Kind::PidFileWrite(path.to_path_buf())).with(why)
     }
 
     pub(super) fn pidfile_rename(from: &Path, to: &Path, e: std::io::Error) -> Self {
@@ -283,28 +329,20 @@ impl fmt::Display for Error {
         match &self.inner.kind {
             Kind::Daemonize => f.write_str("cannot daemonize (daemon)"),
             Kind::StartDir => f.write_str("cannot read the current directory"),
-            Kind::Chdir(dir) => write!(f, "cannot chdir to {} (chdir)", dir.display()),
+            Kind::Chdir(dir) => write!(f, "cannot chdir to {}", dir.display()),
             Kind::ReturnToStartDir(dir) => write!(f, "cannot chdir to {}", dir.display()),
             Kind::NoServer => f.write_str("the command line asks for no server"),
-            Kind::RawEnv(pair) => write!(f, "raw_env: {pair:?} is not KEY=VALUE"),
-            Kind::Capability(name) => {
-                write!(f, "keep_capabilities: {name:?} is not a capability")
-            }
-            Kind::GroupWithoutUser(group) => write!(
-                f,
-                "group = {group:?} is set without user: set user too (the group applies \
-                 when unitcorn switches to the user)"
-            ),
+            Kind::RawEnv(pair) => write!(f, "{pair:?} is not KEY=VALUE"),
+            Kind::Capability(name) => write!(f, "{name:?} is not a capability"),
+            Kind::GroupWithoutUser(group) => write!(f, "group {group:?} is set without user"),
             Kind::UserDatabase { setting, name } => {
-                let db = if *setting == "user" { "user" } else { "group" };
-                write!(f, "{setting} = {name:?}: cannot read the {db} database")
+                write!(f, "cannot read the {setting} database to find {name:?}")
             }
-            Kind::NoSuchUser(user) => write!(f, "user = {user:?}: no such user"),
-            Kind::NoSuchGroup(group) => write!(f, "group = {group:?}: no such group"),
-            Kind::NoPrimaryGroup(user) => write!(
-                f,
-                "user = {user:?} has no passwd entry, so no primary group: set group"
-            ),
+            Kind::NoSuchUser(user) => write!(f, "no such user {user:?}"),
+            Kind::NoSuchGroup(group) => write!(f, "no such group {group:?}"),
+            Kind::NoPrimaryGroup(user) => {
+                write!(f, "user {user:?} has no passwd entry, so no primary group")
+            }
             Kind::LogFile(log) => write!(f, "cannot open the log file {log}"),
             Kind::HandOver { path, user } => {
                 write!(f, "cannot give {} to user {user} (chown)", path.display())
@@ -319,18 +357,18 @@ impl fmt::Display for Error {
                 f,
                 "cannot switch to user {user} (uid {uid}) and group {group} (gid {gid}): {step}"
             ),
-            Kind::Bind(entry) => write!(f, "bind {entry:?}"),
+            Kind::Bind(entry) => write!(f, "{entry:?} is not a bind address"),
             // Transparent: the lower layer's own error names the address or setting.
             Kind::Listen(e) => write!(f, "{e}"),
+            Kind::AccessLog(e) => write!(f, "{e}"),
             Kind::Config(e) => write!(f, "{e}"),
             Kind::PidFileTaken { path, pid } => write!(
                 f,
-                "the pid file {} (pidfile) names process {pid}, which is running: is \
-                 unitcorn already running? Stop it, or remove the file if it is not unitcorn",
+                "the pid file {} names process {pid}, which is running",
                 path.display()
             ),
             Kind::PidFileWrite(path) => {
-                write!(f, "cannot write the pid file {} (pidfile)", path.display())
+                write!(f, "cannot write the pid file {}", path.display())
             }
             Kind::PidFileRename { from, to } => write!(
                 f,
@@ -352,6 +390,12 @@ impl fmt::Display for Error {
             ),
             Kind::Upgrade(what) => f.write_str(what),
         }?;
+        if let Some(set_by) = &self.inner.set_by {
+            write!(f, " ({set_by})")?;
+        }
+        if let Some(advice) = self.advice() {
+            write!(f, ": {advice}")?;
+        }
         if f.alternate() {
             // `{:#}`: the causes too, for the top level and the log.
             let mut next = std::error::Error::source(self);
@@ -361,6 +405,26 @@ impl fmt::Display for Error {
             }
         }
         Ok(())
+    }
+}
+
+impl Error {
+    /// What to do, for the failures that have no cause of their own to show but a known
+    /// fix; after the setting, so that the message reads what, where, what to do.
+    fn advice(&self) -> Option<&'static str> {
+        match &self.inner.kind {
+            Kind::GroupWithoutUser(_) => {
+                Some("set user too (the group applies when unitcorn switches to the user)")
+            }
+            Kind::NoSuchUser(_) => Some("name an existing user (`getent passwd` lists them)"),
+            Kind::NoSuchGroup(_) => Some("name an existing group (`getent group` lists them)"),
+            Kind::NoPrimaryGroup(_) => Some("set group"),
+            Kind::Capability(_) => Some("use a name such as CAP_NET_BIND_SERVICE"),
+            Kind::PidFileTaken { .. } => Some(
+                "is unitcorn already running? Stop it, or remove the file if it is not unitcorn",
+            ),
+            _ => None,
+        }
     }
 }
 
@@ -385,6 +449,7 @@ impl std::error::Error for Error {
         match &self.inner.kind {
             // Transparent (see Display): the lower layer's own cause comes next.
             Kind::Listen(e) => e.source(),
+            Kind::AccessLog(e) => e.source(),
             Kind::Config(e) => e.source(),
             _ => self
                 .inner
@@ -418,9 +483,30 @@ mod tests {
         assert_eq!(
             chain(&e),
             [
-                "cannot write the pid file /run/app.pid (pidfile)",
-                "permission denied"
+                "cannot write the pid file /run/app.pid",
+                "permission denied: the user unitcorn runs as cannot write in /run"
             ]
+        );
+    }
+
+    #[test]
+    fn the_setting_comes_after_what_failed_and_before_what_to_do() {
+        let settings = crate::config::Settings::for_tests();
+        let e = Error::no_such_user("nosuchuser").set_by(settings.provenance("user"));
+        assert_eq!(
+            e.to_string(),
+            "no such user \"nosuchuser\" (user, the default): name an existing user \
+             (`getent passwd` lists them)"
+        );
+        let e = Error::pidfile_write(
+            Path::new("/nonexistent/app.pid"),
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        )
+        .set_by(settings.provenance("pidfile"));
+        assert_eq!(
+            format!("{e:#}"),
+            "cannot write the pid file /nonexistent/app.pid (pidfile, the default): the \
+             directory /nonexistent does not exist"
         );
     }
 

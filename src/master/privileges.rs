@@ -22,19 +22,21 @@ pub struct Target {
 }
 
 /// The user and group the settings name, resolved; `None` when `user` is unset (then
-/// `group` alone is refused: a process cannot sensibly change group and stay root).
+/// `group` alone is refused: a process cannot sensibly change group and stay root). The
+/// error names the setting that failed and where it was set.
 pub fn resolve(settings: &Settings) -> Result<Option<Target>, Error> {
+    let by = |setting| settings.provenance(setting);
     let keep = settings
         .keep_capabilities
         .iter()
         .map(|name| {
             name.parse::<Capability>()
-                .map_err(|_| Error::capability(name))
+                .map_err(|_| Error::capability(name).set_by(by("keep_capabilities")))
         })
         .collect::<Result<CapsHashSet, _>>()?;
     let Some(user) = &settings.user else {
         if let Some(group) = &settings.group {
-            return Err(Error::group_without_user(group));
+            return Err(Error::group_without_user(group).set_by(by("group")));
         }
         return Ok(None);
     };
@@ -42,24 +44,24 @@ pub fn resolve(settings: &Settings) -> Result<Option<Target>, Error> {
         Ok(uid) => User::from_uid(Uid::from_raw(uid)),
         Err(_) => User::from_name(user),
     }
-    .map_err(|e| Error::user_database("user", user, e))?;
+    .map_err(|e| Error::user_database("user", user, e).set_by(by("user")))?;
     let (uid, name, primary) = match (found, user.parse::<u32>()) {
         (Some(u), _) => (u.uid, u.name, Some(u.gid)),
         // A numeric uid without a passwd entry is valid (containers do that).
         (None, Ok(uid)) => (Uid::from_raw(uid), uid.to_string(), None),
-        (None, Err(_)) => return Err(Error::no_such_user(user)),
+        (None, Err(_)) => return Err(Error::no_such_user(user).set_by(by("user"))),
     };
     let gid = match &settings.group {
         Some(group) => match group.parse::<u32>() {
             Ok(gid) => Gid::from_raw(gid),
             Err(_) => {
                 Group::from_name(group)
-                    .map_err(|e| Error::user_database("group", group, e))?
-                    .ok_or_else(|| Error::no_such_group(group))?
+                    .map_err(|e| Error::user_database("group", group, e).set_by(by("group")))?
+                    .ok_or_else(|| Error::no_such_group(group).set_by(by("group")))?
                     .gid
             }
         },
-        None => primary.ok_or_else(|| Error::no_primary_group(user))?,
+        None => primary.ok_or_else(|| Error::no_primary_group(user).set_by(by("user")))?,
     };
     let group_name = Group::from_gid(gid)
         .ok()

@@ -29,7 +29,9 @@ impl Arbiter {
     /// 2. `daemonize` before anything else is set up, as gunicorn; a new master from USR2
     ///    is detached already (double fork).
     /// 3. `prepare` (chdir, raw_env, the open-file limit), then the user is resolved: an
-    ///    unknown user fails the start before anything is bound.
+    ///    unknown user fails the start before anything is bound; then the access log is
+    ///    opened once, so that one that cannot be fails the start here, naming the
+    ///    setting, rather than every worker's boot.
     /// 4. `on_starting` before binding, as gunicorn (which binds after it): a hook that
     ///    raises stops the start there.
     /// 5. `open_listeners`: bind, or adopt what systemd or the old master passed.
@@ -58,6 +60,7 @@ impl Arbiter {
         let start_dir = environment::start_dir()?;
         prepare(&mut settings, &start_dir)?;
         let user = privileges::resolve(&settings)?;
+        check_access_log(&settings)?;
         on_starting(&settings)?;
         let (listeners, socket_files) = open_listeners(&settings, adopted.as_ref())?;
         crate::proctitle::set(
@@ -65,7 +68,8 @@ impl Arbiter {
             "master",
             settings.wsgi_app.as_deref(),
         );
-        let pidfile = PidFile::at_start(settings.pidfile.as_deref(), adopted.is_some())?;
+        let pidfile = PidFile::at_start(settings.pidfile.as_deref(), adopted.is_some())
+            .map_err(|e| e.set_by(settings.provenance("pidfile")))?;
         become_user(&settings, user.as_ref(), &socket_files.0)?;
         preload_app(&settings)?;
         let signals = SignalQueue::install().map_err(Error::signals)?;
@@ -127,6 +131,24 @@ fn on_starting(settings: &Settings) -> Result<(), Error> {
     crate::python::hooks::server_hook("on_starting").map_err(|tb| Error::hook("on_starting", tb))
 }
 
+/// The access log and its format, as every worker will open them: a log that cannot be
+/// opened, or a format that does not compile, stops the start instead of every boot.
+/// (The workers open their own: a log reopened on USR1 is each process's.)
+fn check_access_log(settings: &Settings) -> Result<(), Error> {
+    let Some(target) = settings.accesslog.as_deref() else {
+        return Ok(());
+    };
+    let failed = |e: crate::logging::Error| {
+        let setting = e.setting().unwrap_or("accesslog");
+        Error::access_log(e).set_by(settings.provenance(setting))
+    };
+    if !settings.access_log_format.is_empty() {
+        crate::logging::AccessFormat::parse(&settings.access_log_format).map_err(failed)?;
+    }
+    crate::logging::AccessLog::open(target).map_err(failed)?;
+    Ok(())
+}
+
 /// Bind every `bind` (under `umask`) and take the sockets systemd passed; the unix socket
 /// files to remove at exit come with them (an upgrade's new master removes the old one's).
 fn open_listeners(
@@ -136,7 +158,10 @@ fn open_listeners(
     let binds = settings
         .bind
         .iter()
-        .map(|b| crate::config::bind::parse(b).map_err(|e| Error::bind(b, e)))
+        .map(|b| {
+            crate::config::bind::parse(b)
+                .map_err(|e| Error::bind(b, e).set_by(settings.provenance("bind")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let activation = environment::take_socket_activation();
     let passed = crate::listeners::passed_by_systemd(&activation).map_err(Error::listen)?;
@@ -151,7 +176,7 @@ fn open_listeners(
     let previous_umask = nix::sys::stat::umask(umask);
     let opened = crate::listeners::open_all(&binds, settings.backlog, passed);
     nix::sys::stat::umask(previous_umask);
-    let opened = opened.map_err(Error::listen)?;
+    let opened = opened.map_err(|e| Error::listen(e).set_by(settings.provenance("bind")))?;
     let mut socket_files = opened.created;
     if let Some(adopted) = adopted {
         socket_files.extend(adopted.socket_files.iter().cloned());
@@ -171,7 +196,7 @@ fn become_user(
             if nix::unistd::Uid::effective().is_root() {
                 give_files(settings, target, sockets)?;
             }
-            privileges::drop_to(target)?;
+            privileges::drop_to(target).map_err(|e| e.set_by(settings.provenance("user")))?;
         }
         None => privileges::warn_if_root(),
     }
@@ -193,22 +218,24 @@ fn give_files(
     sockets: &[PathBuf],
 ) -> Result<(), Error> {
     let logs = [
-        Some(settings.errorlog.as_str()),
-        settings.accesslog.as_deref(),
+        ("errorlog", Some(settings.errorlog.as_str())),
+        ("accesslog", settings.accesslog.as_deref()),
     ];
-    for log in logs.into_iter().flatten() {
-        if log == "-" || log == "journald" {
+    for (setting, log) in logs {
+        let Some(log) = log.filter(|log| *log != "-" && *log != "journald") else {
             continue;
-        }
+        };
+        let by = || settings.provenance(setting);
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
-            .map_err(|e| Error::log_file(log, e))?;
-        privileges::hand_over_file(target, Path::new(log))?;
+            .map_err(|e| Error::log_file(log, e).set_by(by()))?;
+        privileges::hand_over_file(target, Path::new(log)).map_err(|e| e.set_by(by()))?;
     }
     for socket in sockets {
-        privileges::hand_over_file(target, socket)?;
+        privileges::hand_over_file(target, socket)
+            .map_err(|e| e.set_by(settings.provenance("bind")))?;
     }
     Ok(())
 }

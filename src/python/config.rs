@@ -82,7 +82,9 @@ impl PythonConfigRunner for Runner {
         virtualenv: Option<&Path>,
         env_virtualenv: Option<&Path>,
     ) -> Result<Ran, RunnerError> {
-        run(location, cwd, super::named_venv(virtualenv, env_virtualenv)).map_err(Into::into)
+        // Where `virtualenv` was set is not known yet: the settings are being read.
+        let venv = super::named_venv(virtualenv, None, env_virtualenv);
+        run(location, cwd, venv).map_err(Into::into)
     }
 }
 

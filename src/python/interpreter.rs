@@ -40,19 +40,24 @@ fn parse_version(text: &str) -> Option<(u32, u32)> {
 pub struct NamedVenv<'a> {
     pub path: &'a Path,
     /// `virtualenv` (a setting) or `VIRTUAL_ENV` (the environment).
-    pub named_by: VenvSource,
+    pub named_by: VenvSource<'a>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VenvSource {
-    Setting,
+pub enum VenvSource<'a> {
+    /// The setting, and where it was set when that is known (not yet while the Python
+    /// config file is read).
+    Setting(Option<&'a crate::config::Provenance>),
     Environment,
 }
 
 impl NamedVenv<'_> {
     fn describe(&self) -> String {
         match self.named_by {
-            VenvSource::Setting => format!("virtualenv = \"{}\"", self.path.display()),
+            VenvSource::Setting(Some(set_by)) => {
+                format!("virtualenv {} ({set_by})", self.path.display())
+            }
+            VenvSource::Setting(None) => format!("virtualenv = \"{}\"", self.path.display()),
             VenvSource::Environment => format!("VIRTUAL_ENV={}", self.path.display()),
         }
     }
@@ -64,7 +69,7 @@ impl NamedVenv<'_> {
         let fail = |message: String| Err(Error::virtualenv(message));
         if !self.path.is_dir() {
             return fail(match self.named_by {
-                VenvSource::Setting => format!(
+                VenvSource::Setting(_) => format!(
                     "{what}: no such directory: point the setting at the app's virtualenv, or \
                      remove it"
                 ),

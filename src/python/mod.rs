@@ -112,7 +112,9 @@ fn venv_to_activate(
 /// than workers that fail one after another.
 pub fn preflight(settings: &Settings) -> Result<(), Error> {
     let env_venv = std::env::var_os("VIRTUAL_ENV").map(PathBuf::from);
-    let Some(venv) = named_venv(settings.virtualenv.as_deref(), env_venv.as_deref()) else {
+    let set_by = settings.provenance("virtualenv");
+    let setting = settings.virtualenv.as_deref();
+    let Some(venv) = named_venv(setting, Some(&set_by), env_venv.as_deref()) else {
         return Ok(());
     };
     if interpreter::is_initialized() {
@@ -156,13 +158,17 @@ pub fn mark_hosted() {
     fork::mark_started();
 }
 
-/// The virtualenv the settings name (`virtualenv`), or else the environment
-/// (`VIRTUAL_ENV`).
-pub fn named_venv<'a>(setting: Option<&'a Path>, env: Option<&'a Path>) -> Option<NamedVenv<'a>> {
+/// The virtualenv the settings name (`virtualenv`, set where `set_by` says), or else the
+/// environment (`VIRTUAL_ENV`).
+pub fn named_venv<'a>(
+    setting: Option<&'a Path>,
+    set_by: Option<&'a crate::config::Provenance>,
+    env: Option<&'a Path>,
+) -> Option<NamedVenv<'a>> {
     setting
         .map(|path| NamedVenv {
             path,
-            named_by: VenvSource::Setting,
+            named_by: VenvSource::Setting(set_by),
         })
         .or(env.map(|path| NamedVenv {
             path,
@@ -174,10 +180,15 @@ pub fn named_venv<'a>(setting: Option<&'a Path>, env: Option<&'a Path>) -> Optio
 /// operator must read.
 pub fn load_app(settings: &Settings) -> Result<Py<PyAny>, Error> {
     let env_venv = std::env::var_os("VIRTUAL_ENV").map(PathBuf::from);
+    let set_by = settings.provenance("virtualenv");
     start(&PythonSetup {
         chdir: &settings.chdir,
         pythonpath: settings.pythonpath.as_deref(),
-        virtualenv: named_venv(settings.virtualenv.as_deref(), env_venv.as_deref()),
+        virtualenv: named_venv(
+            settings.virtualenv.as_deref(),
+            Some(&set_by),
+            env_venv.as_deref(),
+        ),
     })?;
     // gevent's worker patches the standard library before the app sees it: here, so that
     // it also holds for the master's import with preload_app (gunicorn patches in the

@@ -59,11 +59,11 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::Setting => f.write_str("statsd_host is not a StatsD address"),
+            Kind::Setting => f.write_str("not a StatsD address"),
             Kind::Connect { target } => write!(
                 f,
-                "statsd_host {target}: cannot resolve or connect to it, no metrics are sent \
-                 (check the address; a reload retries)"
+                "cannot resolve or connect to the StatsD server {target}; no metrics are \
+                 sent until a reload reaches it"
             ),
         }?;
         if f.alternate() {
@@ -88,12 +88,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_chain_names_the_setting_then_the_problem() {
+    fn the_chain_names_the_address_then_the_problem() {
         let err = Error::setting(crate::config::statsd_address::parse("x:").unwrap_err());
         assert!(err.is_address());
         assert_eq!(
             format!("{err:#}"),
-            r#"statsd_host is not a StatsD address: "x:" has a port "" that is not a number from 1 to 65535"#
+            r#"not a StatsD address: "x:" has a port "" that is not a number from 1 to 65535"#
         );
         let err = Error::connect(
             Address::Udp("statsd.invalid".into(), 8125),
@@ -102,7 +102,7 @@ mod tests {
         assert!(err.is_connect());
         assert!(
             err.to_string()
-                .starts_with("statsd_host statsd.invalid:8125: cannot resolve")
+                .starts_with("cannot resolve or connect to the StatsD server statsd.invalid:8125")
         );
         assert!(format!("{err:#}").ends_with(": entity not found"));
     }

@@ -212,7 +212,7 @@ pub fn install_from(settings: &Settings) -> Option<Arc<Client>> {
     let client = match Client::from_settings(settings) {
         Ok(client) => client.map(Arc::new),
         Err(e) => {
-            tracing::error!("{e:#}");
+            tracing::error!("{:#}", settings.provenance("statsd_host").wrap(e));
             None
         }
     };

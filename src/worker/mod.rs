@@ -394,8 +394,7 @@ fn open_access_log(settings: &Settings) -> Result<Option<crate::logging::AccessL
         crate::logging::AccessFormat::parse(&settings.access_log_format)
             .map_err(|e| e.to_string())?
     };
-    let log = crate::logging::AccessLog::open(target)
-        .map_err(|e| format!("cannot open the access log {target}: {e:#}"))?;
+    let log = crate::logging::AccessLog::open(target).map_err(|e| format!("{e:#}"))?;
     Ok(Some(log.with_format(format)))
 }
 

@@ -47,15 +47,15 @@ def test_a_taken_address_is_1_and_names_the_address_and_the_os_error():
     assert p.returncode == 1, (p.returncode, p.stderr)
     line = [l for l in p.stderr.splitlines() if "cannot listen on" in l]
     assert line, p.stderr
-    # what, on what, a next step, then the OS error: one line
-    assert "cannot listen on 127.0.0.1:%d (is unitcorn, or another server, running " \
-           "there?): Address already in use" % port in line[0], line
+    # what, on what, which setting from where, the OS error, a next step: one line
+    assert "cannot listen on 127.0.0.1:%d (bind, from --bind): address already in use: " \
+           "is unitcorn, or another server, running there?" % port in line[0], line
 
 
 def test_an_unknown_user_is_1():
     p = run_cli(["-b", "127.0.0.1:0", "-u", "no-such-user-xyz", "wsgiapp:app"])
     assert p.returncode == 1, (p.returncode, p.stderr)
-    assert 'user = "no-such-user-xyz": no such user' in p.stderr
+    assert 'no such user "no-such-user-xyz" (user, from --user)' in p.stderr, p.stderr
 
 
 def test_a_preload_that_fails_is_1_with_the_traceback_on_its_own_lines():
@@ -80,7 +80,7 @@ def test_a_start_hook_that_raises_is_1_with_its_traceback_below(tmp_path):
 def test_a_chdir_that_does_not_exist_is_1_and_names_the_setting():
     p = run_cli(["-b", "127.0.0.1:0", "--chdir", "/nonexistent-dir-xyz", "wsgiapp:app"])
     assert p.returncode == 1, (p.returncode, p.stderr)
-    assert "cannot chdir to /nonexistent-dir-xyz (chdir): No such file or directory" \
+    assert "cannot chdir to /nonexistent-dir-xyz (chdir, from --chdir): no such directory" \
         in p.stderr, p.stderr
 
 

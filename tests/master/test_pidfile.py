@@ -147,7 +147,7 @@ def test_second_server_with_the_same_pidfile_fails(start_server, tmp_path, same_
     err = second.stderr()
     if same_port:
         # it stops at the bind, before it looks at the pid file
-        assert "Address already in use" in err or "pid file" in err, err
+        assert "address already in use" in err or "pid file" in err, err
     else:
         assert str(pidfile) in err and str(first.pid) in err, err
     after = os.stat(pidfile)

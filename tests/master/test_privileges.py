@@ -140,14 +140,15 @@ def test_running_as_root_without_user_warns_naming_the_setting(start_as):
 def test_unknown_user_fails_before_binding(start_as):
     s = start_as("-u", "no-such-user-xyz", wait=False)
     assert s.wait_exit(10) == 1
-    assert 'user = "no-such-user-xyz": no such user' in s.stderr(), s.stderr()
+    assert 'no such user "no-such-user-xyz" (user, from --user)' in s.stderr(), s.stderr()
     assert "Listening at" not in s.stderr()
 
 
 def test_group_without_user_is_refused(start_as):
     s = start_as("-g", "nogroup", wait=False)
     assert s.wait_exit(10) == 1
-    assert "group = \"nogroup\" is set without user" in s.stderr(), s.stderr()
+    assert 'group "nogroup" is set without user (group, from --group): set user too' \
+        in s.stderr(), s.stderr()
 
 
 def test_a_drop_that_fails_is_fatal(world_dir, tmp_path):

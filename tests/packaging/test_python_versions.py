@@ -221,7 +221,8 @@ def test_a_venv_of_another_python_is_refused_at_start_with_the_fix(venvs, tmp_pa
     assert p.returncode == 1, p
     line = p.stderr.strip()
     assert "\n" not in line, p.stderr
-    assert 'virtualenv = "%s" is Python 3.12' % other in line, line
+    assert "virtualenv %s (virtualenv, from %s:1) is Python 3.12" % (other, config) in line, \
+        line
     assert "serves Python 3.11" in line and "pip install unitcorn" in line, line
     # The same venv named by the environment.
     p = _refused([UNITCORN_BIN, "wsgiapp:app"], base_env(venv=False, VIRTUAL_ENV=other),
