@@ -2,11 +2,14 @@
 //! sets for the app (`raw_env`), and those it takes from systemd or an old master and
 //! must not hand on (`LISTEN_*`, the upgrade's own).
 //!
-//! Every change to the environment the master makes is here. Each is sound for one
-//! reason, stated once: the master is single-threaded (no runtime, no helper thread:
-//! DESIGN.md) and its workers are separate processes with their own copy, so nothing
-//! reads the environment while it changes. The worker scrubs its own copy
-//! (`worker/scrub_env.rs`).
+//! Every change to the environment the master makes is here. Each is made where the
+//! process has one thread, so that nothing reads the environment while it changes: in the
+//! master before the app is imported (`preload_app`, step 8 of `start`), or in a child
+//! right after the fork. Not at a reload: a preloaded app may have started threads by
+//! then (allowed, only warned about), and a C `getenv` in one of them could read the array
+//! a `setenv` is replacing. A reload's `raw_env` goes to the new workers instead, set in
+//! each after its fork (`apply_in_child`), and to the master's interpreter's `os.environ`
+//! mapping. The worker scrubs its own copy (`worker/scrub_env.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +23,7 @@ pub fn start_dir() -> Result<PathBuf, Error> {
     std::env::current_dir().map_err(Error::start_dir)
 }
 
-/// `chdir` and `raw_env` (`-e KEY=VALUE`), so every worker inherits them.
+/// `chdir`, and `raw_env` (`-e KEY=VALUE`) checked, at the start and at every reload.
 ///
 /// A relative `chdir` is taken from the directory unitcorn was started in (`start_dir`),
 /// also at a reload; `settings.chdir` is made absolute, so that the workers (and Python's
@@ -30,14 +33,45 @@ pub fn prepare(settings: &mut Settings, start_dir: &Path) -> Result<(), Error> {
     std::env::set_current_dir(&chdir)
         .map_err(|e| Error::chdir(&chdir, e).set_by(settings.provenance("chdir")))?;
     settings.chdir = std::env::current_dir().unwrap_or(chdir);
-    for pair in &settings.raw_env {
-        let Some((key, value)) = pair.split_once('=') else {
-            return Err(Error::raw_env(pair).set_by(settings.provenance("raw_env")));
-        };
+    if let Some(pair) = settings.raw_env.iter().find(|p| !p.contains('=')) {
+        return Err(Error::raw_env(pair).set_by(settings.provenance("raw_env")));
+    }
+    Ok(())
+}
+
+/// At the start, before the hooks and the app run: `raw_env` in the master's own environment
+/// (and `os.environ`, if a Python config file started the interpreter), so that the
+/// hooks, a preloaded app and every worker see it.
+pub fn export_at_start(settings: &Settings) {
+    for (key, value) in raw_env(settings) {
         set(key, value);
         crate::python::export_env(key, value);
     }
-    Ok(())
+}
+
+/// At a reload: the new `raw_env` for the code the master runs (`os.environ` of its
+/// interpreter), never its process environment (the module doc says why).
+pub fn export_at_reload(settings: &Settings) {
+    for (key, value) in raw_env(settings) {
+        crate::python::export_env_to_mapping(key, value);
+    }
+}
+
+/// In a worker right after the fork, one thread alive: its generation's `raw_env`, in the
+/// process environment and in `os.environ`, whatever the master's own says.
+pub fn apply_in_child(settings: &Settings) {
+    for (key, value) in raw_env(settings) {
+        set(key, value);
+        crate::python::export_env(key, value);
+    }
+}
+
+/// `raw_env`'s pairs (`prepare` refused any without `=`).
+fn raw_env(settings: &Settings) -> impl Iterator<Item = (&str, &str)> {
+    settings
+        .raw_env
+        .iter()
+        .filter_map(|pair| pair.split_once('='))
 }
 
 /// Socket activation's variables, read and removed, so that nothing started later (a
@@ -73,8 +107,9 @@ pub fn claim_from_old_master(handed: &[&str]) {
 }
 
 fn set(key: &str, value: &str) {
-    // SAFETY: the module doc's invariant: the master is single-threaded, so nothing
-    // reads the environment concurrently.
+    // SAFETY: the module doc's invariant: called only where the process has one thread
+    // (the master before any app code, a child after the fork), so nothing reads the
+    // environment concurrently.
     unsafe { std::env::set_var(key, value) };
 }
 

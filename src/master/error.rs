@@ -280,7 +280,7 @@ impl Error {
         Self::new(Kind::Preload).with(why)
     }
 
-    pub(super) fn signals(e: nix::Error) -> Self {
+    pub(super) fn signals(e: impl Into<Source>) -> Self {
         Self::new(Kind::Signals).with(e)
     }
 

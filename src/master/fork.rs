@@ -11,8 +11,9 @@ pub fn spawn(boot: WorkerBoot, main: WorkerMain) -> nix::Result<Pid> {
     // SAFETY (of the `fork` call below): the master is single-threaded (no runtime, no
     // helper thread; DESIGN.md), so no lock can be held by another thread at the fork; an
     // interpreter in the master is forked under CPython's protocol (`around_fork`). The
-    // child only resets signal dispositions before entering the worker, which starts its
-    // own threads afresh.
+    // child only resets signal dispositions and sets its generation's `raw_env` (one
+    // thread: the environment may change there) before entering the worker, which starts
+    // its own threads afresh.
     let master = getpid();
     let forked =
         crate::python::around_fork(|| unsafe { fork() }, |r| matches!(r, Ok(ForkResult::Child)));
@@ -20,6 +21,7 @@ pub fn spawn(boot: WorkerBoot, main: WorkerMain) -> nix::Result<Pid> {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {
             super::signals::reset_in_child();
+            super::environment::apply_in_child(&boot.settings);
             orphan_on_master_death(master);
             super::upgrade::close_in_child();
             main(boot)

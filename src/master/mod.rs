@@ -215,6 +215,7 @@ impl Arbiter {
                 .map_err(Error::config)?;
         let mut settings = command.into_settings().ok_or_else(Error::no_server)?;
         start::prepare(&mut settings, &self.start_dir)?;
+        environment::export_at_reload(&settings);
         fn identity(s: &Settings) -> (&Option<String>, &Option<String>, &Vec<String>) {
             (&s.user, &s.group, &s.keep_capabilities)
         }

@@ -28,10 +28,11 @@ impl Arbiter {
     ///    variables name itself before anything reads them.
     /// 2. `daemonize` before anything else is set up, as gunicorn; a new master from USR2
     ///    is detached already (double fork).
-    /// 3. `prepare` (chdir, raw_env, the open-file limit), then the user is resolved: an
-    ///    unknown user fails the start before anything is bound; then the access log is
-    ///    opened once, so that one that cannot be fails the start here, naming the
-    ///    setting, rather than every worker's boot.
+    /// 3. `prepare` (chdir, raw_env, the open-file limit; raw_env goes into the master's
+    ///    environment now, before any app code can have started a thread), then the user
+    ///    is resolved: an unknown user fails the start before anything is bound; then the
+    ///    access log is opened once, so that one that cannot be fails the start here,
+    ///    naming the setting, rather than every worker's boot.
     /// 4. `on_starting` before binding, as gunicorn (which binds after it): a hook that
     ///    raises stops the start there.
     /// 5. `open_listeners`: bind, or adopt what systemd or the old master passed.
@@ -59,6 +60,7 @@ impl Arbiter {
         }
         let start_dir = environment::start_dir()?;
         prepare(&mut settings, &start_dir)?;
+        environment::export_at_start(&settings);
         let user = privileges::resolve(&settings)?;
         check_access_log(&settings)?;
         on_starting(&settings)?;
@@ -112,7 +114,8 @@ impl Arbiter {
 }
 
 /// The process the settings ask for, at the start and at every reload: working directory,
-/// `raw_env`, and `worker_connections` within the open-file limit.
+/// `raw_env` checked (where it is set: `environment`), and `worker_connections` within the
+/// open-file limit.
 pub(super) fn prepare(settings: &mut Settings, start_dir: &Path) -> Result<(), Error> {
     environment::prepare(settings, start_dir)?;
     limits::fit_open_files(settings);

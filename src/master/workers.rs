@@ -21,6 +21,8 @@ use crate::scoreboard::{MAX_WORKERS, Scoreboard, Slot, now_ms};
 
 /// How long INT/TERM wait for killed workers to be reaped before the master exits.
 const KILL_WAIT: Duration = Duration::from_secs(2);
+/// How often, meanwhile, the master looks for them (waitpid with WNOHANG).
+const KILL_POLL: Duration = Duration::from_millis(10);
 /// Between SIGABRT (the worker writes its Python tracebacks) and SIGKILL.
 const ABORT_GRACE: Duration = Duration::from_secs(1);
 /// A request is given this much past `timeout` before its worker is aborted, so that the
@@ -452,19 +454,29 @@ impl Workers {
         }
     }
 
-    /// Kill every worker and wait (bounded) for them to be gone.
+    /// Kill every worker and wait, up to `KILL_WAIT`, for them to be reaped. One that is
+    /// not by then (stuck in the kernel: uninterruptible sleep on a dead NFS or FUSE
+    /// mount, a tracer holding it) is named in the log and left behind: the master goes on
+    /// (to its exit) rather than block in waitpid for as long as the kernel holds it.
     pub fn kill_all(&mut self) {
         self.signal_all(Signal::SIGKILL);
-        let deadline = Instant::now() + KILL_WAIT;
-        while !self.table.is_empty() && Instant::now() < deadline {
-            match waitpid(Pid::from_raw(-1), None) {
-                Ok(status) => {
-                    if let Some(w) = status.pid().and_then(|pid| self.table.remove(&pid)) {
-                        self.scoreboard.release(w.slot);
-                    }
-                }
-                Err(_) => break,
+        let pids: Vec<Pid> = self.table.keys().copied().collect();
+        let left = wait_until_reaped(&pids, KILL_WAIT, reap_now);
+        for pid in pids.iter().filter(|pid| !left.contains(pid)) {
+            if let Some(w) = self.table.remove(pid) {
+                self.scoreboard.release(w.slot);
             }
+        }
+        if !left.is_empty() {
+            let pids: Vec<String> = left.iter().map(ToString::to_string).collect();
+            tracing::warn!(
+                "{} worker(s) not reaped {} ms after SIGKILL (pid {}): stuck in the kernel \
+                 (state D in /proc/PID/stat: a hung NFS or FUSE mount, a disk) or held by a \
+                 tracer; going on without them",
+                left.len(),
+                KILL_WAIT.as_millis(),
+                pids.join(", ")
+            );
         }
     }
 
@@ -561,6 +573,31 @@ impl Workers {
     }
 }
 
+/// Reap `pid` if it has exited, without waiting: true once it is gone (reaped now, or not
+/// a child of ours any more).
+fn reap_now(pid: Pid) -> bool {
+    !matches!(
+        waitpid(pid, Some(WaitPidFlag::WNOHANG)),
+        Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::EINTR)
+    )
+}
+
+/// Poll `reap` for each of `pids` until all are gone or `limit` has passed; those still
+/// there. Each pid is waited for by name, so that no other child of the master (an
+/// upgrade's, one of a hook's) is reaped here.
+fn wait_until_reaped(pids: &[Pid], limit: Duration, mut reap: impl FnMut(Pid) -> bool) -> Vec<Pid> {
+    let deadline = Instant::now() + limit;
+    let mut left = pids.to_vec();
+    loop {
+        left.retain(|&pid| !reap(pid));
+        let now = Instant::now();
+        if left.is_empty() || now >= deadline {
+            return left;
+        }
+        std::thread::sleep(KILL_POLL.min(deadline - now));
+    }
+}
+
 /// Log how worker `w` ended (gunicorn's wording, the signal named, a hint after an
 /// unexplained SIGKILL); whether it said it cannot start at all.
 fn log_exit(w: &Worker, pid: Pid, status: WaitStatus, stopping: bool) -> Option<Fatal> {
@@ -634,4 +671,42 @@ fn resident_mib(pid: Pid) -> Option<u64> {
         .and_then(|p| u64::try_from(p).ok())
         .unwrap_or(4096);
     Some(pages * page / (1024 * 1024))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pid the kernel never lets go of does not hold the wait past its limit, and is
+    /// the one reported; the others are reaped as they go.
+    #[test]
+    fn the_wait_for_killed_workers_is_bounded() {
+        let (stuck, slow, quick) = (Pid::from_raw(101), Pid::from_raw(102), Pid::from_raw(103));
+        let mut polls = 0;
+        let started = Instant::now();
+        let left = wait_until_reaped(&[stuck, slow, quick], Duration::from_millis(300), |pid| {
+            polls += 1;
+            pid == quick || (pid == slow && started.elapsed() > Duration::from_millis(50))
+        });
+        let took = started.elapsed();
+        assert_eq!(left, [stuck]);
+        assert!(
+            took >= Duration::from_millis(300),
+            "gave up early: {took:?}"
+        );
+        assert!(
+            took < Duration::from_millis(600),
+            "waited past its limit: {took:?}"
+        );
+        // Polled, not spun: about one round every KILL_POLL.
+        assert!(polls < 3 * 300 / 10 + 10, "{polls} polls");
+    }
+
+    #[test]
+    fn the_wait_ends_as_soon_as_all_are_reaped() {
+        let started = Instant::now();
+        let left = wait_until_reaped(&[Pid::from_raw(7)], Duration::from_secs(5), |_| true);
+        assert!(left.is_empty());
+        assert!(started.elapsed() < Duration::from_millis(100));
+    }
 }

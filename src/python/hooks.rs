@@ -33,25 +33,57 @@ struct State {
     nworkers: Option<usize>,
 }
 
+/// Held only to copy in or out, never while Python runs: any Python code may release the
+/// GIL, and then a thread that takes the GIL and waits for this lock, or a hook of another
+/// thread (worker_abort's while worker_int's sleeps), would wait on Python it cannot let
+/// finish. Python is called with what `shared` copied out.
 static STATE: Mutex<Option<State>> = Mutex::new(None);
 
 fn state() -> MutexGuard<'static, Option<State>> {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What a hook call needs, copied out of `STATE` (see there).
+struct Shared {
+    settings: Arc<Settings>,
+    server: Py<PyAny>,
+    worker: Option<Py<PyAny>>,
+}
+
+fn shared(py: Python<'_>) -> Option<Shared> {
+    let guard = state();
+    let state = guard.as_ref()?;
+    Some(Shared {
+        settings: Arc::clone(&state.settings),
+        server: state.server.clone_ref(py),
+        worker: state.worker.as_ref().map(|w| w.clone_ref(py)),
+    })
+}
+
+/// The settings the hooks came with; `None` without hooks (then no Python is touched).
+fn hook_settings() -> Option<Arc<Settings>> {
+    state().as_ref().map(|s| Arc::clone(&s.settings))
+}
+
+/// This process has hooks and is a worker.
+fn in_worker() -> bool {
+    state().as_ref().is_some_and(|s| s.worker.is_some())
+}
+
 /// The master starts (or reloads, HUP) with `settings`: make or update the `server`
 /// object. Nothing happens without hooks (and then no interpreter is needed).
 pub fn configure(settings: &Arc<Settings>) {
-    let mut guard = state();
-    if settings.extras.hooks.is_empty() && guard.is_none() {
+    if settings.extras.hooks.is_empty() && hook_settings().is_none() {
         return;
     }
     let made = Python::attach(|py| -> PyResult<()> {
         let cfg = config_object(py, settings)?;
-        match guard.as_mut() {
-            Some(state) => {
-                state.server.call_method1(py, "reconfigure", (cfg,))?;
-                state.settings = Arc::clone(settings);
+        match shared(py) {
+            Some(current) => {
+                current.server.call_method1(py, "reconfigure", (cfg,))?;
+                if let Some(state) = state().as_mut() {
+                    state.settings = Arc::clone(settings);
+                }
             }
             None => {
                 let module = module(py)?;
@@ -59,7 +91,7 @@ pub fn configure(settings: &Arc<Settings>) {
                 let server = module
                     .getattr("Server")?
                     .call1((std::process::id(), cfg, log))?;
-                *guard = Some(State {
+                *state() = Some(State {
                     settings: Arc::clone(settings),
                     server: server.unbind(),
                     pending: None,
@@ -78,14 +110,16 @@ pub fn configure(settings: &Arc<Settings>) {
 /// Call the server hook `name` (`on_starting`, `when_ready`, `on_reload`, `pre_exec`,
 /// `on_exit`) with the server object; the error is its traceback.
 pub fn server_hook(name: &'static str) -> Result<(), String> {
-    let guard = state();
-    let Some(state) = guard.as_ref() else {
+    let Some(settings) = hook_settings() else {
         return Ok(());
     };
-    let Some(hook) = state.settings.extras.hook(name) else {
+    let Some(hook) = settings.extras.hook(name) else {
         return Ok(());
     };
-    Python::attach(|py| call_hook(py, hook, (state.server.clone_ref(py),)))
+    Python::attach(|py| match shared(py) {
+        Some(shared) => call_hook(py, hook, (shared.server,)),
+        None => Ok(()),
+    })
 }
 
 /// Like `server_hook`, for hooks whose failure does not stop anything: logged.
@@ -98,20 +132,21 @@ pub fn server_hook_logged(name: &'static str) {
 /// The master's worker count is `count` now: `nworkers_changed(server, new, old)` when it
 /// changed (the first time, old is None, as in gunicorn).
 pub fn workers_target(count: usize) {
-    let mut guard = state();
-    let Some(state) = guard.as_mut() else {
-        return;
+    let old = {
+        let mut guard = state();
+        let Some(state) = guard.as_mut() else {
+            return;
+        };
+        if state.nworkers == Some(count) {
+            return;
+        }
+        state.nworkers.replace(count)
     };
-    if state.nworkers == Some(count) {
-        return;
-    }
-    let old = state.nworkers.replace(count);
-    let hook = state.settings.extras.hook("nworkers_changed").cloned();
-    let server = &state.server;
     Python::attach(|py| {
-        let _ = server.setattr(py, "num_workers", count);
-        if let Some(hook) = hook
-            && let Err(traceback) = call_hook(py, &hook, (server.clone_ref(py), count, old))
+        let Some(shared) = shared(py) else { return };
+        let _ = shared.server.setattr(py, "num_workers", count);
+        if let Some(hook) = shared.settings.extras.hook("nworkers_changed")
+            && let Err(traceback) = call_hook(py, hook, (shared.server, count, old))
         {
             log_failure("nworkers_changed", &traceback);
         }
@@ -121,47 +156,49 @@ pub fn workers_target(count: usize) {
 /// Before forking worker number `age`: make its object and call `pre_fork(server,
 /// worker)`. A failure is logged and the fork goes on.
 pub fn pre_fork(age: usize) {
-    let mut guard = state();
-    let Some(state) = guard.as_mut() else {
+    if hook_settings().is_none() {
         return;
-    };
-    let hook = state.settings.extras.hook("pre_fork").cloned();
-    let made = Python::attach(|py| -> PyResult<Py<PyAny>> {
-        let cfg = state.server.getattr(py, "cfg")?;
-        let log = state.server.getattr(py, "log")?;
-        let worker = module(py)?
-            .getattr("Worker")?
-            .call1((age, std::process::id(), cfg, log))?
-            .unbind();
-        if let Some(hook) = hook
-            && let Err(traceback) = call_hook(
-                py,
-                &hook,
-                (state.server.clone_ref(py), worker.clone_ref(py)),
-            )
-        {
-            log_failure("pre_fork", &traceback);
-        }
-        Ok(worker)
-    });
-    match made {
-        Ok(worker) => state.pending = Some(worker),
-        Err(e) => tracing::error!("cannot make the worker object for the hooks: {e}"),
     }
+    Python::attach(|py| {
+        let Some(shared) = shared(py) else { return };
+        let made = (|| -> PyResult<Py<PyAny>> {
+            let cfg = shared.server.getattr(py, "cfg")?;
+            let log = shared.server.getattr(py, "log")?;
+            let worker = module(py)?
+                .getattr("Worker")?
+                .call1((age, std::process::id(), cfg, log))?
+                .unbind();
+            if let Some(hook) = shared.settings.extras.hook("pre_fork")
+                && let Err(traceback) = call_hook(
+                    py,
+                    hook,
+                    (shared.server.clone_ref(py), worker.clone_ref(py)),
+                )
+            {
+                log_failure("pre_fork", &traceback);
+            }
+            Ok(worker)
+        })();
+        match made {
+            Ok(worker) => {
+                // The one it replaces (a fork that failed) is let go of outside the lock.
+                let previous = state().as_mut().and_then(|s| s.pending.replace(worker));
+                drop(previous);
+            }
+            Err(e) => tracing::error!("cannot make the worker object for the hooks: {e}"),
+        }
+    });
 }
 
 /// In the master, after the fork: the worker object goes into `server.WORKERS`.
 pub fn forked_parent(pid: i32) {
-    let mut guard = state();
-    let Some(state) = guard.as_mut() else {
-        return;
-    };
-    let Some(worker) = state.pending.take() else {
+    let Some(worker) = state().as_mut().and_then(|s| s.pending.take()) else {
         return;
     };
     Python::attach(|py| {
+        let Some(shared) = shared(py) else { return };
         let _ = worker.setattr(py, "pid", pid);
-        let _ = state
+        let _ = shared
             .server
             .getattr(py, "WORKERS")
             .and_then(|workers| workers.call_method1(py, "__setitem__", (pid, worker)));
@@ -171,52 +208,53 @@ pub fn forked_parent(pid: i32) {
 /// In the worker, right after the fork: `post_fork(server, worker)`. Its failure is the
 /// worker's boot failure, as in gunicorn.
 pub fn forked_child() -> Result<(), String> {
-    let mut guard = state();
-    let Some(state) = guard.as_mut() else {
+    let Some(worker) = state().as_mut().and_then(|s| s.pending.take()) else {
         return Ok(());
     };
-    let Some(worker) = state.pending.take() else {
-        return Ok(());
-    };
-    let hook = state.settings.extras.hook("post_fork").cloned();
-    let result = Python::attach(|py| {
-        module(py)
-            .and_then(|m| {
-                m.getattr("in_child")?
-                    .call1((worker.clone_ref(py),))
-                    .map(drop)
-            })
-            .map_err(|e| e.to_string())?;
-        // The other workers are the master's business.
-        let _ = state
-            .server
-            .getattr(py, "WORKERS")
-            .and_then(|w| w.call_method0(py, "clear"));
-        match hook {
-            Some(hook) => call_hook(
-                py,
-                &hook,
-                (state.server.clone_ref(py), worker.clone_ref(py)),
-            ),
-            None => Ok(()),
+    Python::attach(|py| {
+        let Some(shared) = shared(py) else {
+            return Ok(());
+        };
+        let result = (|| {
+            module(py)
+                .and_then(|m| {
+                    m.getattr("in_child")?
+                        .call1((worker.clone_ref(py),))
+                        .map(drop)
+                })
+                .map_err(|e| e.to_string())?;
+            // The other workers are the master's business.
+            let _ = shared
+                .server
+                .getattr(py, "WORKERS")
+                .and_then(|w| w.call_method0(py, "clear"));
+            match shared.settings.extras.hook("post_fork") {
+                Some(hook) => call_hook(py, hook, (shared.server, worker.clone_ref(py))),
+                None => Ok(()),
+            }
+        })();
+        if let Some(state) = state().as_mut() {
+            state.worker = Some(worker);
         }
-    });
-    state.worker = Some(worker);
-    result
+        result
+    })
 }
 
 /// In the worker, the app loaded: `worker.wsgi = app`, then `post_worker_init(worker)`
 /// (its failure is a boot failure, as in gunicorn).
 pub fn post_worker_init(app: &Py<PyAny>) -> Result<(), String> {
-    let guard = state();
-    let Some((state, worker)) = guard.as_ref().and_then(|s| Some((s, s.worker.as_ref()?))) else {
+    if !in_worker() {
         return Ok(());
-    };
+    }
     Python::attach(|py| {
+        let Some((settings, worker)) = shared(py).and_then(|s| Some((s.settings, s.worker?)))
+        else {
+            return Ok(());
+        };
         let _ = worker.setattr(py, "wsgi", app.clone_ref(py));
         let _ = worker.setattr(py, "booted", true);
-        match state.settings.extras.hook("post_worker_init") {
-            Some(hook) => call_hook(py, hook, (worker.clone_ref(py),)),
+        match settings.extras.hook("post_worker_init") {
+            Some(hook) => call_hook(py, hook, (worker,)),
             None => Ok(()),
         }
     })
@@ -233,17 +271,20 @@ pub fn worker_abort() {
 }
 
 fn worker_signal_hook(name: &'static str) {
-    let guard = state();
-    let Some((state, worker)) = guard.as_ref().and_then(|s| Some((s, s.worker.as_ref()?))) else {
+    if !in_worker() {
         return;
-    };
+    }
     Python::attach(|py| {
+        let Some((settings, worker)) = shared(py).and_then(|s| Some((s.settings, s.worker?)))
+        else {
+            return;
+        };
         let _ = worker.setattr(py, "alive", false);
         if name == "worker_abort" {
             let _ = worker.setattr(py, "aborted", true);
         }
-        if let Some(hook) = state.settings.extras.hook(name)
-            && let Err(traceback) = call_hook(py, hook, (worker.clone_ref(py),))
+        if let Some(hook) = settings.extras.hook(name)
+            && let Err(traceback) = call_hook(py, hook, (worker,))
         {
             log_failure(name, &traceback);
         }
@@ -260,17 +301,17 @@ pub fn has_worker_abort() -> bool {
 /// In the worker, about to exit: `worker_exit(server, worker)`; a failure is a warning,
 /// as in gunicorn.
 pub fn worker_exit() {
-    let guard = state();
-    let Some((state, worker)) = guard.as_ref().and_then(|s| Some((s, s.worker.as_ref()?))) else {
+    if !in_worker() || hook_settings().is_none_or(|s| s.extras.hook("worker_exit").is_none()) {
         return;
-    };
-    let Some(hook) = state.settings.extras.hook("worker_exit") else {
-        return;
-    };
+    }
     Python::attach(|py| {
-        if let Err(traceback) =
-            call_hook(py, hook, (state.server.clone_ref(py), worker.clone_ref(py)))
-        {
+        let Some(shared) = shared(py) else { return };
+        let (Some(worker), Some(hook)) =
+            (shared.worker, shared.settings.extras.hook("worker_exit"))
+        else {
+            return;
+        };
+        if let Err(traceback) = call_hook(py, hook, (shared.server, worker)) {
             tracing::warn!(
                 "Exception during worker exit (worker_exit hook):\n{}",
                 traceback.trim_end()
@@ -282,13 +323,12 @@ pub fn worker_exit() {
 /// In the master, a worker was reaped: `child_exit(server, worker)`, and it leaves
 /// `server.WORKERS`.
 pub fn child_exit(pid: i32) {
-    let guard = state();
-    let Some(state) = guard.as_ref() else {
+    if hook_settings().is_none() {
         return;
-    };
-    let hook = state.settings.extras.hook("child_exit");
+    }
     Python::attach(|py| {
-        let worker = state
+        let Some(shared) = shared(py) else { return };
+        let worker = shared
             .server
             .getattr(py, "WORKERS")
             .and_then(|w| w.call_method1(py, "pop", (pid, py.None())));
@@ -297,8 +337,8 @@ pub fn child_exit(pid: i32) {
             return;
         }
         let _ = worker.setattr(py, "alive", false);
-        if let Some(hook) = hook
-            && let Err(traceback) = call_hook(py, hook, (state.server.clone_ref(py), worker))
+        if let Some(hook) = shared.settings.extras.hook("child_exit")
+            && let Err(traceback) = call_hook(py, hook, (shared.server, worker))
         {
             log_failure("child_exit", &traceback);
         }
@@ -308,16 +348,15 @@ pub fn child_exit(pid: i32) {
 /// The request hooks of a worker, when the config sets `pre_request` or `post_request`
 /// (`None` otherwise: requests then never look at hooks).
 pub fn request_hooks() -> Option<RequestHooks> {
-    let guard = state();
-    let state = guard.as_ref()?;
-    let worker = state.worker.as_ref()?;
-    let pre = state.settings.extras.hook("pre_request");
-    let post = state.settings.extras.hook("post_request");
-    if pre.is_none() && post.is_none() {
+    let settings = hook_settings()?;
+    let pre = settings.extras.hook("pre_request");
+    let post = settings.extras.hook("post_request");
+    if !in_worker() || (pre.is_none() && post.is_none()) {
         return None;
     }
     // Looked up once here, not at every request.
     Python::attach(|py| {
+        let worker = shared(py)?.worker?;
         let resolved = |hook: Option<&Hook>| match hook.map(|h| resolve(py, h)) {
             Some(Ok(callable)) => Some(callable),
             Some(Err(e)) => {
@@ -327,7 +366,7 @@ pub fn request_hooks() -> Option<RequestHooks> {
             None => None,
         };
         Some(RequestHooks {
-            worker: worker.clone_ref(py),
+            worker,
             module: module(py).ok()?.unbind(),
             pre: resolved(pre),
             post: resolved(post),

@@ -276,6 +276,32 @@ pub fn export_env(name: &str, value: &str) {
     });
 }
 
+/// `os.environ[name] = value` in the interpreter's mapping only, without the putenv(3)
+/// that `os.environ`'s own assignment makes: for a master at a reload, whose app may run
+/// threads, where the process environment must not change (a C `getenv` in one of them
+/// could read an array that `setenv` is replacing). The code the master runs (a preloaded
+/// app's import, the hooks) reads `os.environ`; the workers set both after the fork.
+pub fn export_env_to_mapping(name: &str, value: &str) {
+    if !fork::started() {
+        return;
+    }
+    Python::attach(|py| {
+        let set = (|| -> PyResult<()> {
+            // CPython's os._Environ since 3.2: `_data` is the mapping, keyed by bytes.
+            let environ = py.import("os")?.getattr("environ")?;
+            let key = environ.call_method1("encodekey", (name,))?;
+            let value = environ.call_method1("encodevalue", (value,))?;
+            environ.getattr("_data")?.set_item(key, value)
+        })();
+        if let Err(e) = set {
+            tracing::warn!(
+                "reload: cannot show {name} to the master's interpreter ({e}); the new \
+                 workers have it"
+            );
+        }
+    });
+}
+
 /// The app imported by the master before forking (`preload_app`), shared by the workers
 /// copy-on-write.
 static PRELOADED: std::sync::Mutex<Option<Py<PyAny>>> = std::sync::Mutex::new(None);

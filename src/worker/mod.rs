@@ -50,6 +50,13 @@ use wsgi::environ::EnvironBuilder;
 /// The worker's entry point after `fork()`; exits the process.
 pub fn run(boot: WorkerBoot) -> ! {
     boot.error_log.enter_worker();
+    // First, before post_fork and the import, which can take long: a QUIT meanwhile (a
+    // stop, a reload that was superseded, the master's death) is remembered and acted on
+    // once the loop runs. Until here the master's handlers, inert in a child, ignore it
+    // (master/signals.rs).
+    signals::remember_master();
+    signals::arm_quit_flag();
+    signals::catch_usr1_early();
     // gunicorn's post_fork: a failure is the worker's boot failure.
     if let Err(tb) = crate::python::hooks::forked_child() {
         tracing::error!(
@@ -65,11 +72,6 @@ pub fn run(boot: WorkerBoot) -> ! {
         "worker",
         settings.wsgi_app.as_deref(),
     );
-    // Before the import, which can take long: QUIT meanwhile (a stop, a reload that was
-    // superseded) must not kill the worker by the signal's default action (a core dump).
-    signals::remember_master();
-    signals::arm_quit_flag();
-    signals::catch_usr1_early();
     // The worker's own StatsD socket (the master's is not shared), before the import, whose
     // failure is counted too.
     let statsd = crate::statsd::install_from(&settings);

@@ -189,6 +189,58 @@ def test_worker_abort_runs_on_a_timeout(start_server, tmp_path):
     assert wait_for(lambda: [p for p in s.workers() if p != pid], 10)
 
 
+def test_a_hook_that_sleeps_does_not_hold_up_another_threads_hook(start_server, tmp_path):
+    """worker_int runs on the worker's I/O thread and worker_abort on a thread of its own:
+    while the first sleeps (the GIL released, as any Python code may), the second runs.
+    A lock held across a hook's Python would make it wait for the first to end, or, with
+    the GIL taken in the other order, deadlock."""
+    import os
+    import time
+    cfg = _config(tmp_path, textwrap.dedent('''
+        graceful_timeout = 30
+        def worker_int(worker):
+            import time
+            worker.log.info("HOOK worker_int start %s", worker.pid)
+            for _ in range(40):
+                time.sleep(0.1)
+            worker.log.info("HOOK worker_int end %s", worker.pid)
+        def worker_abort(worker):
+            worker.log.info("HOOK worker_abort %s", worker.pid)
+    '''))
+    s = start_server("wsgiapp:app", "-c", cfg, "-w", "1")
+    (pid,) = s.wait_workers(1)
+    os.kill(pid, signal.SIGQUIT)
+    s.wait_log(r"HOOK worker_int start %d" % pid)
+    t0 = time.monotonic()
+    os.kill(pid, signal.SIGABRT)
+    s.wait_log(r"HOOK worker_abort %d" % pid, timeout=10)
+    took = time.monotonic() - t0
+    assert "HOOK worker_int end %d" % pid not in s.stderr(), \
+        "worker_abort waited for worker_int to end (%.1f s)" % took
+    assert took < 2, "worker_abort ran %.1f s after SIGABRT" % took
+
+
+def test_request_hooks_that_release_the_gil_under_concurrent_requests(start_server,
+                                                                      tmp_path):
+    """pre_request and post_request that give the GIL away (sleep) on four app threads at
+    once: every request is answered, in bounded time (no hook waits on another's lock)."""
+    from concurrent.futures import ThreadPoolExecutor
+    cfg = _config(tmp_path, textwrap.dedent('''
+        import time
+        def pre_request(worker, req):
+            time.sleep(0)
+            time.sleep(0.002)
+        def post_request(worker, req, environ, resp):
+            time.sleep(0)
+            time.sleep(0.002)
+    '''))
+    s = start_server("wsgiapp:app", "-c", cfg, "-w", "1", "--threads", "4")
+    s.wait_workers(1)
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: s.get("/hello", timeout=10).status, range(200)))
+    assert statuses == [200] * 200, sorted(set(statuses))
+
+
 def _seed_hooks():
     """The hooks the seed config has commented out, uncommented (and nothing else)."""
     text = (REPO / "examples" / "gunicorn_config.py").read_text()

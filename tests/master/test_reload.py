@@ -124,6 +124,88 @@ def test_hup_rereads_the_config_file_raw_env(start_server, tmp_path):
     assert {s.get("/osenv?k=CFG_VALUE").body for _ in range(6)} == {b"two"}
 
 
+ENV_WATCH_APP = textwrap.dedent('''\
+    """Preloaded: a thread of the master reads the C environment (getenv(3) through
+    ctypes, which drops the GIL, so it runs alongside the master) and writes what it saw;
+    the workers answer what they see."""
+    import ctypes
+    import os
+    import threading
+    import time
+
+    SEEN = %r
+    AT_IMPORT = os.environ.get("CFG_VALUE", "")
+    libc = ctypes.CDLL(None)
+    libc.getenv.restype = ctypes.c_char_p
+
+
+    def c_value():
+        return (libc.getenv(b"CFG_VALUE") or b"").decode()
+
+
+    def watch(master):
+        seen, reads, deadline = set(), 0, time.monotonic() + 120
+        while time.monotonic() < deadline and os.getpid() == master:
+            for _ in range(200):
+                seen.add(c_value())
+                reads += 1
+            with open(SEEN + ".tmp", "w") as f:
+                f.write("%%d %%s" %% (reads, ",".join(sorted(seen))))
+            os.replace(SEEN + ".tmp", SEEN)
+            time.sleep(0.001)
+
+
+    # Imported again at every HUP (preload): one watcher for the master's life.
+    if not any(t.name == "envwatch" for t in threading.enumerate()):
+        threading.Thread(target=watch, args=(os.getpid(),), name="envwatch",
+                         daemon=True).start()
+
+
+    def app(environ, start_response):
+        body = ("%%s %%s %%s" %% (AT_IMPORT, os.environ.get("CFG_VALUE", ""),
+                                  c_value())).encode()
+        start_response("200 OK", [("Content-Type", "text/plain"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+    ''')
+
+
+def test_hup_changes_raw_env_without_touching_the_masters_environment(start_server,
+                                                                        tmp_path):
+    """A preloaded app's thread reads the master's C environment all along (getenv, no
+    GIL) across three HUPs that change raw_env: the master's own environment never
+    changes under it (setenv there, with threads running, is unsound), yet each new
+    generation has the new value, in os.environ, in its C environment and at the
+    preloaded import."""
+    d = tmp_path / "app"
+    d.mkdir()
+    seen = tmp_path / "seen"
+    (d / "envwatch.py").write_text(ENV_WATCH_APP % str(seen))
+    cfg = tmp_path / "unitcorn.toml"
+    cfg.write_text('raw_env = ["CFG_VALUE=one"]\npreload_app = true\n')
+    s = start_server("envwatch:app", "-w", "2", "-c", str(cfg), "--chdir", str(d))
+    gen = s.wait_workers(2)
+    assert {s.get("/").body for _ in range(4)} == {b"one one one"}
+
+    def master_reads():
+        assert wait_for(seen.exists, 10), "the master's thread wrote nothing"
+        reads, values = seen.read_text().split(" ")
+        return int(reads), values.split(",")
+
+    for value in ["two", "three", "four"]:
+        cfg.write_text('raw_env = ["CFG_VALUE=%s"]\npreload_app = true\n' % value)
+        _, gen = hup(s, gen, 2)
+        expected = ("%s %s %s" % (value, value, value)).encode()
+        assert {s.get("/").body for _ in range(6)} == {expected}
+    before, _ = master_reads()
+    assert wait_for(lambda: master_reads()[0] > before, 10), "the master's thread stopped"
+    reads, values = master_reads()
+    assert values == ["one"], "the master's environment changed under its thread: %r" % (
+        values,)
+    assert alive(s.pid)
+    print("\nthe master's thread read the environment %d times across 3 HUPs" % reads)
+
+
 @pytest.mark.parametrize("relative", ["config", "chdir"])
 def test_hup_with_relative_paths(start_server, tmp_path, relative):
     """-c and --chdir given relative to the directory unitcorn was started in mean the same

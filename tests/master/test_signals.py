@@ -111,6 +111,48 @@ def test_immediate_stop_does_not_wait_for_slow_request(start_server, sig):
         assert b"200 OK" not in data, data
 
 
+PTRACE_SEIZE = 0x4206
+WALL = 0x40000000           # waitpid's __WALL: a tracee that is not our child
+
+
+@CONTRACT
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_immediate_stop_does_not_wait_for_a_worker_the_kernel_holds(start_server, sig):
+    """A worker that SIGKILL cannot make reapable (here this test traces it: its parent
+    cannot reap it until the tracer has; a D-state process on a hung mount is the real
+    case) does not keep the master from exiting: it waits its bounded while, names the
+    pid, and goes on."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    s = start_server("wsgiapp:app", "-w", "2")
+    held, free = s.wait_workers(2)
+    if libc.ptrace(PTRACE_SEIZE, held, None, None) != 0:
+        pytest.fail("cannot trace worker %d: errno %d" % (held, ctypes.get_errno()))
+    try:
+        t0 = time.monotonic()
+        s.signal(sig)
+        rc = s.wait_exit(10)
+        took = time.monotonic() - t0
+        assert rc == 0, "master still running %.1f s after %s (exit %r); log:\n%s" % (
+            took, sig.name, rc, s.stderr()[-3000:])
+        assert took < 5, "master took %.2f s to exit" % took
+        assert s.log_findall(r"not reaped \d+ ms after SIGKILL \(pid %d\)" % held), \
+            s.stderr()[-3000:]
+        assert wait_for(lambda: not alive(free), 2), "worker %d still alive" % free
+        print("\nmaster exited %.2f s after %s with a worker it could not reap" % (
+            took, sig.name))
+    finally:
+        # The tracer reaps it: the corpse goes back to its parent, or PID 1's care.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(held, os.WNOHANG | WALL)[0]:
+                    break
+            except ChildProcessError:
+                break
+            time.sleep(0.05)
+
+
 @CONTRACT
 def test_quit_kills_requests_past_graceful_timeout(start_server):
     s = start_server("wsgiapp:app", "-w", "1", "--graceful-timeout", "1")
