@@ -1,6 +1,7 @@
 //! The response body handed to hyper, for every worker class: the chunks the app produced,
 //! then the rest of its iterable walked inline (on the I/O thread), or the chunks an app
-//! thread or a greenlet sends on a channel, or an ASGI app's sends.
+//! thread or a greenlet sends on a channel, or an ASGI app's sends; a `wsgi.file_wrapper`
+//! file is read as hyper asks for it (`file_body.rs`).
 //!
 //! It enforces the app's own Content-Length, the same for every worker class: never more
 //! bytes than declared, and a body that does not match ends the connection, logged as the

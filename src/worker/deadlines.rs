@@ -279,7 +279,8 @@ impl AppSlot {
 
     /// Resolves once the watcher has had this call answered 504 through hyper (a call
     /// off the I/O thread, whose response had not started): the caller answers it, and
-    /// keeps the slot until the app call really ends.
+    /// keeps the slot until the app call really ends. (The signal is the connection's:
+    /// HTTP/1.1 has one call at a time on it, and a 504 closes it.)
     pub async fn expired(&self) {
         self.hangup.expired().await;
     }

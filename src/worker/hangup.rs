@@ -124,6 +124,7 @@ impl<S: AsRawFd> HangupIo<S> {
         HangupIo { inner, hangup }
     }
 
+    /// The watcher's side of this connection.
     pub fn hangup(&self) -> std::sync::Arc<Hangup> {
         std::sync::Arc::clone(&self.hangup)
     }

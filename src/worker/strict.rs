@@ -730,6 +730,32 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_head_with_a_target_longer_than_hyper_takes_is_noted() {
+        let head = |target_len: usize, end: &str| {
+            let mut head = format!(
+                "GET /{} HTTP/1.1\r\nHost: x\r\n",
+                "a".repeat(target_len - 1)
+            );
+            head.push_str(end);
+            head.into_bytes()
+        };
+        for (target_len, end, noted) in [
+            (HYPER_MAX_TARGET, "\r\n", false),
+            (HYPER_MAX_TARGET + 1, "\r\n", true),
+            // Not whole: hyper refuses it for its size (431), not its target.
+            (HYPER_MAX_TARGET + 1, "X-More: y\r\n", false),
+        ] {
+            let mut scanner = Scanner::new(false);
+            let mut bytes = head(target_len, end);
+            assert_eq!(scanner.scan(&mut bytes), Verdict::Pass);
+            assert_eq!(
+                scanner.long_target_head, noted,
+                "target of {target_len} bytes"
+            );
+        }
+    }
+
+    #[test]
     fn well_formed_requests_pass() {
         let requests: &[&[u8]] = &[
             b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
