@@ -193,8 +193,8 @@ pub static GUNICORN: &[(&str, Status)] = &[
         "sendfile",
         Status::Ignored {
             default: Default::None,
-            why: "unitcorn always sends regular files given to wsgi.file_wrapper with \
-                  sendfile(2)",
+            why: "unitcorn always reads regular files given to wsgi.file_wrapper itself \
+                  (pread(2)), never through the iterable",
         },
     ),
     (

@@ -10,9 +10,10 @@ use crate::config::Settings;
 /// Descriptors a worker needs besides its connections: listeners, log files, the
 /// scoreboard, eventfds and epoll, the interpreter's imports and the app's own files.
 const RESERVED: u64 = 64;
-/// Descriptors one open connection takes in a worker: the socket, and the duplicate the
-/// deadline watcher and sendfile hold (worker/accept.rs `start_connection`).
-const PER_CONNECTION: u64 = 2;
+/// Descriptors one open connection takes in a worker: its socket (the deadline watcher
+/// holds no duplicate, worker/hangup.rs). A wsgi.file_wrapper response holds the app's
+/// file and the worker's duplicate of it while it is sent, which this does not count.
+const PER_CONNECTION: u64 = 1;
 /// What an unlimited hard limit is taken as (Linux's default `fs.nr_open`).
 const UNLIMITED_AS: u64 = 1 << 20;
 

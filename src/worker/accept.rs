@@ -26,8 +26,8 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::forwarded::AllowList;
+use super::hangup::{Hangup, HangupIo};
 use super::proxy_protocol::{self, Prefixed};
-use super::sendfile::SendfileIo;
 use super::service::{self, Conn, Worker};
 use super::strict::{self, StrictIo};
 use super::wsgi::environ::{EnvironBuilder, Peer};
@@ -223,14 +223,15 @@ fn start_connection(
     permit: Option<OwnedSemaphorePermit>,
 ) -> io::Result<()> {
     stream.set_nonblocking(true)?;
-    let socket = Arc::new(std::os::fd::OwnedFd::from(stream.try_clone()?));
     if is_tcp {
         stream.set_tcp_nodelay(true)?;
-        let stream = SendfileIo::new(TcpStream::from_std(stream.into())?);
-        spawn_connection(ctx, stream, addr.as_socket(), socket, permit);
+        let stream = HangupIo::new(TcpStream::from_std(stream.into())?);
+        let hangup = stream.hangup();
+        spawn_connection(ctx, stream, addr.as_socket(), hangup, permit);
     } else {
-        let stream = SendfileIo::new(UnixStream::from_std(stream.into())?);
-        spawn_connection(ctx, stream, None, socket, permit);
+        let stream = HangupIo::new(UnixStream::from_std(stream.into())?);
+        let hangup = stream.hangup();
+        spawn_connection(ctx, stream, None, hangup, permit);
     }
     Ok(())
 }
@@ -269,7 +270,7 @@ fn spawn_connection<S>(
     ctx: &AcceptCtx,
     stream: S,
     addr: Option<std::net::SocketAddr>,
-    socket: Arc<std::os::fd::OwnedFd>,
+    hangup: Arc<Hangup>,
     permit: Option<OwnedSemaphorePermit>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -335,7 +336,7 @@ fn spawn_connection<S>(
         let conn = Rc::new(Conn {
             worker: Rc::clone(&worker),
             environ,
-            socket,
+            hangup: Arc::clone(&hangup),
             peer,
             fault: Arc::clone(&fault),
         });
@@ -347,6 +348,8 @@ fn spawn_connection<S>(
         tokio::pin!(serving);
         let ended = tokio::select! {
             ended = serving.as_mut() => ended,
+            // A response past its deadline: the client must not wait for the rest.
+            () = hangup.closed() => Ok(()),
             _ = stopping.wait_for(|stop| *stop) => {
                 // From now on every response says `Connection: close` and hyper closes
                 // after it. Closing an idle connection now would race a request the

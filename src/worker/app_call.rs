@@ -26,7 +26,7 @@ use super::responses::{answered, error_response, finish, internal_error};
 use super::service::Conn;
 use super::wsgi::environ::{EnvironBuilder, RequestHead};
 use super::wsgi::input::Input;
-use super::wsgi::response::{self, AppFailure, AppIter, Started};
+use super::wsgi::response::{self, AppFailure, AppIter, FileTail, Started};
 
 /// Chunks an app thread or a greenlet may get ahead of a slow client before it waits.
 pub const STREAM_QUEUE_CHUNKS: usize = 8;
@@ -109,7 +109,8 @@ pub struct AppStart {
     pub chunks: Vec<Bytes>,
     /// More chunks follow on the channel.
     pub streaming: bool,
-    pub closer: Option<AppIter>,
+    /// A `wsgi.file_wrapper` file sent after `chunks`.
+    pub file: Option<FileTail>,
 }
 
 pub type StartedMsg = Result<AppStart, AppFailure>;
@@ -122,13 +123,13 @@ impl AppStart {
             declared,
             chunks,
             rest,
-            closer,
+            file,
         } = started;
         let start = AppStart {
             declared,
             chunks,
             streaming: rest.is_some(),
-            closer,
+            file,
         };
         (start, rest)
     }
@@ -150,13 +151,24 @@ pub async fn hand_off(
     lost: &'static str,
     submit: impl FnOnce(&AppSlot, Handoff),
 ) -> Response<ResponseBody> {
-    let Some(slot) = conn.worker.deadlines.acquire(&conn.socket).await else {
+    let Some(slot) = conn.worker.deadlines.acquire(&conn.hangup, false).await else {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "worker stopping");
     };
-    let (started, started_rx) = oneshot::channel();
+    let (started, mut started_rx) = oneshot::channel();
     let (chunks, chunk_rx) = mpsc::channel::<Chunk>(STREAM_QUEUE_CHUNKS);
     submit(&slot, Handoff { started, chunks });
-    match started_rx.await {
+    let began = tokio::select! {
+        biased;
+        () = slot.expired() => None,
+        began = &mut started_rx => Some(began),
+    };
+    let Some(began) = began else {
+        // Past the deadline: the 504 now, the slot (the call, as the master sees it)
+        // until the app call ends.
+        slot.keep_until(started_rx);
+        return error_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout");
+    };
+    match began {
         Ok(Ok(start)) => started_response(head, slot, start, chunk_rx),
         Ok(Err(failure)) => answered(slot, |_| internal_error(&failure)),
         Err(_) => answered(slot, |_| {
@@ -177,7 +189,7 @@ fn started_response(
         declared,
         chunks,
         streaming,
-        closer,
+        file,
     } = start;
     let len = declared.content_length;
     let body = if streaming {
@@ -185,7 +197,7 @@ fn started_response(
     } else {
         ResponseBody::full(chunks, len)
     };
-    begun(head, slot, declared, body, closer)
+    begun(head, slot, declared, body, file)
 }
 
 /// The response of a call that began, the app slot held until its body is sent (or the
@@ -195,10 +207,10 @@ fn begun(
     slot: AppSlot,
     declared: Declared,
     body: ResponseBody,
-    closer: Option<AppIter>,
+    file: Option<FileTail>,
 ) -> Response<ResponseBody> {
     answered(slot, |slot| {
-        finish(head, declared, body.close_after(closer).hold(slot))
+        finish(head, declared, body.then_file(file).hold(slot))
     })
 }
 
@@ -210,7 +222,7 @@ pub async fn inline(
     bytes: Bytes,
     environ_out: Option<EnvironSlot>,
 ) -> Response<ResponseBody> {
-    let Some(slot) = conn.worker.deadlines.acquire(&conn.socket).await else {
+    let Some(slot) = conn.worker.deadlines.acquire(&conn.hangup, true).await else {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "worker stopping");
     };
     let outcome = Python::attach(|py| {
@@ -232,7 +244,7 @@ pub async fn inline(
                 Some(rest) => ResponseBody::inline(start.chunks, rest, len),
                 None => ResponseBody::full(start.chunks, len),
             };
-            begun(head, slot, start.declared, body, start.closer)
+            begun(head, slot, start.declared, body, start.file)
         }
         Err(failure) => answered(slot, |_| internal_error(&failure)),
     }

@@ -1,6 +1,7 @@
 //! The response body handed to hyper, for every worker class: the chunks the app produced,
 //! then the rest of its iterable walked inline (on the I/O thread), or the chunks an app
-//! thread or a greenlet sends on a channel, or an ASGI app's sends.
+//! thread or a greenlet sends on a channel, or an ASGI app's sends; a `wsgi.file_wrapper`
+//! file is read as hyper asks for it (`file_body.rs`).
 //!
 //! It enforces the app's own Content-Length, the same for every worker class: never more
 //! bytes than declared, and a body that does not match ends the connection, logged as the
@@ -21,8 +22,8 @@ use pyo3::Python;
 use tokio::sync::mpsc;
 
 use super::deadlines::AppSlot;
-
-use super::wsgi::response::AppIter;
+use super::file_body::{FileBody, Truncated};
+use super::wsgi::response::{AppIter, FileTail};
 
 /// Why a body ended early; hyper aborts the connection on it.
 #[derive(Debug)]
@@ -59,7 +60,9 @@ pub struct ResponseBody {
     remaining: Option<u64>,
     /// The app slot this response holds until its body is done.
     slot: Option<AppSlot>,
-    /// An iterable to close once the body is out (its content is in `queued`).
+    /// A `wsgi.file_wrapper` file, sent after `queued`.
+    file: Option<FileBody>,
+    /// The iterable of `file`, to close once the body is out.
     closer: Option<AppIter>,
     /// Called once with the number of body bytes sent, when the body ends or is dropped.
     on_done: Option<Box<dyn FnOnce(u64)>>,
@@ -100,6 +103,7 @@ impl ResponseBody {
             source,
             remaining: declared_len,
             slot: None,
+            file: None,
             closer: None,
             on_done: None,
             sent: 0,
@@ -124,9 +128,18 @@ impl ResponseBody {
         Self::new(Vec::new(), Source::Stream(stream), declared_len)
     }
 
-    pub fn close_after(mut self, closer: Option<AppIter>) -> Self {
-        self.closer = closer;
+    /// Send `tail`'s file after the chunks, and close its iterable once the body is out.
+    pub fn then_file(mut self, tail: Option<FileTail>) -> Self {
+        if let Some(FileTail { file, closer }) = tail {
+            self.file = Some(file);
+            self.closer = Some(closer);
+        }
         self
+    }
+
+    /// The bytes left in the file, if there is one.
+    fn file_left(&self) -> u64 {
+        self.file.as_ref().map_or(0, FileBody::left)
     }
 
     pub fn hold(mut self, slot: AppSlot) -> Self {
@@ -156,6 +169,7 @@ impl ResponseBody {
         if let Some(mut iter) = walking.or_else(|| self.closer.take()) {
             Python::attach(|py| iter.close(py));
         }
+        self.file = None;
         self.slot = None;
         if let Some(done) = self.on_done.take() {
             done(self.sent);
@@ -212,6 +226,30 @@ impl Body for ResponseBody {
                     Err(e) => {
                         this.finish();
                         return Poll::Ready(Some(Err(e)));
+                    }
+                }
+            }
+            if let Some(file) = this.file.as_mut() {
+                match file.next_chunk() {
+                    Ok(Some(chunk)) => {
+                        this.queued.push_back(chunk);
+                        continue;
+                    }
+                    Ok(None) => this.file = None,
+                    Err(why) => {
+                        match why {
+                            Ok(Truncated { sent, expected }) => tracing::error!(
+                                "Error handling request: the file given to wsgi.file_wrapper \
+                                 ended after {sent} of its {expected} bytes (truncated while \
+                                 it was sent); the connection is closed"
+                            ),
+                            Err(e) => tracing::error!(
+                                "Error handling request: cannot read the file given to \
+                                 wsgi.file_wrapper: {e}; the connection is closed"
+                            ),
+                        }
+                        this.finish();
+                        return Poll::Ready(Some(Err(BodyError("the file could not be read"))));
                     }
                 }
             }
@@ -281,7 +319,11 @@ impl Body for ResponseBody {
         // A body short of its Content-Length is not at its end: the next poll reports it.
         match self.remaining {
             Some(remaining) => remaining == 0,
-            None => matches!(self.source, Source::Done) && self.queued.is_empty(),
+            None => {
+                matches!(self.source, Source::Done)
+                    && self.queued.is_empty()
+                    && self.file_left() == 0
+            }
         }
     }
 
@@ -290,7 +332,9 @@ impl Body for ResponseBody {
             return SizeHint::with_exact(remaining);
         }
         match self.source {
-            Source::Done => SizeHint::with_exact(self.queued.iter().map(|c| c.len() as u64).sum()),
+            Source::Done => SizeHint::with_exact(
+                self.queued.iter().map(|c| c.len() as u64).sum::<u64>() + self.file_left(),
+            ),
             _ => SizeHint::default(),
         }
     }

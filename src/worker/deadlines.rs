@@ -1,6 +1,11 @@
 //! Request deadlines, one table for every worker class: every app call in progress,
-//! where it answers, and since when; a watcher thread that answers 504 for a call past
-//! `timeout` (or closes its connection, when its response had started).
+//! where it answers, and since when; a watcher thread that has a call past `timeout`
+//! answered 504 (or its connection closed, when its response had started).
+//!
+//! The 504 goes through hyper, in order after any response hyper still holds: the
+//! service future waiting for the app is told (`AppSlot::expired`) and answers. Only an
+//! app on the I/O thread (one app thread) keeps hyper from running; then the watcher
+//! writes the 504 itself, if hyper holds nothing unwritten (`hangup.rs`).
 //!
 //! What happens next is the table's [`Policy`]. An app thread or a greenlet that hangs
 //! holds what it runs on: the table publishes the oldest call's start in the scoreboard,
@@ -14,7 +19,6 @@
 //! cancelled: `on_expire` does.
 
 use std::collections::BTreeSet;
-use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -22,6 +26,7 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::hangup::Hangup;
 use crate::scoreboard::{Scoreboard, now_ms};
 
 /// How often the watcher looks for calls past their deadline.
@@ -45,8 +50,10 @@ pub enum Policy {
 
 /// One app call in progress.
 struct Call {
-    /// The client connection (a duplicate, so it stays valid while we may write to it).
-    socket: Arc<OwnedFd>,
+    /// The client connection.
+    hangup: Arc<Hangup>,
+    /// The app runs on the I/O thread: hyper cannot answer while it does.
+    blocks_io: bool,
     started_ms: u64,
     /// Its response has started: too late for a 504.
     answered: bool,
@@ -58,8 +65,8 @@ struct Call {
 pub struct Expired {
     /// The call's entry (`AppSlot::index`).
     pub index: usize,
-    /// Its response had started: the connection was closed instead of a 504.
-    pub answered: bool,
+    /// What the client got: a 504, or only the connection closed.
+    outcome: &'static str,
     pub task: Option<TaskSlot>,
     pub timeout: Duration,
 }
@@ -67,11 +74,7 @@ pub struct Expired {
 impl Expired {
     /// The error log's words for what the client got.
     pub fn outcome(&self) -> &'static str {
-        if self.answered {
-            "its response had started: connection closed"
-        } else {
-            "answered 504"
-        }
+        self.outcome
     }
 }
 
@@ -101,6 +104,7 @@ struct Index {
 /// is done; it frees the slot (and forgets the call) when dropped.
 pub struct AppSlot {
     deadlines: Arc<Deadlines>,
+    hangup: Arc<Hangup>,
     index: usize,
     _permit: OwnedSemaphorePermit,
 }
@@ -141,15 +145,21 @@ impl Deadlines {
         self.calls[index].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wait for a free app slot and record the call; `None` when the worker is stopping.
-    pub async fn acquire(self: &Arc<Self>, socket: &Arc<OwnedFd>) -> Option<AppSlot> {
-        self.acquire_for(socket, None).await
+    /// Wait for a free app slot and record the call, which runs on the I/O thread when
+    /// `blocks_io`; `None` when the worker is stopping.
+    pub async fn acquire(
+        self: &Arc<Self>,
+        hangup: &Arc<Hangup>,
+        blocks_io: bool,
+    ) -> Option<AppSlot> {
+        self.acquire_for(hangup, blocks_io, None).await
     }
 
     /// `acquire` for a call that runs as `task` (ASGI).
     pub async fn acquire_for(
         self: &Arc<Self>,
-        socket: &Arc<OwnedFd>,
+        hangup: &Arc<Hangup>,
+        blocks_io: bool,
         task: Option<TaskSlot>,
     ) -> Option<AppSlot> {
         let permit = Arc::clone(&self.slots).acquire_owned().await.ok()?;
@@ -163,7 +173,8 @@ impl Deadlines {
             entry
         };
         *self.call(index) = Some(Call {
-            socket: Arc::clone(socket),
+            hangup: Arc::clone(hangup),
+            blocks_io,
             started_ms,
             answered: false,
             timed_out: false,
@@ -173,6 +184,7 @@ impl Deadlines {
         board.in_flight.fetch_add(1, Ordering::Relaxed);
         Some(AppSlot {
             deadlines: Arc::clone(self),
+            hangup: Arc::clone(hangup),
             index,
             _permit: permit,
         })
@@ -227,16 +239,20 @@ impl Deadlines {
                 continue;
             }
             call.timed_out = true;
-            if !call.answered {
-                let _ = nix::unistd::write(&*call.socket, GATEWAY_TIMEOUT);
-            }
-            let _ = nix::sys::socket::shutdown(
-                std::os::fd::AsRawFd::as_raw_fd(&*call.socket),
-                nix::sys::socket::Shutdown::Both,
-            );
+            let outcome = if call.answered {
+                call.hangup.close();
+                "its response had started: connection closed"
+            } else if !call.blocks_io {
+                call.hangup.expire();
+                "answered 504"
+            } else if call.hangup.answer_and_close(GATEWAY_TIMEOUT) {
+                "answered 504"
+            } else {
+                "an earlier response was still being sent: connection closed"
+            };
             let expired = Expired {
                 index,
-                answered: call.answered,
+                outcome,
                 task: call.task.clone(),
                 timeout,
             };
@@ -259,6 +275,23 @@ impl AppSlot {
     /// This call's entry, as `on_expire` names it.
     pub fn index(&self) -> usize {
         self.index
+    }
+
+    /// Resolves once the watcher has had this call answered 504 through hyper (a call
+    /// off the I/O thread, whose response had not started): the caller answers it, and
+    /// keeps the slot until the app call really ends. (The signal is the connection's:
+    /// HTTP/1.1 has one call at a time on it, and a 504 closes it.)
+    pub async fn expired(&self) {
+        self.hangup.expired().await;
+    }
+
+    /// Hold the slot until `done` resolves (the end of an app call already answered
+    /// for), on the connection's thread.
+    pub fn keep_until(self, done: impl std::future::Future + 'static) {
+        tokio::task::spawn_local(async move {
+            done.await;
+            drop(self);
+        });
     }
 
     /// The app has produced its response head: a deadline can no longer answer 504.

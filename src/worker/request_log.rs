@@ -104,9 +104,10 @@ pub fn connection_ended(
         );
         return;
     }
+    // hyper's too-large error is one for both: strict.rs tells which from the bytes.
     let status: u16 = if !err.is_parse_too_large() {
         400
-    } else if err.to_string().contains("URI") {
+    } else if fault == Some(super::strict::URI_TOO_LONG) {
         414
     } else {
         431

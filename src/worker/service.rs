@@ -71,8 +71,8 @@ pub struct Worker {
 /// What a connection adds: the listener's environ template, the peer.
 pub struct Conn {
     pub worker: Rc<Worker>,
-    /// The client socket (a duplicate), for a deadline's 504.
-    pub socket: Arc<std::os::fd::OwnedFd>,
+    /// The connection as the deadline watcher reaches it.
+    pub hangup: Arc<super::hangup::Hangup>,
     pub environ: Arc<EnvironBuilder>,
     pub peer: Peer,
     /// Why the connection's byte checks cut the stream, if they did (strict.rs).

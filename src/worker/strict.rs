@@ -87,6 +87,8 @@ enum State {
 struct HeadFacts {
     /// Lines of this head done so far (0: still in the request line).
     lines: u32,
+    /// Its target is longer than hyper takes.
+    long_target: bool,
     http10: bool,
     connect: bool,
     content_length: Option<u64>,
@@ -102,7 +104,15 @@ struct HeadFacts {
 /// Why a message is refused: for the error log.
 pub type Fault = &'static str;
 
-/// The first fault of a connection, for the log line when it ends. Shared and `Send`: an
+/// A head whose target is longer than hyper takes: hyper answers it 414 itself. Recorded
+/// as the connection's fault (in hyper's words) so that its log line can say 414 without
+/// reading hyper's error text, which is not to be parsed.
+pub const URI_TOO_LONG: Fault = "URI too long";
+
+/// hyper's limit on a request target (`MAX_URI_LEN` in hyper's h1 role).
+const HYPER_MAX_TARGET: usize = u16::MAX as usize - 1;
+
+/// The first fault of a connection (or [`URI_TOO_LONG`]), for the log line when it ends. Shared and `Send`: an
 /// upgraded connection (WebSocket) moves the stream to hyper's `Upgraded`, which is.
 pub type FaultSeen = std::sync::Arc<std::sync::OnceLock<Fault>>;
 
@@ -130,6 +140,8 @@ pub struct Scanner {
     /// Where the current header line (with its folds) starts in the bytes being scanned;
     /// None when it started in an earlier read.
     field_start: Option<usize>,
+    /// A whole head with a target longer than hyper takes went by: hyper refuses it.
+    long_target_head: bool,
 }
 
 impl Scanner {
@@ -141,6 +153,7 @@ impl Scanner {
             partial: Vec::new(),
             empty_lines: 0,
             field_start: None,
+            long_target_head: false,
         }
     }
 
@@ -285,6 +298,9 @@ impl Scanner {
                 return Err("unsupported HTTP version");
             }
             head.http10 = line.ends_with(b" HTTP/1.0");
+            let method = line.iter().position(|&b| b == b' ').unwrap_or(0);
+            head.long_target =
+                line.len().saturating_sub(method + b" HTTP/1.1".len() + 1) > HYPER_MAX_TARGET;
             head.connect = line.starts_with(b"CONNECT ");
             // RFC 9112 3.2.4: the asterisk form is for a server-wide OPTIONS only.
             if line.split(|&b| b == b' ').nth(1) == Some(b"*") && !line.starts_with(b"OPTIONS ") {
@@ -294,6 +310,7 @@ impl Scanner {
         }
         if line.is_empty() {
             self.empty_lines = 0;
+            self.long_target_head |= head.long_target;
             // RFC 9112 6.3: a request whose codings do not end in chunked has no length.
             if head.transfer_encoding && !head.chunked {
                 return Err("Transfer-Encoding not ending in chunked");
@@ -594,6 +611,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for StrictIo<
             return Poll::Ready(Ok(()));
         }
         match this.scanner.scan(new) {
+            Verdict::Pass if this.scanner.long_target_head => {
+                let _ = this.fault_seen.set(URI_TOO_LONG);
+            }
             Verdict::Pass => {}
             Verdict::RefuseHead(at, fault) => {
                 new[at] = 0;
@@ -707,6 +727,32 @@ mod tests {
 
     fn refused(input: &[u8]) -> bool {
         matches!(verdict(input), Verdict::RefuseHead(..))
+    }
+
+    #[test]
+    fn a_whole_head_with_a_target_longer_than_hyper_takes_is_noted() {
+        let head = |target_len: usize, end: &str| {
+            let mut head = format!(
+                "GET /{} HTTP/1.1\r\nHost: x\r\n",
+                "a".repeat(target_len - 1)
+            );
+            head.push_str(end);
+            head.into_bytes()
+        };
+        for (target_len, end, noted) in [
+            (HYPER_MAX_TARGET, "\r\n", false),
+            (HYPER_MAX_TARGET + 1, "\r\n", true),
+            // Not whole: hyper refuses it for its size (431), not its target.
+            (HYPER_MAX_TARGET + 1, "X-More: y\r\n", false),
+        ] {
+            let mut scanner = Scanner::new(false);
+            let mut bytes = head(target_len, end);
+            assert_eq!(scanner.scan(&mut bytes), Verdict::Pass);
+            assert_eq!(
+                scanner.long_target_head, noted,
+                "target of {target_len} bytes"
+            );
+        }
     }
 
     #[test]

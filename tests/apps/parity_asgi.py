@@ -4,6 +4,7 @@ making the ASGI form of the same mistake (see there).
     /twice           http.response.start sent twice
     /not_iterable    an http.response.body whose body is 42, not bytes
     /hang            awaits asyncio.sleep(30)
+    /big?n=N         N bytes of "x", in one send
     /ws              a WebSocket: accepted (101), as only ASGI can
 """
 import asyncio
@@ -72,6 +73,12 @@ async def app(scope, receive, send):
     if path == "/not_iterable":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": 42})
+        return
+    if path == "/big":
+        n = int(scope["query_string"].decode().partition("=")[2])
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(n).encode())]})
+        await send({"type": "http.response.body", "body": b"x" * n})
         return
     if path == "/hang":
         await asyncio.sleep(30)

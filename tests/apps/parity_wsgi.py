@@ -12,6 +12,7 @@ class (sync, gthread, gevent, and parity_asgi.py for ASGI) must answer alike.
     /twice           start_response called twice
     /not_iterable    returns 42
     /hang            sleeps 30 s (time.sleep: a greenlet's under gevent)
+    /big?n=N         N bytes of "x", in one chunk
     /ws              a WebSocket handshake is a plain request here: 200 "no websocket"
 """
 import time
@@ -59,6 +60,10 @@ def app(environ, start_response):
     if path == "/not_iterable":
         start_response("200 OK", [])
         return 42
+    if path == "/big":
+        n = int(query.partition("=")[2])
+        start_response("200 OK", [("Content-Length", str(n))])
+        return [b"x" * n]
     if path == "/hang":
         time.sleep(30)
         return text("woke\n")

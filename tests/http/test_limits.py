@@ -58,6 +58,28 @@ def test_limit_request_field_size_431(start_server):
     assert _worker_pid(s) == pid
 
 
+@pytest.mark.unitcorn_only("hyper's own limits (its 65534-byte target, its header count)")
+def test_heads_hyper_refuses_are_logged_with_the_status_it_answered(start_server, tmp_path):
+    """Heads hyper refuses itself, before the app: a target longer than hyper takes (with
+    limit_request_line off) is 414, more header lines than limit_request_fields is 431;
+    the access log has the status the client got, the error log says why."""
+    log = tmp_path / "access.log"
+    s = start_server("wsgiapp:app", "-w", "1", "--limit-request-line", "0",
+                     "--limit-request-fields", "10", "--access-logfile", str(log),
+                     "--access-logformat", "%(s)s %(r)s")
+    pid = _worker_pid(s)
+    r, closed = _raw_exchange(s, build_request("GET", "/hello?k=" + "A" * 70000))
+    assert r.status == 414 and closed, r
+    r, closed = _raw_exchange(s, build_request("GET", "/hello",
+                                               [("X-H%d" % i, "v") for i in range(30)]))
+    assert r.status == 431 and closed, r
+    s.wait_log(r"Invalid request from ip=127\.0\.0\.1: URI too long")
+    s.wait_log(r"Invalid request from ip=127\.0\.0\.1: message head is too large")
+    lines = [ln for ln in log.read_text().splitlines() if not ln.startswith("200 ")]
+    assert lines == ["414 - - -", "431 - - -"], lines
+    assert _worker_pid(s) == pid
+
+
 @pytest.mark.unitcorn_only("limit_request_body is unitcorn's own setting")
 def test_limit_request_body_413(start_server):
     s = start_server("countapp:app", "-w", "1", "--limit-request-body", "1000")

@@ -4,6 +4,7 @@ a count, not a flood.
 
 Elsewhere: worker_connections itself, tests/http/test_concurrency.py."""
 
+import os
 import time
 
 import pytest
@@ -32,7 +33,7 @@ def test_worker_connections_is_clamped_to_what_the_limit_allows(start_server):
     s = start_server("wsgiapp:app", "-w", "1", "--worker-connections", "1000",
                      prefix=["prlimit", "--nofile=256:256"])
     s.wait_log(r"worker_connections = 1000 does not fit the open-file limit \(256, "
-               r"RLIMIT_NOFILE\): each worker takes at most 96 connections")
+               r"RLIMIT_NOFILE\): each worker takes at most 192 connections")
     # Past the clamp, connections wait in the listen queue instead of failing: 300
     # clients at once against 256 descriptors are all answered.
     conns = []
@@ -74,3 +75,28 @@ def test_out_of_descriptors_the_worker_pauses_and_logs_a_count_not_a_flood(start
         finally:
             for c in waiting:
                 c.close()
+
+
+@pytest.mark.unitcorn_only("unitcorn's own descriptors")
+def test_an_open_connection_costs_the_worker_one_descriptor(start_server):
+    """Each client connection is one socket in the worker, no duplicate beside it: 200
+    kept-alive connections grow its descriptor table by about 200, not 400."""
+    n = 200
+    s = start_server("wsgiapp:app", "-w", "1", "--keep-alive", "30")
+    [worker] = s.wait_workers(1)
+    assert s.get("/").status == 200
+    before = len(os.listdir("/proc/%d/fd" % worker))
+    conns = []
+    try:
+        for _ in range(n):
+            c = s.conn(timeout=20)
+            c.send(build_request("GET", "/"))
+            conns.append(c)
+        answered = sum(1 for c in conns if c.read_response("GET", 20).status == 200)
+        after = len(os.listdir("/proc/%d/fd" % worker))
+    finally:
+        for c in conns:
+            c.close()
+    assert answered == n
+    print("\n%d open connections: the worker's descriptors %d -> %d" % (n, before, after))
+    assert n <= after - before <= n + 10, (before, after)

@@ -198,6 +198,47 @@ def test_an_app_past_timeout_gets_504(serve, kind):
     s.wait_log(r"request timed out after 2s \(timeout\); answered 504")
 
 
+def _read_all(sock, seconds):
+    """Everything the server sends until it closes (bounded in time)."""
+    data = bytearray()
+    deadline = time.monotonic() + seconds
+    for _ in range(1_000_000):
+        left = deadline - time.monotonic()
+        assert left > 0, "the server did not close within %ss (%d bytes read)" % (seconds, len(data))
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(1 << 20)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_504_never_lands_inside_a_pipelined_response(serve, kind):
+    """A request past its deadline, pipelined behind a response larger than the socket's
+    buffers: the client reads the first response whole, then the 504, never the 504 in
+    the middle of the first body. (The 504 goes through hyper, after what it holds; only
+    where the app holds the I/O thread, sync, does the deadline watcher write it, and only
+    when hyper holds nothing unwritten.)"""
+    s = serve(kind, "-t", "2")
+    n = 32 << 20
+    with s.conn(timeout=15) as c:
+        c.send(build_request("GET", "/big?n=%d" % n) + build_request("GET", "/hang"))
+        time.sleep(1)       # the first response fills the buffers, waits for the client
+        data = _read_all(c.sock, 12)
+    assert data.startswith(b"HTTP/1.1 200 "), data[:200]
+    start = data.index(b"\r\n\r\n") + 4
+    body, rest = data[start:start + n], data[start + n:]
+    stray = body.find(b"HTTP/1.1 504")
+    assert body == b"x" * n, "%d of %d body bytes; foreign bytes at %d: %r" % (
+        len(body), n, stray, body[max(stray, 0):max(stray, 0) + 80])
+    assert rest.startswith(b"HTTP/1.1 504 ") and rest.endswith(b"504 Gateway Timeout\n"), \
+        rest[:300]
+
+
 # -------------------------------------------------------------------------- the hooks
 
 HOOKS = textwrap.dedent('''

@@ -437,14 +437,24 @@ pub(super) async fn serve(
     let live = Live(Arc::clone(&ex));
     let pump = streaming_body
         .map(|reader| AbortOnDrop(tokio::task::spawn_local(pump(reader, Arc::clone(&ex)))));
-    let (head_tx, head_rx) = oneshot::channel();
+    let (head_tx, mut head_rx) = oneshot::channel();
     let ctx = Arc::clone(&asgi.ctx);
     let job_ex = Arc::clone(&ex);
     let src = asgi.scope_source(conn, head, false);
     asgi.bridge
         .post_batched(Box::new(move |py| start(py, &ctx, src, job_ex, head_tx)));
 
-    let outcome = head_rx.await;
+    let outcome = tokio::select! {
+        biased;
+        () = timer.expired() => None,
+        outcome = &mut head_rx => Some(outcome),
+    };
+    let Some(outcome) = outcome else {
+        // Past the deadline, the loop perhaps stuck: the 504 now, from this thread; the
+        // slot until the task ends.
+        timer.keep_until(head_rx);
+        return responses::error_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout");
+    };
     let refused = ex.inbox().refused.take();
     let started = match (outcome, refused) {
         // A body that broke, stalled or grew too large is the client's fault whatever the

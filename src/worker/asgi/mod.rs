@@ -323,7 +323,7 @@ impl Asgi {
         task: &TaskSlot,
     ) -> Result<super::deadlines::AppSlot, Response<ResponseBody>> {
         self.deadlines
-            .acquire_for(&conn.socket, Some(Arc::clone(task)))
+            .acquire_for(&conn.hangup, false, Some(Arc::clone(task)))
             .await
             .ok_or_else(|| {
                 super::responses::error_response(

@@ -311,7 +311,16 @@ pub(super) async fn serve(
 
     // Until the app decides, a client that goes away is a disconnect for it.
     let mut gone = Gone(Some(Arc::clone(&ex)));
-    let decision = out_rx.recv().await;
+    let decision = tokio::select! {
+        biased;
+        () = timer.expired() => None,
+        decision = out_rx.recv() => Some(decision),
+    };
+    let Some(decision) = decision else {
+        // Past the deadline: the 504 now; the slot until the app decides or ends.
+        timer.keep_until(async move { out_rx.recv().await });
+        return responses::error_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout");
+    };
     if !timer.answer() {
         return responses::error_response(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout");
     }

@@ -1,5 +1,5 @@
-//! `wsgi.file_wrapper`: an iterable over a file object; the worker sends a real file's
-//! bytes with `sendfile(2)` instead of iterating it.
+//! `wsgi.file_wrapper`: an iterable over a file object; the worker reads a real file's
+//! bytes itself (`file_body.rs`) instead of iterating it.
 
 use pyo3::prelude::*;
 

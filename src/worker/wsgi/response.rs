@@ -6,10 +6,9 @@ use pyo3::exceptions::{PyAssertionError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyTuple};
 
-use std::os::fd::AsFd;
-
 use super::file_wrapper::FileWrapper;
 use super::start_response::{Declared, StartResponse};
+use crate::worker::file_body::FileBody;
 
 /// The app's response up to the point where it may be sent.
 pub struct Started {
@@ -18,9 +17,15 @@ pub struct Started {
     pub chunks: Vec<Bytes>,
     /// The rest of the iterable; `None` when it is exhausted and closed already.
     pub rest: Option<AppIter>,
-    /// An iterable whose content is in `chunks` already (a file sent with sendfile), to
-    /// close once the response is out.
-    pub closer: Option<AppIter>,
+    /// A real file given to `wsgi.file_wrapper`, sent after `chunks` (read by the
+    /// worker, not iterated), and its iterable to close once the response is out.
+    pub file: Option<FileTail>,
+}
+
+/// The file of a `wsgi.file_wrapper` response and the iterable that wraps it.
+pub struct FileTail {
+    pub file: FileBody,
+    pub closer: AppIter,
 }
 
 /// An app failure before the response started: the traceback for the error log.
@@ -52,7 +57,7 @@ pub fn start(
         && let Some(file) = real_file(wrapper)
     {
         let declared = take_declared(py, &sr)?;
-        let mut chunks = std::mem::take(&mut sr.borrow_mut().written);
+        let chunks = std::mem::take(&mut sr.borrow_mut().written);
         let len = declared
             .content_length
             .map_or(file.len, |cl| file.len.min(cl));
@@ -62,19 +67,15 @@ pub fn start(
             start_response: sr.clone().unbind(),
             closed: false,
         };
-        match crate::worker::sendfile::map_file(file.fd.as_fd(), file.offset, len as usize) {
-            Ok(bytes) => {
-                chunks.push(bytes);
-                return Ok(Started {
-                    declared,
-                    chunks,
-                    rest: None,
-                    closer: Some(closer),
-                });
-            }
-            Err(e) => tracing::warn!("cannot map the file for sendfile, reading it instead: {e}"),
-        }
-        drop(closer);
+        return Ok(Started {
+            declared,
+            chunks,
+            rest: None,
+            file: Some(FileTail {
+                file: FileBody::new(file.fd, file.offset, len),
+                closer,
+            }),
+        });
     }
 
     // A list or tuple is complete already: take it whole, so the response can go out with
@@ -116,7 +117,7 @@ pub fn start(
                     declared,
                     chunks,
                     rest: None,
-                    closer: None,
+                    file: None,
                 });
             }
             Err(err) => {
@@ -135,14 +136,14 @@ pub fn start(
             declared,
             chunks,
             rest: None,
-            closer: None,
+            file: None,
         });
     }
     Ok(Started {
         declared,
         chunks,
         rest: Some(rest),
-        closer: None,
+        file: None,
     })
 }
 
@@ -161,7 +162,7 @@ fn real_file(wrapper: &Bound<'_, FileWrapper>) -> Option<RealFile> {
     // The app's own position (tell) is the logical one; the OS position may be ahead of
     // it when Python buffered a read.
     let offset: u64 = filelike.call_method0("tell").ok()?.extract().ok()?;
-    let (fd, size) = crate::worker::sendfile::dup_regular_file(fd)?;
+    let (fd, size) = crate::worker::file_body::dup_regular_file(fd)?;
     Some(RealFile {
         fd,
         offset,
@@ -197,7 +198,7 @@ fn finish_whole(
         declared,
         chunks,
         rest: None,
-        closer: None,
+        file: None,
     })
 }
 
@@ -254,7 +255,7 @@ fn close_result(py: Python<'_>, result: &Bound<'_, PyAny>) {
 /// The part of the app's iterable not yet consumed; `close()` is called exactly once,
 /// at the end, on error, or when the response is dropped (client gone).
 pub struct AppIter {
-    /// `None` for a file sent whole with sendfile: only its `close()` is left to call.
+    /// `None` for a file the worker reads itself: only its `close()` is left to call.
     iter: Option<Py<PyIterator>>,
     result: Py<PyAny>,
     start_response: Py<StartResponse>,
