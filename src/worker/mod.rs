@@ -26,6 +26,7 @@ mod scrub_env;
 pub(crate) mod sendfile;
 mod service;
 mod signals;
+mod spool_file;
 pub(crate) mod strict;
 mod wsgi;
 
@@ -207,7 +208,19 @@ fn serve(
             any_method: settings.permit_unconventional_http_method,
             casefold_method: settings.casefold_http_method,
         },
-        body_timeout: body_timeout(settings.timeout),
+        body: request_body::BodyPolicy {
+            pace: request_body::Pace {
+                idle: body_timeout(settings.body_timeout),
+                min_rate: settings.body_min_rate,
+            },
+            limit: settings.limit_request_body,
+            in_memory: settings.body_buffer_size,
+            spool: settings.body_spool_size,
+            spool_dir: settings
+                .tmp_upload_dir
+                .clone()
+                .unwrap_or_else(std::env::temp_dir),
+        },
         runtime: runtime.handle().clone(),
         access_log: open_access_log(settings)?.map(Rc::new),
         scoreboard: Arc::clone(&boot.scoreboard),
@@ -315,11 +328,11 @@ fn serve(
     served
 }
 
-fn body_timeout(timeout: u64) -> Duration {
-    if timeout == 0 {
+fn body_timeout(seconds: u64) -> Duration {
+    if seconds == 0 {
         NO_BODY_TIMEOUT
     } else {
-        Duration::from_secs(timeout)
+        Duration::from_secs(seconds)
     }
 }
 
@@ -334,7 +347,7 @@ fn stop_linger(keepalive: u64) -> Duration {
 /// How often a stopping worker checks whether its last connection closed.
 const CONNECTIONS_POLL: Duration = Duration::from_millis(10);
 
-/// With `timeout = 0` a client may take as long as it likes to send a body.
+/// With `body_timeout = 0` a client may take as long as it likes to send a body.
 const NO_BODY_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Often enough that a worker whose I/O loop is alive never looks stuck to the master.

@@ -101,7 +101,7 @@ def test_limit_request_body_413_declared_and_chunked(serve, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_stalled_body_is_408_within_the_body_timeout(serve, kind):
-    s = serve(kind, "-t", "2")
+    s = serve(kind, "-t", "2", "--body-timeout", "2")
     with s.conn(timeout=15) as c:
         c.send(build_request("POST", "/echo", [("Content-Length", "100")]) + b"z" * 50)
         t0 = time.monotonic()
@@ -189,7 +189,7 @@ def test_an_app_that_breaks_the_protocol_gets_a_500_in_every_class(serve, kind, 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_an_app_past_timeout_gets_504(serve, kind):
-    s = serve(kind, "-t", "2")
+    s = serve(kind, "-t", "2", "--body-timeout", "2")
     t0 = time.monotonic()
     r = s.get("/hang", timeout=15)
     took = time.monotonic() - t0
