@@ -26,6 +26,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::forwarded::AllowList;
+use super::idle_clock;
 use super::proxy_protocol::{self, Prefixed};
 use super::sendfile::SendfileIo;
 use super::service::{self, Conn, Worker};
@@ -332,6 +333,7 @@ fn spawn_connection<S>(
         let log_peer = peer.clone();
         let stream = StrictIo::new(Prefixed::new(stream, replay), strict);
         let fault = stream.fault();
+        let http = idle_clock::builder_for(&http, stream.heads());
         let conn = Rc::new(Conn {
             worker: Rc::clone(&worker),
             environ,

@@ -12,6 +12,7 @@ mod body;
 mod deadlines;
 mod forwarded;
 pub(crate) mod gevent;
+mod idle_clock;
 mod metrics;
 mod module_report;
 mod pool;
@@ -415,15 +416,16 @@ fn open_access_log(settings: &Settings) -> Result<Option<crate::logging::AccessL
 fn http_builder(settings: &Settings) -> http1::Builder {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new());
+    // hyper's header timer, stopped at a head's first byte (idle_clock.rs; each connection
+    // gets its own timer), is the wait for a request: gunicorn's `keepalive`, between
+    // requests and before the first. The head itself is bounded from its first byte by
+    // `header_timeout` (strict.rs).
     if settings.keepalive > 0 {
         http.keep_alive(true);
-        // hyper's header timer starts when it waits for a request, so this is the idle
-        // limit of a keep-alive connection: gunicorn's `keepalive`. The head itself is
-        // bounded from its first byte by `header_timeout` (strict.rs).
         http.header_read_timeout(Duration::from_secs(settings.keepalive));
     } else {
         http.keep_alive(false);
-        // No idle time between requests: the timer bounds the wait for the only one.
+        // No idle time between requests: the wait for the only one.
         http.header_read_timeout(Duration::from_secs(settings.header_timeout.max(1)));
     }
     let fields = settings.limit_request_fields.max(1) as usize;
