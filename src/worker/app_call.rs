@@ -169,7 +169,7 @@ pub async fn hand_off(
                         "the app failed after its request body did\n{}",
                         failure.traceback.trim_end()
                     );
-                    body_failed.refused(&conn.peer)
+                    body_failed.refused(&conn.peer, conn.fault.get().copied())
                 }
                 None => internal_error(&failure),
             }

@@ -176,9 +176,10 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// The refusal, logged as a refused request.
-    pub fn refused(&self, peer: &Peer) -> Response<ResponseBody> {
-        refuse(peer, self.status, &self.why)
+    /// The refusal, logged as a refused request (`fault`: what the byte checks of
+    /// strict.rs saw).
+    pub fn refused(&self, peer: &Peer, fault: Option<&str>) -> Response<ResponseBody> {
+        refuse(peer, self.status, fault.unwrap_or(&self.why))
     }
 }
 
@@ -212,8 +213,10 @@ impl Pacer {
         if rate == 0 {
             return;
         }
-        let earned = (bytes as u128 * 1_000_000_000 / u128::from(rate)).min(u64::MAX.into());
-        let earned = Duration::from_nanos(earned as u64);
+        let earned = (bytes as u64)
+            .checked_mul(1_000_000_000)
+            .map_or(u64::MAX, |n| n / rate);
+        let earned = Duration::from_nanos(earned);
         self.credit = (self.credit.saturating_sub(waited) + earned).min(self.pace.idle);
     }
 
