@@ -219,13 +219,7 @@ pub static GUNICORN: &[(&str, Status)] = &[
     ("group", Status::Setting),
     ("umask", Status::Setting),
     ("initgroups", Status::Setting),
-    (
-        "tmp_upload_dir",
-        Status::Inert(
-            "request bodies stream from the socket to wsgi.input (at most 64 KiB read \
-             ahead): nothing is spooled to disk or held whole in memory",
-        ),
-    ),
+    ("tmp_upload_dir", Status::Setting),
     ("secure_scheme_headers", Status::Setting),
     ("forwarded_allow_ips", Status::Setting),
     ("accesslog", Status::Setting),

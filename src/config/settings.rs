@@ -263,8 +263,10 @@ flag is uvicorn's.",
         kind: Kind::Int { min: 0, max: u64::MAX },
         default: DefaultValue::Const(Const::Int(2)),
         doc: "Seconds to wait for a keep-alive request",
-        long_doc: "How long to wait for the next request on a keep-alive connection; 0 \
-closes the connection after each response. Generally 1 to 5 behind a proxy.",
+        long_doc: "How long an idle connection waits for a request: the next one on a \
+keep-alive connection, counted from the end of the previous response, and the first one on a \
+new connection. A head once begun has header_timeout to finish. 0 closes the connection \
+after each response. Generally 1 to 5 behind a proxy.",
     }
     header_timeout: u64 {
         section: WorkerProcesses,
@@ -272,10 +274,63 @@ closes the connection after each response. Generally 1 to 5 behind a proxy.",
         kind: Kind::Int { min: 1, max: u64::MAX },
         default: DefaultValue::Const(Const::Int(10)),
         doc: "Seconds a client may take to send a head",
-        long_doc: "From the first byte of a request to the end of its headers; a client still \
-sending its head after that is disconnected, so slow clients cannot hold connections. A new \
-connection that sends nothing is closed after keepalive (header_timeout when keepalive is 0). \
-A unitcorn setting.",
+        long_doc: "From the first byte of a request head to the end of its headers, on every \
+request of a connection; a client still sending its head after that is disconnected without \
+an answer, so slow clients cannot hold connections. The wait for that first byte is a clock \
+of its own: keepalive (on a new connection too), or header_timeout when keepalive is 0. A \
+unitcorn setting (nginx's client_header_timeout, counted from the head's first byte).",
+    }
+    body_timeout: u64 {
+        section: WorkerProcesses,
+        cli: Cli::opt(None, "body-timeout", "INT"),
+        kind: Kind::Int { min: 0, max: u64::MAX },
+        default: DefaultValue::Const(Const::Int(30)),
+        doc: "Seconds a request body may go without data",
+        long_doc: "A client that sends no byte of its request body for this long, or falls \
+this many seconds behind body_min_rate, is answered 408 and disconnected when the app has not \
+been called yet; when the app is reading the body, its read raises (wsgi.input) or it gets \
+http.disconnect (ASGI). 0: no limit, and no minimum rate. gunicorn bounds these reads with \
+timeout; unitcorn keeps the two apart (nginx's client_body_timeout). A unitcorn setting.",
+    }
+    body_min_rate: u64 {
+        section: WorkerProcesses,
+        cli: Cli::opt(None, "body-min-rate", "BYTES"),
+        kind: Kind::Int { min: 0, max: u64::MAX },
+        default: DefaultValue::Const(Const::Int(500)),
+        doc: "Slowest request body taken, in bytes/s",
+        long_doc: "Measured over the time spent waiting for the client's bytes (not the time \
+the app takes between reads), as a leaky bucket: a client may fall behind this rate by at \
+most body_timeout seconds, and what it gains by sending faster counts up to body_timeout too. \
+So a body trickled a byte at a time is cut off (408) after about body_timeout, however \
+regular its bytes. 0: no minimum, only body_timeout between bytes. Apache mod_reqtimeout's \
+MinRate, with body_timeout as its grace. A unitcorn setting.",
+    }
+    body_buffer_size: u64 {
+        section: WorkerProcesses,
+        cli: Cli::opt(None, "body-buffer-size", "BYTES"),
+        kind: Kind::Int { min: 0, max: u64::MAX },
+        default: DefaultValue::Const(Const::Int(64 * 1024)),
+        doc: "Request body bytes held in memory",
+        long_doc: "A request body up to this size is read whole into memory before the app is \
+called (an ASGI app gets it whole in its first http.request, when it has a Content-Length). \
+A larger WSGI body is spooled to a temporary file (body_spool_size). nginx's \
+client_body_buffer_size. A unitcorn setting.",
+    }
+    body_spool_size: u64 {
+        section: WorkerProcesses,
+        cli: Cli::opt(None, "body-spool-size", "BYTES"),
+        kind: Kind::Int { min: 0, max: u64::MAX },
+        default: DefaultValue::Const(Const::Int(1 << 30)),
+        doc: "Largest request body read before a WSGI app",
+        long_doc: "A WSGI app is called once its request body has arrived, up to this size: \
+past body_buffer_size it goes to an unlinked temporary file in tmp_upload_dir, which \
+wsgi.input reads. A slow client then holds a connection, never an app thread, and a sync \
+worker serves on. Of a larger body (declared or chunked) this much is spooled, then the app \
+is called and reads the rest as it arrives, holding its thread meanwhile; a \
+limit_request_body of at most this refuses such bodies (413) instead. 0: nothing spooled \
+(past body_buffer_size the app reads the body as it arrives, as in gunicorn). A body sent \
+after Expect: 100-continue always reaches the app as it reads (the client waits for the \
+app's go-ahead); ASGI apps receive their bodies as they arrive. A unitcorn setting.",
     }
 
     // ----- Server mechanics
@@ -411,7 +466,9 @@ leading 0 means octal) are the same mask.",
         kind: Kind::OptPath,
         default: DefaultValue::Const(Const::Unset),
         doc: "Directory for temporary request data (config file only)",
-        long_doc: "Accepted for gunicorn compatibility.",
+        long_doc: "Where request bodies past body_buffer_size are spooled (body_spool_size), as \
+unlinked temporary files; unset: $TMPDIR, else /tmp. Point it at a disk where /tmp is a \
+tmpfs (memory). gunicorn's setting of the same name.",
     }
     forwarded_allow_ips: Vec<String> {
         section: ServerMechanics,

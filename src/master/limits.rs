@@ -14,6 +14,9 @@ const RESERVED: u64 = 64;
 /// holds no duplicate, worker/hangup.rs). A wsgi.file_wrapper response holds the app's
 /// file and the worker's duplicate of it while it is sent, which this does not count.
 const PER_CONNECTION: u64 = 1;
+/// And the temporary file of a request body it spools, when bodies are spooled
+/// (`body_spool_size` past `body_buffer_size`): every connection may be uploading at once.
+const PER_SPOOLED_BODY: u64 = 1;
 /// What an unlimited hard limit is taken as (Linux's default `fs.nr_open`).
 const UNLIMITED_AS: u64 = 1 << 20;
 
@@ -45,7 +48,9 @@ pub fn fit_open_files(settings: &mut Settings) {
     } else {
         soft
     };
-    let fits = soft.saturating_sub(RESERVED) / PER_CONNECTION;
+    let spools = settings.body_spool_size > settings.body_buffer_size;
+    let per_connection = PER_CONNECTION + if spools { PER_SPOOLED_BODY } else { 0 };
+    let fits = soft.saturating_sub(RESERVED) / per_connection;
     let asked = u64::from(settings.worker_connections);
     if asked > fits {
         let clamped = fits.max(1);

@@ -27,6 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::forwarded::AllowList;
 use super::hangup::{Hangup, HangupIo};
+use super::idle_clock;
 use super::proxy_protocol::{self, Prefixed};
 use super::service::{self, Conn, Worker};
 use super::strict::{self, StrictIo};
@@ -333,6 +334,7 @@ fn spawn_connection<S>(
         let log_peer = peer.clone();
         let stream = StrictIo::new(Prefixed::new(stream, replay), strict);
         let fault = stream.fault();
+        let http = idle_clock::builder_for(&http, stream.heads());
         let conn = Rc::new(Conn {
             worker: Rc::clone(&worker),
             environ,

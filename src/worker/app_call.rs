@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::body::{Chunk, ResponseBody};
 use super::deadlines::AppSlot;
-use super::request_body::BodySource;
+use super::request_body::{Held, ReadFailure, Spooled};
 use super::response_head::Declared;
 use super::responses::{answered, error_response, finish, internal_error};
 use super::service::Conn;
@@ -144,11 +144,15 @@ pub struct Handoff {
 /// Hand a call to another thread: take an app slot (its deadline), let `submit` start
 /// the call with the [`Handoff`] ends, and turn what it reports into the response.
 /// `lost` names what ended without a word (an app thread, a greenlet killed past its
-/// deadline).
+/// deadline). `read_failure`: where the app's reads of the request body record a failure
+/// (a body too large, too slow, cut short), which an app that then fails before its
+/// response gets answered with instead of a 500: the client's fault, as it would have
+/// been refused before the call.
 pub async fn hand_off(
     conn: &Conn,
     head: &RequestHead,
     lost: &'static str,
+    read_failure: Option<ReadFailure>,
     submit: impl FnOnce(&AppSlot, Handoff),
 ) -> Response<ResponseBody> {
     let Some(slot) = conn.worker.deadlines.acquire(&conn.hangup, false).await else {
@@ -170,7 +174,18 @@ pub async fn hand_off(
     };
     match began {
         Ok(Ok(start)) => started_response(head, slot, start, chunk_rx),
-        Ok(Err(failure)) => answered(slot, |_| internal_error(&failure)),
+        Ok(Err(failure)) => answered(slot, |_| {
+            match read_failure.as_ref().and_then(|f| f.get()) {
+                Some(body_failed) => {
+                    tracing::debug!(
+                        "the app failed after its request body did\n{}",
+                        failure.traceback.trim_end()
+                    );
+                    body_failed.refused(&conn.peer, conn.fault.get().copied())
+                }
+                None => internal_error(&failure),
+            }
+        }),
         Err(_) => answered(slot, |_| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, lost)
         }),
@@ -214,19 +229,19 @@ fn begun(
     })
 }
 
-/// The app on the I/O thread (one app thread, a body in memory): no hand-off; the rest of
-/// its iterable is walked as hyper polls the body.
+/// The app on the I/O thread (one app thread, a body held whole): no hand-off; the rest
+/// of its iterable is walked as hyper polls the body.
 pub async fn inline(
     conn: &Conn,
     head: &RequestHead,
-    bytes: Bytes,
+    body: Held,
     environ_out: Option<EnvironSlot>,
 ) -> Response<ResponseBody> {
     let Some(slot) = conn.worker.deadlines.acquire(&conn.hangup, true).await else {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "worker stopping");
     };
     let outcome = Python::attach(|py| {
-        let input = Input::buffered(bytes);
+        let input = Input::complete(body);
         begin(
             py,
             &conn.worker.app,
@@ -255,10 +270,11 @@ pub async fn inline(
 pub async fn on_pool(
     conn: &Conn,
     head: &RequestHead,
-    body: BodySource,
+    mut body: Spooled,
     environ_out: Option<EnvironSlot>,
 ) -> Response<ResponseBody> {
-    hand_off(conn, head, "app thread lost", |_, handoff| {
+    let read_failure = body.rest.as_mut().map(|reader| reader.failure_watch());
+    hand_off(conn, head, "app thread lost", read_failure, |_, handoff| {
         let app = Arc::clone(&conn.worker.app);
         let environ = Arc::clone(&conn.environ);
         let runtime = conn.worker.runtime.clone();

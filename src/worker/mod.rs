@@ -14,6 +14,7 @@ pub(crate) mod file_body;
 mod forwarded;
 pub(crate) mod gevent;
 mod hangup;
+mod idle_clock;
 mod metrics;
 mod module_report;
 mod pool;
@@ -27,6 +28,7 @@ mod responses;
 mod scrub_env;
 mod service;
 mod signals;
+mod spool_file;
 pub(crate) mod strict;
 mod wsgi;
 
@@ -210,7 +212,19 @@ fn serve(
             any_method: settings.permit_unconventional_http_method,
             casefold_method: settings.casefold_http_method,
         },
-        body_timeout: body_timeout(settings.timeout),
+        body: request_body::BodyPolicy {
+            pace: request_body::Pace {
+                idle: body_timeout(settings.body_timeout),
+                min_rate: settings.body_min_rate,
+            },
+            limit: settings.limit_request_body,
+            in_memory: settings.body_buffer_size,
+            spool: settings.body_spool_size,
+            spool_dir: settings
+                .tmp_upload_dir
+                .clone()
+                .unwrap_or_else(std::env::temp_dir),
+        },
         runtime: runtime.handle().clone(),
         access_log: open_access_log(settings)?.map(Rc::new),
         scoreboard: Arc::clone(&boot.scoreboard),
@@ -318,11 +332,11 @@ fn serve(
     served
 }
 
-fn body_timeout(timeout: u64) -> Duration {
-    if timeout == 0 {
+fn body_timeout(seconds: u64) -> Duration {
+    if seconds == 0 {
         NO_BODY_TIMEOUT
     } else {
-        Duration::from_secs(timeout)
+        Duration::from_secs(seconds)
     }
 }
 
@@ -337,7 +351,7 @@ fn stop_linger(keepalive: u64) -> Duration {
 /// How often a stopping worker checks whether its last connection closed.
 const CONNECTIONS_POLL: Duration = Duration::from_millis(10);
 
-/// With `timeout = 0` a client may take as long as it likes to send a body.
+/// With `body_timeout = 0` a client may take as long as it likes to send a body.
 const NO_BODY_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Often enough that a worker whose I/O loop is alive never looks stuck to the master.
@@ -404,15 +418,16 @@ fn open_access_log(settings: &Settings) -> Result<Option<crate::logging::AccessL
 fn http_builder(settings: &Settings) -> http1::Builder {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new());
+    // hyper's header timer, stopped at a head's first byte (idle_clock.rs; each connection
+    // gets its own timer), is the wait for a request: gunicorn's `keepalive`, between
+    // requests and before the first. The head itself is bounded from its first byte by
+    // `header_timeout` (strict.rs).
     if settings.keepalive > 0 {
         http.keep_alive(true);
-        // hyper's header timer starts when it waits for a request, so this is the idle
-        // limit of a keep-alive connection: gunicorn's `keepalive`. The head itself is
-        // bounded from its first byte by `header_timeout` (strict.rs).
         http.header_read_timeout(Duration::from_secs(settings.keepalive));
     } else {
         http.keep_alive(false);
-        // No idle time between requests: the timer bounds the wait for the only one.
+        // No idle time between requests: the wait for the only one.
         http.header_read_timeout(Duration::from_secs(settings.header_timeout.max(1)));
     }
     let fields = settings.limit_request_fields.max(1) as usize;

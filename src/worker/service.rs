@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use http::header::{CONNECTION, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -24,7 +24,7 @@ use super::body::ResponseBody;
 use super::deadlines::Deadlines;
 use super::forwarded::Proxies;
 use super::pool::AppPool;
-use super::request_body::{self, BodySource, Chunked};
+use super::request_body::{self, BodyPolicy, Spooled};
 use super::request_checks::{
     Limits, asked_to_upgrade, casefold, host_from_absolute_target, keeps_alive_by_default, refusal,
 };
@@ -49,9 +49,8 @@ pub struct Worker {
     pub inline: bool,
     pub pool: AppPool,
     pub limits: Limits,
-    /// How long the client may take to send the request body (gunicorn's `timeout` on
-    /// socket reads): a client that stalls mid-body is answered 408 and dropped.
-    pub body_timeout: Duration,
+    /// What a request body is held to, and how much of it is read before the app.
+    pub body: BodyPolicy,
     pub runtime: tokio::runtime::Handle,
     pub access_log: Option<Rc<AccessLog>>,
     pub scoreboard: Arc<Scoreboard>,
@@ -186,30 +185,24 @@ pub async fn call_app(call: Call<'_>, environ_out: Option<EnvironSlot>) -> Respo
         upgrade,
     } = call;
     let worker = &conn.worker;
-    let chunked = match worker.asgi {
-        Some(_) => Chunked::Stream,
-        None => Chunked::ReadAhead,
-    };
-    let limits = (worker.body_timeout, worker.limits.body);
-    let taken = request_body::intake(head, body, body_len, chunked, limits).await;
-    let source = match taken {
-        Ok(source) => source,
-        Err(err) => {
-            let (status, why) = err.refusal();
-            return refuse(&conn.peer, status, conn.fault.get().copied().unwrap_or(why));
-        }
-    };
+    let fault = || conn.fault.get().copied();
     // An ASGI request's environ for post_request is the hooks' (request_hooks.rs).
     if let Some(asgi) = &worker.asgi {
+        let source = match request_body::intake(head, body, body_len, &worker.body).await {
+            Ok(source) => source,
+            Err(err) => return err.refused(&conn.peer, fault()),
+        };
         return asgi.call(conn, head, source, upgrade).await;
     }
-    match source {
-        source if worker.gevent.is_some() => {
-            super::gevent::call(conn, head, source, environ_out).await
+    let body = match request_body::spool(head, body, body_len, &worker.body).await {
+        Ok(body) => body,
+        Err(err) => return err.refused(&conn.peer, fault()),
+    };
+    match body {
+        body if worker.gevent.is_some() => super::gevent::call(conn, head, body, environ_out).await,
+        Spooled { held, rest: None } if worker.inline => {
+            app_call::inline(conn, head, held, environ_out).await
         }
-        BodySource::Whole(bytes) if worker.inline => {
-            app_call::inline(conn, head, bytes, environ_out).await
-        }
-        source => app_call::on_pool(conn, head, source, environ_out).await,
+        body => app_call::on_pool(conn, head, body, environ_out).await,
     }
 }

@@ -21,7 +21,8 @@
 //!
 //! The same wrapper bounds how long a client may take over one head (`header_timeout`),
 //! counted from its first byte: a head sent byte by byte must not hold a connection for
-//! the keep-alive time of every byte.
+//! the keep-alive time of every byte. It tells the connection's idle clock
+//! (`idle_clock.rs`, `keepalive`) when a head begins and ends, which stops that clock.
 //!
 //! And it closes a connection dropped in the middle of a request gently (RFC 9112 9.6):
 //! a socket closed with unread bytes in it is reset, and a reset destroys the refusal
@@ -35,6 +36,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+use super::idle_clock::Heads;
 
 /// What the connection's policy allows beyond RFC 9112's strict grammar.
 #[derive(Debug, Clone, Copy)]
@@ -480,6 +483,8 @@ pub struct StrictIo<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
     /// head that arrives in one read costs no timer.
     deadline: Option<Pin<Box<Sleep>>>,
     armed: bool,
+    /// Told when `armed` changes: a head began, or ended.
+    heads: Heads,
     /// A fault was found: from then on hyper reads end of stream.
     refused: bool,
     /// What the fault was, once, for the connection's error log line.
@@ -497,6 +502,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> StrictIo<S> {
             header_timeout: policy.header_timeout,
             deadline: None,
             armed: false,
+            heads: Heads::default(),
             refused: false,
             fault_seen: Default::default(),
             tunnel: false,
@@ -508,6 +514,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> StrictIo<S> {
         std::sync::Arc::clone(&self.fault_seen)
     }
 
+    /// What the connection's idle clock watches.
+    pub fn heads(&self) -> Heads {
+        self.heads.clone()
+    }
+
     fn arm(&mut self) {
         let at = Instant::now() + self.header_timeout;
         match &mut self.deadline {
@@ -515,6 +526,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> StrictIo<S> {
             None => self.deadline = Some(Box::pin(tokio::time::sleep_until(at))),
         }
         self.armed = true;
+        self.heads.began();
+    }
+
+    fn disarm(&mut self) {
+        if std::mem::take(&mut self.armed) {
+            self.heads.ended();
+        }
     }
 
     /// hyper writes a response head in one piece, status line first: a 101 ends HTTP on
@@ -522,7 +540,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> StrictIo<S> {
     fn watch_for_switch(&mut self, written: &[u8]) {
         if !self.tunnel && written.starts_with(b"HTTP/1.1 101 ") {
             self.tunnel = true;
-            self.armed = false;
+            self.disarm();
         }
     }
 
@@ -596,7 +614,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for StrictIo<
                     && let Some(deadline) = this.deadline.as_mut()
                     && deadline.as_mut().poll(cx).is_ready()
                 {
-                    this.armed = false;
+                    this.disarm();
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         "the client did not finish its request head within header_timeout",
@@ -635,7 +653,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for StrictIo<
         }
         match (this.scanner.in_head(), this.armed) {
             (true, false) => this.arm(),
-            (false, true) => this.armed = false,
+            (false, true) => this.disarm(),
             _ => {}
         }
         Poll::Ready(Ok(()))

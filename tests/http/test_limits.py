@@ -1,7 +1,8 @@
 """Limits on a request, each answered with its status while the worker lives on:
 limit_request_line (414), limit_request_fields and limit_request_field_size (431),
-limit_request_body (413), header_timeout (a head sent too slowly is cut off), and garbage
-where a request should be (400).
+limit_request_body (413), header_timeout (a head sent too slowly is cut off, counted from
+its first byte) apart from keepalive (the wait for a request), and garbage where a request
+should be (400).
 
 Elsewhere: worker_connections and slow clients, test_concurrency.py; the strict parsing
 rules, test_strict.py; the open-file limit, tests/master/test_open_files.py."""
@@ -132,6 +133,80 @@ def test_header_timeout_cuts_off_a_trickled_head(start_server):
             time.sleep(0.2)
         r = c.read_response()
         assert r.status == 200 and r.body == b"Hello, World!\n"
+
+
+def _trickle(c, parts, seconds):
+    """Send `parts` spread over `seconds`; the time the last one went out."""
+    for part in parts:
+        time.sleep(seconds / len(parts))
+        c.send(part)
+    return time.monotonic()
+
+
+@pytest.mark.unitcorn_only("header_timeout is unitcorn's own setting")
+def test_a_head_trickled_past_keepalive_completes_within_header_timeout(start_server):
+    """--keep-alive 2 --header-timeout 10: the head's clock runs from its first byte, not
+    from the connection's start or the previous response, so a head that takes 5 s is
+    served, on a new connection and on a kept-alive one after an idle second."""
+    s = start_server("wsgiapp:app", "-w", "1", "--keep-alive", "2", "--header-timeout", "10")
+    head = [b"GET /hello HTTP/1.1\r\n", b"Host: x\r\n"] + \
+        [b"X-Slow-%d: y\r\n" % i for i in range(8)] + [b"\r\n"]
+    with s.conn(timeout=15) as c:
+        t0 = time.monotonic()
+        _trickle(c, head, 5.0)
+        r = c.read_response(timeout=5)
+        assert r.status == 200 and r.body == b"Hello, World!\n", r
+        assert time.monotonic() - t0 >= 4.5
+        time.sleep(1.0)
+        _trickle(c, head, 5.0)
+        r = c.read_response(timeout=5)
+        assert r.status == 200 and r.body == b"Hello, World!\n", r
+
+
+@pytest.mark.unitcorn_only("header_timeout is unitcorn's own setting")
+def test_a_head_unfinished_at_header_timeout_is_closed_unanswered(start_server):
+    """--keep-alive 2 --header-timeout 4: a head whose bytes keep coming is cut off ≈4 s
+    after its first byte (not at keepalive), with no response, on a kept-alive connection
+    too."""
+    s = start_server("wsgiapp:app", "-w", "1", "--keep-alive", "2", "--header-timeout", "4")
+    with s.conn(timeout=15) as c:
+        c.send(build_request("GET", "/hello"))
+        assert c.read_response().status == 200
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        c.send(b"GET /hello HTTP/1.1\r\n")
+        closed_at = None
+        for i in range(40):
+            time.sleep(0.25)
+            try:
+                c.send(b"X-Slow-%d: y\r\n" % i)
+            except OSError:
+                closed_at = time.monotonic() - t0
+                break
+            if c.closed_by_peer(timeout=0.01):
+                closed_at = time.monotonic() - t0
+                break
+        assert closed_at is not None, "a head trickled for 10 s was not cut off"
+        assert 3.5 <= closed_at <= 5.5, "cut off after %.2f s, header_timeout is 4 s" % closed_at
+        assert c.buf == b"", "a response was sent: %r" % c.buf
+
+
+@pytest.mark.unitcorn_only("header_timeout is unitcorn's own setting")
+def test_an_idle_connection_closes_at_keepalive_not_header_timeout(start_server):
+    """--keep-alive 2 --header-timeout 10: a connection that sends nothing, new or after a
+    response, is closed after ≈2 s, the idle clock's."""
+    s = start_server("wsgiapp:app", "-w", "1", "--keep-alive", "2", "--header-timeout", "10")
+    with s.conn(timeout=15) as c:
+        t0 = time.monotonic()
+        assert c.closed_by_peer(timeout=8), "a new idle connection was not closed within 8 s"
+        fresh = time.monotonic() - t0
+    with s.conn(timeout=15) as c:
+        c.send(build_request("GET", "/hello"))
+        assert c.read_response().status == 200
+        t0 = time.monotonic()
+        assert c.closed_by_peer(timeout=8), "an idle kept-alive connection was not closed"
+        kept = time.monotonic() - t0
+    assert 1.5 <= fresh <= 3.5 and 1.5 <= kept <= 3.5, (fresh, kept)
 
 
 @pytest.mark.parametrize("garbage", [

@@ -32,8 +32,9 @@ def test_the_soft_open_file_limit_is_raised_to_the_hard_limit(start_server):
 def test_worker_connections_is_clamped_to_what_the_limit_allows(start_server):
     s = start_server("wsgiapp:app", "-w", "1", "--worker-connections", "1000",
                      prefix=["prlimit", "--nofile=256:256"])
+    # (256 - 64 reserved) / 2: a connection's socket, the file of a body it spools.
     s.wait_log(r"worker_connections = 1000 does not fit the open-file limit \(256, "
-               r"RLIMIT_NOFILE\): each worker takes at most 192 connections")
+               r"RLIMIT_NOFILE\): each worker takes at most 96 connections")
     # Past the clamp, connections wait in the listen queue instead of failing: 300
     # clients at once against 256 descriptors are all answered.
     conns = []

@@ -3,8 +3,11 @@ same request against the four classes — sync (one thread: the app runs inline)
 (`--threads 4`), gevent (`-k gevent`) and ASGI (`-k asgi`) — and expects the same answer
 and the same error log line naming the app's mistake:
 
-- request body intake: `limit_request_body` → 413 (declared, and a chunked body that
-  grows past it); a stalled body → 408 within the body timeout;
+- request body intake: `limit_request_body` → 413 (declared, a chunked body that grows
+  past it before the app, and one that grows past it while the app reads it); a stalled
+  body → 408 within body_timeout, a trickled one (behind body_min_rate) → 408 about
+  body_timeout into it; a body past body_buffer_size reaches the app exact (spooled for
+  WSGI, streamed for ASGI);
 - the response head check: hop-by-hop headers from the app dropped; a Content-Length the
   body does not match closes the connection; a bad status, bad headers, a bad
   Content-Length, the head given twice, a body that is not bytes → 500;
@@ -101,7 +104,7 @@ def test_limit_request_body_413_declared_and_chunked(serve, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_stalled_body_is_408_within_the_body_timeout(serve, kind):
-    s = serve(kind, "-t", "2")
+    s = serve(kind, "-t", "2", "--body-timeout", "2")
     with s.conn(timeout=15) as c:
         c.send(build_request("POST", "/echo", [("Content-Length", "100")]) + b"z" * 50)
         t0 = time.monotonic()
@@ -111,6 +114,53 @@ def test_stalled_body_is_408_within_the_body_timeout(serve, kind):
         assert 1.5 <= took < 5, "408 after %.2f s with a 2 s body timeout" % took
         assert c.closed_by_peer(timeout=5)
     s.wait_log(r"Invalid request from ip=127\.0\.0\.1: request body timed out")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_trickled_body_is_408_about_body_timeout_into_it(serve, kind):
+    s = serve(kind, "-t", "2", "--body-timeout", "2")
+    with s.conn(timeout=15) as c:
+        c.send(build_request("POST", "/echo", [("Content-Length", "100")]))
+        t0 = time.monotonic()
+        for _ in range(30):
+            c.send(b"z")
+            if not c.nothing_within(0.4):
+                break
+        took = time.monotonic() - t0
+        r = c.read_response(timeout=5)
+        assert r.status == 408, r
+        assert 1.5 <= took < 4, "408 after %.2f s with a 2 s body timeout" % took
+        assert c.closed_by_peer(timeout=5)
+    s.wait_log(r"Invalid request from ip=127\.0\.0\.1: request body timed out: the client "
+               r"sent its request body slower than body_min_rate \(500 bytes/s\)")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_body_past_body_buffer_size_reaches_the_app_exact(serve, kind):
+    s = serve(kind, "-t", "2", "--body-timeout", "2")
+    for headers, body in (([("Content-Length", "300000")], b"q" * 300000),
+                          ([("Transfer-Encoding", "chunked")], chunked([b"q" * 100000] * 3))):
+        with s.conn(timeout=15) as c:
+            c.send(build_request("POST", "/echo", headers) + body)
+            r = c.read_response(timeout=10)
+            assert (r.status, r.body) == (200, b"got 300000"), r
+
+
+@pytest.mark.parametrize("spooling", ["spooled", "unspooled"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_body_growing_past_limit_request_body_is_413(serve, kind, spooling):
+    """Spooled, the body grows past the limit before the app runs; unspooled
+    (--body-spool-size 0), while the app reads it (past the 64 KiB read ahead): the app's
+    read fails, and the client gets the same 413, not the app's 500."""
+    extra = ["--body-spool-size", "0"] if spooling == "unspooled" else []
+    s = serve(kind, "--limit-request-body", "100000", *extra)
+    before = len(s.log_findall(r"Invalid request from ip=127\.0\.0\.1: request body too large"))
+    r, closed = closed_after(s, build_request("POST", "/echo", [("Transfer-Encoding", "chunked")])
+                             + chunked([b"y" * 70000, b"y" * 70000]))
+    assert r.status == 413 and closed, r
+    s.wait_log(r"Invalid request from ip=127\.0\.0\.1: request body too large", count=before + 1)
+    assert "Error handling request" not in s.stderr()
+    assert s.get("/hello").body == b"Hello, parity\n"
 
 
 # -------------------------------------------------------------- the response head check
@@ -189,7 +239,7 @@ def test_an_app_that_breaks_the_protocol_gets_a_500_in_every_class(serve, kind, 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_an_app_past_timeout_gets_504(serve, kind):
-    s = serve(kind, "-t", "2")
+    s = serve(kind, "-t", "2", "--body-timeout", "2")
     t0 = time.monotonic()
     r = s.get("/hang", timeout=15)
     took = time.monotonic() - t0

@@ -11,7 +11,7 @@ use super::bridge::Job;
 use super::request::RequestJob;
 use crate::worker::app_call::{self, EnvironSlot, Handoff};
 use crate::worker::body::ResponseBody;
-use crate::worker::request_body::BodySource;
+use crate::worker::request_body::Spooled;
 use crate::worker::responses::error_response;
 use crate::worker::service::Conn;
 use crate::worker::wsgi::environ::RequestHead;
@@ -19,7 +19,7 @@ use crate::worker::wsgi::environ::RequestHead;
 pub(in crate::worker) async fn call(
     conn: &Conn,
     head: &RequestHead,
-    body: BodySource,
+    mut body: Spooled,
     environ_out: Option<EnvironSlot>,
 ) -> Response<ResponseBody> {
     let worker = &conn.worker;
@@ -28,20 +28,27 @@ pub(in crate::worker) async fn call(
     };
     // A greenlet that ends without a word was killed past its deadline (answered 504
     // already), or the hub is gone.
-    app_call::hand_off(conn, head, "request greenlet lost", |slot, handoff| {
-        let Handoff { started, chunks } = handoff;
-        let job = RequestJob {
-            id: bridge.register(slot.index()),
-            head: head.clone(),
-            body,
-            environ: Arc::clone(&conn.environ),
-            environ_out,
-            started,
-            chunks,
-            runtime: worker.runtime.clone(),
-            bridge: Arc::clone(bridge),
-        };
-        bridge.push(Job::Start(Box::new(job)));
-    })
+    let read_failure = body.rest.as_mut().map(|reader| reader.failure_watch());
+    app_call::hand_off(
+        conn,
+        head,
+        "request greenlet lost",
+        read_failure,
+        |slot, handoff| {
+            let Handoff { started, chunks } = handoff;
+            let job = RequestJob {
+                id: bridge.register(slot.index()),
+                head: head.clone(),
+                body,
+                environ: Arc::clone(&conn.environ),
+                environ_out,
+                started,
+                chunks,
+                runtime: worker.runtime.clone(),
+                bridge: Arc::clone(bridge),
+            };
+            bridge.push(Job::Start(Box::new(job)));
+        },
+    )
     .await
 }

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::bridge::{Bridge, Job};
 use crate::worker::app_call::{self, EnvironSlot, StartedMsg};
 use crate::worker::body::Chunk;
-use crate::worker::request_body::{BodyReader, BodySource, IntakeError};
+use crate::worker::request_body::{BodyReader, IntakeError, Spooled};
 use crate::worker::wsgi::environ::{EnvironBuilder, RequestHead};
 use crate::worker::wsgi::input::Input;
 
@@ -27,7 +27,7 @@ use crate::worker::wsgi::input::Input;
 pub(in crate::worker) struct RequestJob {
     pub id: u64,
     pub head: RequestHead,
-    pub body: BodySource,
+    pub body: Spooled,
     pub environ: Arc<EnvironBuilder>,
     /// Where post_request finds the environ (the hook is set).
     pub environ_out: Option<EnvironSlot>,
@@ -81,9 +81,10 @@ impl RequestJob {
             bridge: Arc::clone(&self.bridge),
             runtime: self.runtime.clone(),
         };
-        let input = match self.body {
-            BodySource::Whole(bytes) => Input::buffered(bytes),
-            BodySource::Started(read, reader) => {
+        let Spooled { held, rest } = self.body;
+        let input = match rest {
+            None => Input::complete(held),
+            Some(reader) => {
                 let pull = BodyPull {
                     reader: Some(reader),
                     waiter: waiter.clone_ref(py),
@@ -91,7 +92,7 @@ impl RequestJob {
                 // A mutex only to make it Sync, as a pyclass's content must be; only this
                 // greenlet ever reads it.
                 let pull = Mutex::new(pull);
-                Input::pulling(read, Box::new(move |py| pull_next(&mut lock(&pull), py)))
+                Input::pulling(held, Box::new(move |py| pull_next(&mut lock(&pull), py)))
             }
         };
         let outcome = app_call::begin(

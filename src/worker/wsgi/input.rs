@@ -1,23 +1,30 @@
-//! `wsgi.input`: the request body as a binary file object that streams.
+//! `wsgi.input`: the request body as a binary file object.
 //!
-//! A body the worker already holds (small, complete) is served from memory; any other
-//! body is pulled from the connection chunk by chunk as the app reads, so a large upload
-//! never sits whole in memory and `Expect: 100-continue` is answered only when the app
-//! first reads. Reading blocks the calling app thread, never the I/O thread: a streamed
+//! What the worker read before the call (`request_body.rs`: the whole body, in memory or
+//! spooled to a temporary file, as a rule) is read first; the rest, when the body did not
+//! all arrive before the call, is pulled from the connection chunk by chunk as the app
+//! reads, so that `Expect: 100-continue` is answered only when the app first reads.
+//! Reading the connection blocks the calling app thread, never the I/O thread: such an
 //! input is only ever given to an app running on a pool thread — or in a greenlet, whose
 //! reads wait on the gevent hub (`Source::Pull`). Every read is held to the limits of
-//! `request_body.rs` (`limit_request_body`, the body timeout): a read past them raises.
+//! `request_body.rs` (`limit_request_body`, the client's pace): a read past them raises.
+
+use std::fs::File;
+use std::io::Read;
 
 use bytes::{Buf, Bytes, BytesMut};
 use pyo3::exceptions::PyIOError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use crate::worker::request_body::{BodyReader, BodySource};
+use crate::worker::request_body::{BodyReader, Held, Spooled};
 
-/// Where the bytes not yet in the buffer come from.
+/// How much of a spooled body one read of its file takes.
+const FILE_READ: usize = 64 * 1024;
+
+/// Where the bytes not yet in the buffer come from, after the spooled file (if any).
 pub enum Source {
-    /// Nothing more: the buffer holds the rest of the body.
+    /// Nothing more.
     Done,
     /// The connection's body, read on demand by blocking on the worker's runtime (its
     /// limits are the reader's: `request_body.rs`).
@@ -36,45 +43,70 @@ pub type Puller = Box<dyn FnMut(Python<'_>) -> PyResult<Option<Bytes>> + Send + 
 #[pyclass(module = "unitcorn")]
 pub struct Input {
     buf: BytesMut,
+    /// The spooled part of the body not read yet, read before `source`.
+    spooled: Option<File>,
     source: Source,
 }
 
 impl Input {
-    /// A body already complete in memory.
+    /// A body complete in memory.
     pub fn buffered(body: Bytes) -> Self {
-        Input {
-            buf: BytesMut::from(body),
-            source: Source::Done,
-        }
+        Input::complete(Held::Memory(body))
     }
 
-    /// A body read from the connection as the app asks for it, after the `read` bytes
-    /// the worker took from it already.
-    pub fn streaming(read: Bytes, reader: BodyReader, runtime: tokio::runtime::Handle) -> Self {
-        Input {
-            source: Source::Stream { reader, runtime },
-            buf: BytesMut::from(read),
-        }
+    /// A body the worker holds whole.
+    pub fn complete(held: Held) -> Self {
+        Input::new(held, Source::Done)
     }
 
-    /// The body as `source` holds it; the rest, if any, read on `runtime`.
-    pub fn of(source: BodySource, runtime: &tokio::runtime::Handle) -> Self {
-        match source {
-            BodySource::Whole(bytes) => Input::buffered(bytes),
-            BodySource::Started(read, reader) => Input::streaming(read, reader, runtime.clone()),
-        }
+    /// The body as the worker took it in; the rest, if any, read on `runtime`.
+    pub fn of(body: Spooled, runtime: &tokio::runtime::Handle) -> Self {
+        let source = match body.rest {
+            None => Source::Done,
+            Some(reader) => Source::Stream {
+                reader,
+                runtime: runtime.clone(),
+            },
+        };
+        Input::new(body.held, source)
     }
 
-    /// A body whose first `read` bytes are here and the rest comes from `pull`.
-    pub fn pulling(read: Bytes, pull: Puller) -> Self {
-        Input {
-            buf: BytesMut::from(read),
-            source: Source::Pull(pull),
+    /// A body whose first part is `held` and the rest comes from `pull`.
+    pub fn pulling(held: Held, pull: Puller) -> Self {
+        Input::new(held, Source::Pull(pull))
+    }
+
+    fn new(held: Held, source: Source) -> Self {
+        match held {
+            Held::Memory(bytes) => Input {
+                buf: BytesMut::from(bytes),
+                spooled: None,
+                source,
+            },
+            Held::File(file) => Input {
+                buf: BytesMut::new(),
+                spooled: Some(file),
+                source,
+            },
         }
     }
 
     /// Append the next chunk of the body to the buffer; false at the end of the body.
     fn fill(&mut self, py: Python<'_>) -> PyResult<bool> {
+        if let Some(file) = &mut self.spooled {
+            let buf = &mut self.buf;
+            match py.detach(|| read_into(file, buf)) {
+                Ok(0) => self.spooled = None,
+                Ok(_) => return Ok(true),
+                Err(err) => {
+                    self.spooled = None;
+                    self.source = Source::Done;
+                    return Err(PyIOError::new_err(format!(
+                        "cannot read the spooled request body: {err}"
+                    )));
+                }
+            }
+        }
         if let Source::Pull(pull) = &mut self.source {
             let next = pull(py);
             if !matches!(next, Ok(Some(_))) {
@@ -128,6 +160,20 @@ impl Input {
             }
         }
     }
+}
+
+/// Read the next part of `file` onto the end of `buf`: the bytes read, 0 at its end.
+fn read_into(file: &mut File, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let start = buf.len();
+    buf.resize(start + FILE_READ, 0);
+    let read = loop {
+        match file.read(&mut buf[start..]) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            read => break read,
+        }
+    };
+    buf.truncate(start + *read.as_ref().unwrap_or(&0));
+    read
 }
 
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
