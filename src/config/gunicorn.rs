@@ -208,13 +208,7 @@ pub static GUNICORN: &[(&str, Status)] = &[
     ("daemon", Status::Setting),
     ("raw_env", Status::Setting),
     ("pidfile", Status::Setting),
-    (
-        "worker_tmp_dir",
-        Status::Inert(
-            "workers report to the master through shared memory (the scoreboard), not a \
-             temporary file",
-        ),
-    ),
+    ("worker_tmp_dir", Status::Setting),
     ("user", Status::Setting),
     ("group", Status::Setting),
     ("umask", Status::Setting),

@@ -26,6 +26,7 @@ mod scrub_env;
 pub(crate) mod sendfile;
 mod service;
 mod signals;
+mod spool;
 pub(crate) mod strict;
 mod wsgi;
 
@@ -196,6 +197,7 @@ fn serve(
         retire_after: retire_after(settings),
         inline: threads == 1,
         pool,
+        spool: Arc::new(spool::SpoolLimits::from_settings(settings)),
         limits: Limits {
             request_line: settings.limit_request_line as usize,
             // 0 is gunicorn's default, as gunicorn reads it (its corpus's limit_header_default_01)
