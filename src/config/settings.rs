@@ -164,8 +164,9 @@ keep-alive connections included; with gevent also the most requests it runs at o
 client, and its app thread freed as soon as it is done, however slowly the client reads. Up \
 to this many bytes of a response wait in memory, the rest in a temporary file (see \
 response_spool_max). A body given whole that fits goes out as it is. A worker's memory for \
-responses is at most this plus hyper's write buffer (about 400 KiB) per connection \
-(worker_connections). A unitcorn setting, like nginx's proxy_buffers.",
+responses is at most this plus hyper's buffer (the largest request head allowed, about 800 \
+KiB by default) per connection (worker_connections). A unitcorn setting, like nginx's \
+proxy_buffers.",
     }
     response_spool_max: u64 {
         section: WorkerProcesses,
