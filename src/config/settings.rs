@@ -158,7 +158,7 @@ keep-alive connections included; with gevent also the most requests it runs at o
         section: WorkerProcesses,
         cli: Cli::opt(None, "response-buffer", "BYTES"),
         kind: Kind::Int { min: 1024, max: u64::MAX },
-        default: DefaultValue::Const(Const::Int(256 * 1024)),
+        default: DefaultValue::Const(Const::Int(1024 * 1024)),
         doc: "Memory a response holds for a slow client",
         long_doc: "sync and gthread workers: the app's iterable is walked ahead of the \
 client, and its app thread freed as soon as it is done, however slowly the client reads. Up \

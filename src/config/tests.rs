@@ -130,7 +130,7 @@ fn defaults_are_gunicorns() {
         worker_class: WorkerClass::Sync,
         threads: 1,
         worker_connections: 1000,
-        response_buffer_size: 256 << 10,
+        response_buffer_size: 1 << 20,
         response_spool_max: 1 << 30,
         max_requests: 0,
         max_requests_jitter: 0,
