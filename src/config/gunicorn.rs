@@ -14,9 +14,6 @@ use super::table::find;
 pub enum Status {
     /// unitcorn's setting of the same name, honoured.
     Setting,
-    /// unitcorn's setting of the same name, kept so that configs load, without effect
-    /// here; a value other than the default is logged at start with the reason.
-    Inert(&'static str),
     /// A server hook: a callable taking `args` positional arguments, set in a Python
     /// config file.
     Hook { args: usize },
@@ -90,7 +87,7 @@ pub fn verdict(name: &str, value: &Loose<'_>) -> Option<Verdict> {
         }
         Status::Ignored { why, .. } => Some(Verdict::AcceptAndLog(why)),
         Status::Refused { why, .. } => Some(Verdict::Refuse(why)),
-        Status::Setting | Status::Inert(_) | Status::Hook { .. } => None,
+        Status::Setting | Status::Hook { .. } => None,
     }
 }
 
@@ -99,7 +96,6 @@ pub fn verdict(name: &str, value: &Loose<'_>) -> Option<Verdict> {
 pub fn status(name: &str) -> Option<Status> {
     let listed = GUNICORN.iter().find(|(n, _)| *n == name).map(|(_, s)| *s);
     match listed {
-        Some(Status::Inert(why)) => Some(Status::Inert(why)),
         Some(Status::Hook { args }) => Some(Status::Hook { args }),
         _ if find(name).is_some() => Some(Status::Setting),
         other => other,
@@ -107,17 +103,9 @@ pub fn status(name: &str) -> Option<Status> {
 }
 
 /// What the master logs at start about the configuration: gunicorn settings given that
-/// have no effect here (the file's notes, and unitcorn's inert settings when set).
+/// have no effect here (the file's notes).
 pub fn start_notes(settings: &super::Settings) -> Vec<String> {
-    let mut notes = settings.extras.notes.clone();
-    for (name, status) in GUNICORN {
-        if let (Status::Inert(why), Some(setting)) = (status, find(name))
-            && !matches!((setting.get)(settings), super::Value::Unset)
-        {
-            notes.push(format!("setting {name:?} has no effect in unitcorn: {why}"));
-        }
-    }
-    notes
+    settings.extras.notes.clone()
 }
 
 /// The positional arguments of the hook `name`, if it is one unitcorn calls.
@@ -208,13 +196,7 @@ pub static GUNICORN: &[(&str, Status)] = &[
     ("daemon", Status::Setting),
     ("raw_env", Status::Setting),
     ("pidfile", Status::Setting),
-    (
-        "worker_tmp_dir",
-        Status::Inert(
-            "workers report to the master through shared memory (the scoreboard), not a \
-             temporary file",
-        ),
-    ),
+    ("worker_tmp_dir", Status::Setting),
     ("user", Status::Setting),
     ("group", Status::Setting),
     ("umask", Status::Setting),
@@ -637,7 +619,6 @@ pub fn migration_table() -> String {
         let text = match status {
             Status::Setting => continue,
             Status::Hook { .. } => "server hook, called as in gunicorn".to_owned(),
-            Status::Inert(why) => format!("accepted, no effect (logged): {why}"),
             Status::Ignored { why, .. } => format!("accepted, no effect (logged when set): {why}"),
             Status::Refused { default, why } => match default {
                 Default::Nothing => format!("refused: {why}"),
@@ -804,7 +785,7 @@ mod tests {
                 "gunicorn's {name} is missing from the table"
             );
             match status(name).unwrap() {
-                Status::Setting | Status::Inert(_) => assert!(
+                Status::Setting => assert!(
                     find(name).is_some(),
                     "{name} is marked as a unitcorn setting, but settings.rs has none"
                 ),
@@ -827,8 +808,8 @@ mod tests {
         for (name, status) in GUNICORN {
             if find(name).is_some() {
                 assert!(
-                    matches!(status, Status::Setting | Status::Inert(_)),
-                    "{name} is a unitcorn setting: mark it Setting (or Inert)"
+                    matches!(status, Status::Setting),
+                    "{name} is a unitcorn setting: mark it Setting"
                 );
             }
         }

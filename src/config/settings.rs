@@ -158,6 +158,32 @@ short names; uvicorn.workers.UvicornWorker is asgi.",
         long_doc: "The maximum number of open client connections in one worker, idle \
 keep-alive connections included; with gevent also the most requests it runs at once.",
     }
+    response_buffer_size: u64 {
+        section: WorkerProcesses,
+        cli: Cli::opt(None, "response-buffer", "BYTES"),
+        kind: Kind::Int { min: 1024, max: u64::MAX },
+        default: DefaultValue::Const(Const::Int(1024 * 1024)),
+        doc: "Memory a response holds for a slow client",
+        long_doc: "sync and gthread workers: the app's iterable is walked ahead of the \
+client, and its app thread freed as soon as it is done, however slowly the client reads. Up \
+to this many bytes of a response wait in memory, the rest in a temporary file (see \
+response_spool_max). A body given whole that fits goes out as it is. A worker's memory for \
+responses is at most this plus hyper's buffer (the largest request head allowed, about 800 \
+KiB by default) per connection (worker_connections). A unitcorn setting, like nginx's \
+proxy_buffers.",
+    }
+    response_spool_max: u64 {
+        section: WorkerProcesses,
+        cli: Cli::opt(None, "response-spool", "BYTES"),
+        kind: Kind::Int { min: 0, max: u64::MAX },
+        default: DefaultValue::Const(Const::Int(1024 * 1024 * 1024)),
+        doc: "Disk one response may spool (0: none)",
+        long_doc: "sync and gthread workers: the most bytes of one response kept in a \
+temporary file (in worker_tmp_dir, else $TMPDIR or /tmp; unlinked from the start) once \
+response_buffer_size is full. Past it, the app's iteration waits for the client and holds \
+its app thread (back-pressure). 0 keeps responses in memory only. A unitcorn setting, like \
+nginx's proxy_max_temp_file_size.",
+    }
     max_requests: u64 {
         section: WorkerProcesses,
         cli: Cli::opt(None, "max-requests", "INT"),
@@ -458,7 +484,9 @@ leading 0 means octal) are the same mask.",
         kind: Kind::OptPath,
         default: DefaultValue::Const(Const::Unset),
         doc: "Directory for workers' temporary files",
-        long_doc: "Accepted for gunicorn compatibility.",
+        long_doc: "Where sync and gthread workers spool the responses slow clients have not \
+read yet (response_spool_max); $TMPDIR or /tmp when unset. unitcorn's workers report to \
+the master through shared memory, not a temporary file.",
     }
     tmp_upload_dir: Option<PathBuf> {
         section: ServerMechanics,

@@ -1,7 +1,7 @@
 //! The response body handed to hyper, for every worker class: the chunks the app produced,
-//! then the rest of its iterable walked inline (on the I/O thread), or the chunks an app
-//! thread or a greenlet sends on a channel, or an ASGI app's sends; a `wsgi.file_wrapper`
-//! file is read as hyper asks for it (`file_body.rs`).
+//! then what a sync or gthread call left in its spool (`spool.rs`), or the chunks a
+//! greenlet sends on a channel, or an ASGI app's sends; a `wsgi.file_wrapper` file is
+//! read as hyper asks for it (`file_body.rs`).
 //!
 //! It enforces the app's own Content-Length, the same for every worker class: never more
 //! bytes than declared, and a body that does not match ends the connection, logged as the
@@ -14,6 +14,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -23,6 +24,7 @@ use tokio::sync::mpsc;
 
 use super::deadlines::AppSlot;
 use super::file_body::{FileBody, Truncated};
+use super::spool::Spool;
 use super::wsgi::response::{AppIter, FileTail};
 
 /// Why a body ended early; hyper aborts the connection on it.
@@ -42,9 +44,9 @@ pub type Chunk = Result<Bytes, ()>;
 
 enum Source {
     Done,
-    /// Walk the iterable on the I/O thread, one `next()` a poll (threads = 1).
-    Inline(AppIter),
-    /// A pool thread walks the iterable and sends the chunks.
+    /// What the app's iterable produced ahead of the client (sync, gthread).
+    Spool(Arc<Spool>),
+    /// A greenlet walks the iterable and sends the chunks.
     Channel(mpsc::Receiver<Chunk>),
     /// Another producer (an ASGI app's `send`).
     Stream(ChunkStream),
@@ -67,8 +69,8 @@ pub struct ResponseBody {
     /// Called once with the number of body bytes sent, when the body ends or is dropped.
     on_done: Option<Box<dyn FnOnce(u64)>>,
     sent: u64,
-    /// A chunk went out since the app was last asked for more: let hyper write it before
-    /// the next `next()`, which may block (a generator that sleeps between yields).
+    /// A chunk went out since the source was last asked for more: before a short body's
+    /// error, let hyper write it.
     flush_first: bool,
     /// The body was given whole: bytes past the Content-Length are cut, not an error
     /// (the head says the connection closes).
@@ -112,8 +114,8 @@ impl ResponseBody {
         }
     }
 
-    pub fn inline(chunks: Vec<Bytes>, rest: AppIter, declared_len: Option<u64>) -> Self {
-        Self::new(chunks, Source::Inline(rest), declared_len)
+    pub fn spooled(spool: Arc<Spool>, declared_len: Option<u64>) -> Self {
+        Self::new(Vec::new(), Source::Spool(spool), declared_len)
     }
 
     pub fn channel(
@@ -160,13 +162,13 @@ impl ResponseBody {
         self
     }
 
-    /// Stop producing: close the app's iterable and free the app slot.
+    /// Stop producing: close the app's iterable (its producer stops at its next chunk)
+    /// and free the app slot.
     fn finish(&mut self) {
-        let walking = match std::mem::replace(&mut self.source, Source::Done) {
-            Source::Inline(iter) => Some(iter),
-            _ => None,
-        };
-        if let Some(mut iter) = walking.or_else(|| self.closer.take()) {
+        if let Source::Spool(spool) = std::mem::replace(&mut self.source, Source::Done) {
+            spool.reader_gone();
+        }
+        if let Some(mut iter) = self.closer.take() {
             Python::attach(|py| iter.close(py));
         }
         self.file = None;
@@ -255,18 +257,12 @@ impl Body for ResponseBody {
             }
             let next = match &mut this.source {
                 Source::Done => None,
-                Source::Inline(_) if std::mem::take(&mut this.flush_first) => {
-                    // Pending with an immediate wake: hyper flushes what it holds, then
-                    // polls us again.
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                Source::Inline(iter) => match Python::attach(|py| iter.next_or_log(py)) {
-                    Ok(chunk) => chunk,
-                    Err(()) => {
+                Source::Spool(spool) => match ready!(spool.poll_next(cx)) {
+                    Some(Err(())) => {
                         this.finish();
                         return Poll::Ready(Some(Err(BodyError("the app raised mid-response"))));
                     }
+                    next => next.map(Result::unwrap_or_default),
                 },
                 // An app thread's or greenlet's channel, or an ASGI app's sends.
                 Source::Stream(stream) => match ready!(stream.as_mut().poll_next(cx)) {

@@ -28,6 +28,7 @@ mod responses;
 mod scrub_env;
 mod service;
 mod signals;
+mod spool;
 mod spool_file;
 pub(crate) mod strict;
 mod wsgi;
@@ -201,6 +202,7 @@ fn serve(
         retire_after: retire_after(settings),
         inline: threads == 1,
         pool,
+        spool: Arc::new(spool::SpoolLimits::from_settings(settings)),
         limits: Limits {
             request_line: settings.limit_request_line as usize,
             // 0 is gunicorn's default, as gunicorn reads it (its corpus's limit_header_default_01)

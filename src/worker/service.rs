@@ -29,6 +29,7 @@ use super::request_checks::{
     Limits, asked_to_upgrade, casefold, host_from_absolute_target, keeps_alive_by_default, refusal,
 };
 use super::responses::{error_response, refuse};
+use super::spool::SpoolLimits;
 use super::wsgi::environ::{EnvironBuilder, Peer, RequestHead};
 use super::{request_hooks, request_log};
 use crate::logging::AccessLog;
@@ -48,6 +49,8 @@ pub struct Worker {
     /// Call the app on the I/O thread (one app thread per worker).
     pub inline: bool,
     pub pool: AppPool,
+    /// What a sync or gthread response may hold for a slow client (memory, then disk).
+    pub spool: Arc<SpoolLimits>,
     pub limits: Limits,
     /// What a request body is held to, and how much of it is read before the app.
     pub body: BodyPolicy,

@@ -97,7 +97,7 @@ def test_gunicorn_defaults_pass_and_settings_without_effect_are_logged(start_ser
         keyfile = None
         certfile = None
         syslog = False
-        worker_tmp_dir = "/dev/shm"
+        tmp_upload_dir = "/dev/shm"
         reuse_port = True
         wokers = 3
     ''')
@@ -105,7 +105,7 @@ def test_gunicorn_defaults_pass_and_settings_without_effect_are_logged(start_ser
     log = s.stderr()
     assert re.search(r'WARNING\] .*conf.py:6: setting "reuse_port" has no effect in unitcorn',
                      log), log
-    assert 'setting "worker_tmp_dir" has no effect in unitcorn' in log
+    assert 'setting "tmp_upload_dir"' not in log      # a unitcorn setting since spooling
     assert re.search(r'conf.py:7: "wokers" is not a setting \(did you mean "workers"\?\)', log)
 
 
