@@ -100,4 +100,5 @@ def test_an_open_connection_costs_the_worker_one_descriptor(start_server):
             c.close()
     assert answered == n
     print("\n%d open connections: the worker's descriptors %d -> %d" % (n, before, after))
-    assert n <= after - before <= n + 10, (before, after)
+    # (the first request's connection may be closing while `before` is counted)
+    assert n - 5 <= after - before <= n + 10, (before, after)
