@@ -322,12 +322,14 @@ fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
+/// The items of a list setting, each trimmed (as gunicorn's validate_string strips it, and
+/// as a TOML list's items are), then checked.
 pub(super) fn check_all<'a>(
     check: Check,
     raws: impl IntoIterator<Item = &'a str>,
 ) -> Result<Value, Problem> {
     raws.into_iter()
-        .map(check)
+        .map(|raw| check(raw.trim()))
         .collect::<Result<Vec<_>, _>>()
         .map(Value::List)
         .map_err(Problem::Invalid)
@@ -382,6 +384,22 @@ pub(crate) fn parse_umask(raw: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_value_reads_the_same_from_the_command_line_and_the_file() {
+        // Found by fuzz/'s config_value target: `--reload-extra-files " 42 "` kept the
+        // blanks, the file's `[" 42 "]` dropped them, so --print-config changed the value.
+        let setting = crate::config::table::find("reload_extra_files").unwrap();
+        let cli = setting.kind.read_str(" 42 ").unwrap();
+        assert_eq!(cli, Value::List(vec!["42".into()]));
+        for text in [
+            "reload_extra_files = [\" 42 \"]\n",
+            "reload_extra_files = \" 42 \"\n",
+        ] {
+            let read = crate::config::file::parse(std::path::Path::new("a.toml"), text).unwrap();
+            assert_eq!(read[0].1, cli, "{text}");
+        }
+    }
 
     #[test]
     fn umask_reads_like_gunicorn() {
