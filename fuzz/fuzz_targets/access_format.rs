@@ -32,11 +32,10 @@ fuzz_target!(|data: &[u8]| {
         headers.insert("authorization", value);
     }
     let line = fuzz_api::access_line(&format, &method, &path, &query, &headers);
-    // The operator may write line ends into the format itself; the request cannot.
+    // The operator may write line ends into the format's text; the request cannot add any.
     let ends = |b: &[u8]| b.iter().filter(|&&c| c == b'\n' || c == b'\r').count();
-    assert_eq!(
-        ends(&line),
-        ends(text.as_bytes()),
+    assert!(
+        ends(&line) <= ends(text.as_bytes()),
         "{text:?} printed {:?}",
         String::from_utf8_lossy(&line)
     );

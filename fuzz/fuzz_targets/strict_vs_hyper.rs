@@ -16,7 +16,8 @@
 //!   the scanner delivers (rewritten in place by fold joining) over `tokio::io::duplex`
 //!   in a current-thread runtime, the client half-closing after the last byte, with a
 //!   service that records each request and reads its body whole;
-//! - "the same": hyper serves at most as many requests as the model has, and each request
+//! - "the same": hyper serves at most the requests whose heads the model reads whole (a
+//!   line without a colon is no field to the model: hyper must refuse it), and each request
 //!   hyper hands the service is the model's request of the same rank: the same method
 //!   (bytes), the same target (hyper's `Uri` equals the model's target bytes parsed as a
 //!   `Uri`, so hyper took the same bytes as the target), the same version, the same
@@ -96,8 +97,11 @@ fn fields(lines: &[Vec<u8>], folding: bool) -> Vec<(Bytes, Bytes)> {
             }
             continue;
         }
-        let colon = l.iter().position(|&b| b == b':').unwrap_or(l.len());
-        let value = l.get(colon + 1..).unwrap_or_default();
+        // A line without a colon is no field (the scanner leaves it to hyper to refuse).
+        let Some(colon) = l.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let value = &l[colon + 1..];
         out.push((
             l[..colon].to_ascii_lowercase().into(),
             Bytes::copy_from_slice(trim_ows(value)),

@@ -281,7 +281,7 @@ impl Kind {
                 let pairs: Vec<String> = items
                     .iter()
                     .filter_map(|item| item.split_once('='))
-                    .map(|(name, value)| format!("{} = {}", toml_string(name), toml_string(value)))
+                    .map(|(name, value)| format!("{} = {}", toml_key(name), toml_string(value)))
                     .collect();
                 if pairs.is_empty() {
                     "{}".into()
@@ -320,6 +320,23 @@ pub(super) fn pair_item(name: &str, value: &str) -> Result<String, Problem> {
 /// A TOML basic string, escaped by the toml crate so any text survives a round trip.
 fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
+}
+
+/// A TOML key: a one-line basic string whatever the text (the toml crate writes a string
+/// with a line end as a multi-line string, which is no key).
+fn toml_key(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// The items of a list setting, each trimmed (as gunicorn's validate_string strips it, and
@@ -384,6 +401,20 @@ pub(crate) fn parse_umask(raw: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pair_name_with_a_line_end_prints_as_a_key_toml_reads() {
+        // Found by fuzz/'s config_value target: the toml crate wrote the name "A\nB" as
+        // a multi-line string, which no TOML reader takes as a key.
+        let setting = crate::config::table::find("secure_scheme_headers").unwrap();
+        let value = setting.kind.read_str("A\nB\"\\\u{1}=https").unwrap();
+        let text = format!(
+            "secure_scheme_headers = {}\n",
+            setting.kind.write_toml(&value)
+        );
+        let read = crate::config::file::parse(std::path::Path::new("a.toml"), &text).unwrap();
+        assert_eq!(read[0].1, value, "{text}");
+    }
 
     #[test]
     fn a_repeated_value_reads_the_same_from_the_command_line_and_the_file() {
