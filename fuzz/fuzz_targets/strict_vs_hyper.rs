@@ -87,9 +87,11 @@ fn line<'a>(buf: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
 
 fn fields(lines: &[Vec<u8>], folding: bool) -> Vec<(Bytes, Bytes)> {
     let mut out: Vec<(Bytes, Bytes)> = Vec::new();
+    // The line before was a field (a fold continues only a field).
+    let mut after_field = false;
     for l in lines {
         if folding && matches!(l.first(), Some(b' ' | b'\t')) {
-            if let Some(last) = out.last_mut() {
+            if let Some(last) = out.last_mut().filter(|_| after_field) {
                 let mut joined = trim_ows(&last.1).to_vec();
                 joined.push(b' ');
                 joined.extend_from_slice(trim_ows(l));
@@ -99,8 +101,10 @@ fn fields(lines: &[Vec<u8>], folding: bool) -> Vec<(Bytes, Bytes)> {
         }
         // A line without a colon is no field (the scanner leaves it to hyper to refuse).
         let Some(colon) = l.iter().position(|&b| b == b':') else {
+            after_field = false;
             continue;
         };
+        after_field = true;
         let value = &l[colon + 1..];
         out.push((
             l[..colon].to_ascii_lowercase().into(),

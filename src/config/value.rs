@@ -198,7 +198,7 @@ impl Kind {
                     None => Err(Problem::Invalid(format!("{pair:?} is not NAME=VALUE"))),
                 })
                 .collect::<Result<Vec<_>, _>>()
-                .map(sorted_pairs),
+                .and_then(sorted_pairs),
         }
     }
 
@@ -267,7 +267,7 @@ impl Kind {
                     };
                     out.push(pair_item(name.get_ref(), s).map_err(|p| (p, value.span()))?);
                 }
-                Ok(sorted_pairs(out))
+                sorted_pairs(out).map_err(at)
             }
             (_, other) => Err(at(self.expected_got(describe(other)))),
         }
@@ -302,10 +302,19 @@ impl Kind {
     }
 }
 
-/// A table has no order: keep the pairs sorted, so that equal tables compare equal.
-pub(super) fn sorted_pairs(mut pairs: Vec<String>) -> Value {
+/// A table has no order: keep the pairs sorted, so that equal tables compare equal. A name
+/// given twice (after upper-casing) is refused: which one wins would be a guess, and a
+/// TOML table cannot hold it (so `--print-config` could not write it).
+pub(super) fn sorted_pairs(mut pairs: Vec<String>) -> Result<Value, Problem> {
     pairs.sort();
-    Value::List(pairs)
+    let name = |pair: &str| pair.split_once('=').map_or(pair, |(n, _)| n).to_owned();
+    if let Some(twice) = pairs.windows(2).find(|w| name(&w[0]) == name(&w[1])) {
+        return Err(Problem::Invalid(format!(
+            "{:?} is given twice",
+            name(&twice[0])
+        )));
+    }
+    Ok(Value::List(pairs))
 }
 
 /// One `NAME=VALUE` of a `Kind::Pairs`, the name upper-cased and not empty.
@@ -414,6 +423,23 @@ mod tests {
         );
         let read = crate::config::file::parse(std::path::Path::new("a.toml"), &text).unwrap();
         assert_eq!(read[0].1, value, "{text}");
+    }
+
+    #[test]
+    fn a_pair_name_given_twice_is_refused() {
+        // Found by fuzz/'s config_value target: "X=a,X=b" was taken on the command line,
+        // then printed as a TOML table with a duplicate key, which the file refuses.
+        let setting = crate::config::table::find("secure_scheme_headers").unwrap();
+        for raw in ["X=a,X=b", "x=a, X=a"] {
+            let refused = setting.kind.read_str(raw);
+            assert!(
+                matches!(&refused, Err(Problem::Invalid(why)) if why.contains("\"X\" is given twice")),
+                "{raw}: {refused:?}"
+            );
+        }
+        let text = "secure_scheme_headers = { \"x\" = \"a\", \"X\" = \"b\" }\n";
+        assert!(crate::config::file::parse(std::path::Path::new("a.toml"), text).is_err());
+        assert!(setting.kind.read_str("X=a,Y=b").is_ok());
     }
 
     #[test]
