@@ -25,6 +25,7 @@
 //!   body bytes with the same framing (none, a length, or chunked), and for chunked bodies
 //!   the same trailer fields when hyper reports trailers. A body hyper fails (cut short or
 //!   malformed to it) ends the comparison there: hyper refused it, the connection closes.
+//!   A CONNECT is compared by its head only, and must be the last request served.
 //!
 //! Input: the byte stream (seeds are gunicorn's request corpus). Both folding policies run.
 #![no_main]
@@ -360,8 +361,12 @@ fn check(data: &[u8], folding: bool) {
             && got_uri == target_uri
             && got.version == want.version
             && grouped(&got.headers) == grouped(&want.headers);
-        same &= got.framing == want.framing;
-        if got.whole {
+        // After a CONNECT head the bytes are a tunnel's, unscanned: hyper may read a body
+        // there, but the worker's 501 closes the connection, so nothing after it is served
+        // (the model ends at the CONNECT, and the count above holds hyper to that).
+        let tunnel = want.method.as_ref() == b"CONNECT";
+        same &= tunnel || got.framing == want.framing;
+        if got.whole && !tunnel {
             // hyper took a body as whole only where all of it was there.
             same &= want.whole && got.body == want.body;
             if !got.trailers.is_empty() {
