@@ -10,6 +10,10 @@ mod check_config;
 mod config;
 mod control;
 mod extension;
+/// For the fuzz targets in fuzz/ only (`--features fuzzing`); not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz_api;
 mod listeners;
 mod logging;
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Fuzzing, as property tests (proptest; the stable toolchain has no cargo-fuzz): every
+//! Fuzzing, as property tests (proptest; the coverage-guided targets are in fuzz/): every
 //! parser unitcorn owns gets arbitrary input and must answer without panicking, and what
 //! it accepts must mean what a generated valid input says. The parsers: configuration
 //! files, bind addresses, the access-log format, the PROXY protocol header and the

@@ -9,6 +9,7 @@
 # It installs the Debian packages it needs when missing (listed below), makes <repo>/.venv-test
 # with Debian's /usr/bin/python3 (the Python unitcorn embeds — never the pyenv one on PATH),
 # pip-installs tests/requirements.txt into it, `cargo build --release`, `cargo test --release`,
+# a short fuzz run (tests/fuzz.sh),
 # builds the Python package's abi3 wheel (maturin), then runs the venv's pytest. Exits non-zero on any failure.
 #
 # Environment: TEST_SERVER=gunicorn runs the HTTP-level tests against gunicorn instead (to
@@ -81,6 +82,16 @@ say "layers"; "$SYS_PY" tools/check_layers.py
 # The fuzzing properties (src/properties.rs) run this many cases each (about 4 s).
 say "cargo test --release (PROPTEST_CASES=${PROPTEST_CASES:=20000})"
 PROPTEST_CASES="$PROPTEST_CASES" cargo test --release --quiet
+
+# Coverage-guided fuzzing (fuzz/, cargo fuzz on libFuzzer): every target for a few seconds
+# from gunicorn's corpus (tests/fuzz.sh; fuzz/README.md has the long run). FUZZ_SECONDS=0
+# leaves it out, saying so.
+if [ "${FUZZ_SECONDS:=8}" = 0 ]; then
+    say "fuzz: left out (FUZZ_SECONDS=0)"
+else
+    say "fuzz (tests/fuzz.sh, ${FUZZ_SECONDS}s a target)"
+    PYTHON="$VENV/bin/python" FUZZ_SECONDS="$FUZZ_SECONDS" bash tests/fuzz.sh
+fi
 
 # The Python package: one abi3 wheel, installed by tests/packaging/test_python_versions.py
 # into a venv of every CPython here.

@@ -27,7 +27,7 @@ LAYERS = [
     ("metrics", ["statsd"]),
     ("shared by the processes", ["boot", "python"]),
     ("processes", ["master", "worker"]),
-    ("modes", ["check_config", "control", "man", "properties"]),
+    ("modes", ["check_config", "control", "man", "properties", "fuzz_api"]),
     ("root", ["crate"]),
     ("front door", ["extension"]),
 ]

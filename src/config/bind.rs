@@ -148,6 +148,8 @@ impl fmt::Display for BindAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BindAddr::Tcp(host, port) if host.contains(':') => write!(f, "[{host}]:{port}"),
+            // A host named "unix" would read back as unix:PATH.
+            BindAddr::Tcp(host, port) if host == "unix" => write!(f, "tcp://unix:{port}"),
             BindAddr::Tcp(host, port) => write!(f, "{host}:{port}"),
             // "unix://" is a prefix parse strips: a path that starts with "//" needs it.
             BindAddr::Unix(path) if path.to_string_lossy().starts_with("//") => {
@@ -243,6 +245,19 @@ mod tests {
         ] {
             let addr = parse(s).unwrap();
             assert_eq!(addr.to_string(), s);
+            assert_eq!(addr.to_string().parse::<BindAddr>(), Ok(addr));
+        }
+    }
+
+    #[test]
+    fn a_host_named_unix_reads_back_as_tcp() {
+        // Found by fuzz/'s bind_address target: "unix" printed as "unix:8000", a socket.
+        for s in ["unix", "UNIX:80", "tcp://unix:1"] {
+            let addr = parse(s).unwrap();
+            assert!(
+                matches!(addr, BindAddr::Tcp(ref h, _) if h == "unix"),
+                "{s}"
+            );
             assert_eq!(addr.to_string().parse::<BindAddr>(), Ok(addr));
         }
     }

@@ -17,7 +17,7 @@ use super::gunicorn::{self, Loose, Verdict};
 use super::origin::{FilePos, Origin};
 use super::source::Read;
 use super::table::{self, Scope};
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 use super::{table::Setting, value::Value};
 
 /// Reads and checks the TOML config file at `path`.
@@ -27,7 +27,7 @@ pub(crate) fn read(path: &Path) -> Result<Read, ConfigError> {
 }
 
 /// Checks the TOML `text` of the file `path` (named in errors): the settings' values.
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn parse(
     path: &Path,
     text: &str,

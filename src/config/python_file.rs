@@ -275,7 +275,7 @@ fn convert(kind: Kind, value: &PyValue) -> Result<Value, Problem> {
                     }
                 }
             }
-            Ok(sorted_pairs(out))
+            sorted_pairs(out)
         }
         _ => Err(expected()),
     }

@@ -198,7 +198,7 @@ impl Kind {
                     None => Err(Problem::Invalid(format!("{pair:?} is not NAME=VALUE"))),
                 })
                 .collect::<Result<Vec<_>, _>>()
-                .map(sorted_pairs),
+                .and_then(sorted_pairs),
         }
     }
 
@@ -267,7 +267,7 @@ impl Kind {
                     };
                     out.push(pair_item(name.get_ref(), s).map_err(|p| (p, value.span()))?);
                 }
-                Ok(sorted_pairs(out))
+                sorted_pairs(out).map_err(at)
             }
             (_, other) => Err(at(self.expected_got(describe(other)))),
         }
@@ -281,7 +281,7 @@ impl Kind {
                 let pairs: Vec<String> = items
                     .iter()
                     .filter_map(|item| item.split_once('='))
-                    .map(|(name, value)| format!("{} = {}", toml_string(name), toml_string(value)))
+                    .map(|(name, value)| format!("{} = {}", toml_key(name), toml_string(value)))
                     .collect();
                 if pairs.is_empty() {
                     "{}".into()
@@ -302,10 +302,19 @@ impl Kind {
     }
 }
 
-/// A table has no order: keep the pairs sorted, so that equal tables compare equal.
-pub(super) fn sorted_pairs(mut pairs: Vec<String>) -> Value {
+/// A table has no order: keep the pairs sorted, so that equal tables compare equal. A name
+/// given twice (after upper-casing) is refused: which one wins would be a guess, and a
+/// TOML table cannot hold it (so `--print-config` could not write it).
+pub(super) fn sorted_pairs(mut pairs: Vec<String>) -> Result<Value, Problem> {
     pairs.sort();
-    Value::List(pairs)
+    let name = |pair: &str| pair.split_once('=').map_or(pair, |(n, _)| n).to_owned();
+    if let Some(twice) = pairs.windows(2).find(|w| name(&w[0]) == name(&w[1])) {
+        return Err(Problem::Invalid(format!(
+            "{:?} is given twice",
+            name(&twice[0])
+        )));
+    }
+    Ok(Value::List(pairs))
 }
 
 /// One `NAME=VALUE` of a `Kind::Pairs`, the name upper-cased and not empty.
@@ -322,12 +331,31 @@ fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
+/// A TOML key: a one-line basic string whatever the text (the toml crate writes a string
+/// with a line end as a multi-line string, which is no key).
+fn toml_key(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The items of a list setting, each trimmed (as gunicorn's validate_string strips it, and
+/// as a TOML list's items are), then checked.
 pub(super) fn check_all<'a>(
     check: Check,
     raws: impl IntoIterator<Item = &'a str>,
 ) -> Result<Value, Problem> {
     raws.into_iter()
-        .map(check)
+        .map(|raw| check(raw.trim()))
         .collect::<Result<Vec<_>, _>>()
         .map(Value::List)
         .map_err(Problem::Invalid)
@@ -382,6 +410,53 @@ pub(crate) fn parse_umask(raw: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pair_name_with_a_line_end_prints_as_a_key_toml_reads() {
+        // Found by fuzz/'s config_value target: the toml crate wrote the name "A\nB" as
+        // a multi-line string, which no TOML reader takes as a key.
+        let setting = crate::config::table::find("secure_scheme_headers").unwrap();
+        let value = setting.kind.read_str("A\nB\"\\\u{1}=https").unwrap();
+        let text = format!(
+            "secure_scheme_headers = {}\n",
+            setting.kind.write_toml(&value)
+        );
+        let read = crate::config::file::parse(std::path::Path::new("a.toml"), &text).unwrap();
+        assert_eq!(read[0].1, value, "{text}");
+    }
+
+    #[test]
+    fn a_pair_name_given_twice_is_refused() {
+        // Found by fuzz/'s config_value target: "X=a,X=b" was taken on the command line,
+        // then printed as a TOML table with a duplicate key, which the file refuses.
+        let setting = crate::config::table::find("secure_scheme_headers").unwrap();
+        for raw in ["X=a,X=b", "x=a, X=a"] {
+            let refused = setting.kind.read_str(raw);
+            assert!(
+                matches!(&refused, Err(Problem::Invalid(why)) if why.contains("\"X\" is given twice")),
+                "{raw}: {refused:?}"
+            );
+        }
+        let text = "secure_scheme_headers = { \"x\" = \"a\", \"X\" = \"b\" }\n";
+        assert!(crate::config::file::parse(std::path::Path::new("a.toml"), text).is_err());
+        assert!(setting.kind.read_str("X=a,Y=b").is_ok());
+    }
+
+    #[test]
+    fn a_repeated_value_reads_the_same_from_the_command_line_and_the_file() {
+        // Found by fuzz/'s config_value target: `--reload-extra-files " 42 "` kept the
+        // blanks, the file's `[" 42 "]` dropped them, so --print-config changed the value.
+        let setting = crate::config::table::find("reload_extra_files").unwrap();
+        let cli = setting.kind.read_str(" 42 ").unwrap();
+        assert_eq!(cli, Value::List(vec!["42".into()]));
+        for text in [
+            "reload_extra_files = [\" 42 \"]\n",
+            "reload_extra_files = \" 42 \"\n",
+        ] {
+            let read = crate::config::file::parse(std::path::Path::new("a.toml"), text).unwrap();
+            assert_eq!(read[0].1, cli, "{text}");
+        }
+    }
 
     #[test]
     fn umask_reads_like_gunicorn() {

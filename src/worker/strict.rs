@@ -337,6 +337,11 @@ impl Scanner {
             if head.last_was_framing {
                 return Err("folded Content-Length or Transfer-Encoding");
             }
+            // (field_start is still the previous head's last field here: joining to it
+            // would merge this request into that one.)
+            if head.lines == 2 {
+                return Err("obsolete line folding after the request line");
+            }
             // Join the line to the previous one as gunicorn does: the pieces trimmed,
             // one space between them. The previous line must be in this read (hyper has
             // it already otherwise); the bytes the join frees become trailing spaces,
@@ -888,6 +893,31 @@ mod tests {
         let mut framing = b"POST / HTTP/1.1\r\nContent-Length:\r\n 3\r\n\r\n".to_vec();
         assert!(matches!(
             Scanner::new(true).scan(&mut framing),
+            Verdict::RefuseHead(..)
+        ));
+    }
+
+    #[test]
+    fn a_fold_after_the_request_line_is_refused() {
+        // Found by fuzz/'s strict_scanner target: the fold was joined to the last field of
+        // the request before it in the same read, its spaces overwriting that head's end
+        // and this request line: hyper saw one request where the client sent two.
+        let mut pipeline =
+            b"GET /a HTTP/1.1\r\nX-A: one\r\n\r\nGET /b HTTP/1.1\r\n two\r\n\r\n".to_vec();
+        let unchanged = pipeline.clone();
+        let verdict = Scanner::new(true).scan(&mut pipeline);
+        assert!(
+            matches!(verdict, Verdict::RefuseHead(at, _) if at >= 29),
+            "{verdict:?}"
+        );
+        assert_eq!(
+            pipeline[..29],
+            unchanged[..29],
+            "the first request is left as sent"
+        );
+        let mut alone = b"GET / HTTP/1.1\r\n two\r\n\r\n".to_vec();
+        assert!(matches!(
+            Scanner::new(true).scan(&mut alone),
             Verdict::RefuseHead(..)
         ));
     }
