@@ -412,19 +412,10 @@ pub async fn on_pool(
                 match outcome {
                     Ok(started) if needs_spool(&limits, &started) => {
                         let producer = Producer::new(&spool);
-                        let Started {
-                            declared,
-                            chunks,
-                            rest,
-                            file,
-                        } = started;
                         // The head first: the client reads nothing before it.
-                        let start = AppStart {
-                            declared,
-                            chunks: Vec::new(),
-                            streaming: true,
-                            file,
-                        };
+                        let (mut start, rest) = AppStart::of(started);
+                        let chunks = std::mem::take(&mut start.chunks);
+                        start.streaming = true;
                         if started_tx.send(Ok(start)).is_ok() {
                             produce_blocking(producer, chunks, rest);
                         }
